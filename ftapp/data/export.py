@@ -1,0 +1,101 @@
+"""Exporting a dataset (its accepted examples now, or a frozen version) as JSONL for training.
+
+Formats follow TRL's dataset formats:
+- messages: {"messages": [...]} (plus "tools" where the example has them)
+- prompt_completion: {"prompt": "...", "completion": "..."} when every example is a single
+  user turn and one answer; otherwise TRL's conversational form, where prompt is the list of
+  messages before the last answer and completion is [that answer]. One file never mixes both.
+The file is written next to its destination and renamed into place: no partial files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ftapp.errors import ValidationError
+from ftapp.records import Split, parse_choice
+from ftapp.store import datasets as store
+from ftapp.store import versions as version_store
+
+EXPORT_FORMATS = ("messages", "prompt_completion")
+
+
+def export_dataset(
+    db: sqlite_utils.Database,
+    dataset: str,
+    out: Path | str,
+    *,
+    fmt: str = "messages",
+    version: str | int | None = None,
+    split: str | None = None,
+) -> int:
+    """Write the examples to `out` (.jsonl). Returns the number of rows written."""
+    out = Path(out)
+    if fmt not in EXPORT_FORMATS:
+        raise ValidationError(f"export format must be one of {', '.join(EXPORT_FORMATS)}")
+    if out.suffix.lower() != ".jsonl":
+        raise ValidationError(f"{out.name}: exports are JSONL files; name it *.jsonl")
+    if split:
+        split = parse_choice(Split, split, "split").value
+    rows = list(_rows(db, dataset, version, split))
+    if fmt == "prompt_completion":
+        simple = all(_is_single_turn(row["messages"]) for row in rows)
+        records = [_prompt_completion(row, simple) for row in rows]
+    else:
+        records = [_messages(row) for row in rows]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    with partial.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(partial, out)
+    return len(records)
+
+
+def _rows(db: sqlite_utils.Database, dataset: str, version: str | int | None, split: str | None):
+    target = store.get_dataset(db, dataset)
+    if version not in (None, ""):
+        number = version_store.parse_version_number(version)
+        frozen = version_store.get_version(db, target.id, number)
+        yield from version_store.version_rows(db, frozen.id, split)
+        return
+    sql = "SELECT id, split, messages_json, tools_json FROM examples WHERE dataset_id = ? AND "
+    sql += "status = 'accepted'" + (" AND split = ?" if split else "") + " ORDER BY id"
+    params: list[Any] = [target.id] + ([split] if split else [])
+    for example_id, row_split, messages_json, tools_json in db.execute(sql, params):
+        yield {
+            "example_id": example_id,
+            "split": row_split,
+            "messages": json.loads(messages_json),
+            "tools": json.loads(tools_json) if tools_json else None,
+        }
+
+
+def _messages(row: dict[str, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {"messages": row["messages"]}
+    if row["tools"]:
+        record["tools"] = row["tools"]
+    return record
+
+
+def _is_single_turn(messages: list[dict[str, str]]) -> bool:
+    return [m["role"] for m in messages] == ["user", "assistant"]
+
+
+def _prompt_completion(row: dict[str, Any], simple: bool) -> dict[str, Any]:
+    messages = row["messages"]
+    if simple:
+        record: dict[str, Any] = {
+            "prompt": messages[0]["content"],
+            "completion": messages[1]["content"],
+        }
+    else:
+        record = {"prompt": messages[:-1], "completion": messages[-1:]}
+    if row["tools"]:
+        record["tools"] = row["tools"]
+    return record

@@ -1,0 +1,293 @@
+"""The example formats users bring, normalized to chat messages.
+
+Every example becomes a list of {"role", "content"} messages with roles system, user,
+assistant and tool (plus an optional tool schema list). The original row is kept as it was.
+A row that can't be normalized raises `RowError` with a reason a user can act on; the
+importer adds the line number.
+
+Formats (auto-detected from a row's keys):
+- messages: OpenAI chat, {"messages": [{"role": ..., "content": ...}, ...]}
+- prompt_completion: {"prompt": "...", "completion": "..."} (strings or message lists)
+- alpaca: {"instruction", "input", "output"} with optional "system" and "history"
+- sharegpt: {"conversations": [{"from": "human"|"gpt"|..., "value": ...}]}, optional
+  "system" and "tools"; function_call turns become assistant turns, observations tool turns
+- preference: {"prompt"|"conversations", "chosen", "rejected"} (TRL / ShareGPT preference
+  pairs); the chosen answer is the example, the rejected one stays in the original row
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ftapp.records import SourceFormat
+
+ROLES = ("system", "user", "assistant", "tool")
+
+SHAREGPT_ROLES = {
+    "system": "system",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "chatgpt": "assistant",
+    "function_call": "assistant",
+    "observation": "tool",
+    "tool": "tool",
+}
+
+# Which roles may follow which: the conversation opens with a user turn (after an optional
+# system prompt); a tool result follows an assistant turn that called it.
+ALLOWED_NEXT = {
+    None: {"system", "user"},
+    "system": {"user"},
+    "user": {"assistant"},
+    "assistant": {"user", "tool"},
+    "tool": {"assistant", "tool"},
+}
+
+REQUIRED_FIELDS = {
+    SourceFormat.MESSAGES: ("messages",),
+    SourceFormat.PROMPT_COMPLETION: ("prompt", "completion"),
+    SourceFormat.ALPACA: ("instruction", "output"),
+    SourceFormat.SHAREGPT: ("conversations",),
+    SourceFormat.PREFERENCE: ("chosen", "rejected"),
+}
+
+
+class RowError(Exception):
+    """A row that can't become an example; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class Normalized:
+    messages: list[dict[str, str]]
+    tools: list[Any] | None = None
+
+
+def detect_format(row: Any) -> SourceFormat | None:
+    """The format a row's keys announce, or None when they match none."""
+    if not isinstance(row, dict):
+        return None
+    keys = set(row)
+    if {"chosen", "rejected"} <= keys:
+        return SourceFormat.PREFERENCE
+    if "messages" in keys:
+        return SourceFormat.MESSAGES
+    if "conversations" in keys:
+        return SourceFormat.SHAREGPT
+    if "instruction" in keys and "output" in keys:
+        return SourceFormat.ALPACA
+    if "prompt" in keys and "completion" in keys:
+        return SourceFormat.PROMPT_COMPLETION
+    return None
+
+
+def normalize(row: Any, fmt: SourceFormat) -> Normalized:
+    """Turn one row of the given format into checked chat messages, or raise RowError."""
+    if not isinstance(row, dict):
+        raise RowError(f"expected a JSON object, got {_kind(row)}")
+    missing = [name for name in REQUIRED_FIELDS[fmt] if name not in row]
+    if missing:
+        got = ", ".join(sorted(map(str, row))) or "no fields"
+        raise RowError(f"missing field {', '.join(missing)} for format {fmt} (the row has {got})")
+    normalizer = {
+        SourceFormat.MESSAGES: _from_messages,
+        SourceFormat.PROMPT_COMPLETION: _from_prompt_completion,
+        SourceFormat.ALPACA: _from_alpaca,
+        SourceFormat.SHAREGPT: _from_sharegpt,
+        SourceFormat.PREFERENCE: _from_preference,
+    }[fmt]
+    result = normalizer(row)
+    check_messages(result.messages)
+    return result
+
+
+def check_messages(messages: list[dict[str, str]]) -> None:
+    """Raise RowError unless the messages are a conversation a model can learn from."""
+    if not messages:
+        raise RowError("the conversation is empty")
+    previous = None
+    for number, message in enumerate(messages, start=1):
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise RowError(f"message {number}: unknown role {role!r} (use {', '.join(ROLES)})")
+        if not isinstance(content, str):
+            raise RowError(f"message {number} ({role}): content must be text, got {_kind(content)}")
+        if not content.strip():
+            raise RowError(f"message {number} ({role}): empty content")
+        if role == "system" and number != 1:
+            raise RowError(f"roles out of order: system message at position {number}, not first")
+        if role not in ALLOWED_NEXT[previous]:
+            after = f"after {previous}" if previous else "at the start"
+            raise RowError(f"roles out of order: {role} {after} (message {number})")
+        previous = role
+    if not any(m["role"] == "assistant" for m in messages):
+        raise RowError("no assistant turn to learn from")
+    if messages[-1]["role"] != "assistant":
+        raise RowError(f"roles out of order: ends with a {messages[-1]['role']} turn, no answer")
+
+
+def content_hash(messages: list[dict[str, str]], tools: Any = None) -> str:
+    """Identity of an example's content, for exact-duplicate detection."""
+    canonical = json.dumps([messages, tools], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def prompt_and_answer(messages: list[dict[str, str]]) -> tuple[str, str]:
+    """The last user turn and the last assistant turn: what a reviewer reads first."""
+    prompt = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    answer = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), "")
+    return prompt, answer
+
+
+# --- one function per format ---------------------------------------------------------------
+
+
+def _from_messages(row: dict) -> Normalized:
+    raw = row["messages"]
+    if not isinstance(raw, list):
+        raise RowError(f"field 'messages' must be a list, got {_kind(raw)}")
+    return Normalized([_chat_message(m, n) for n, m in enumerate(raw, start=1)], _tools(row))
+
+
+def _from_prompt_completion(row: dict) -> Normalized:
+    messages = _system(row)
+    messages += _turns(row["prompt"], "prompt", default_role="user")
+    messages += _turns(row["completion"], "completion", default_role="assistant")
+    return Normalized(messages, _tools(row))
+
+
+def _from_alpaca(row: dict) -> Normalized:
+    instruction = _text(row, "instruction", required=False)
+    extra = _text(row, "input", required=False)
+    output = _text(row, "output")
+    prompt = "\n\n".join(part for part in (instruction, extra) if part.strip())
+    if not prompt.strip():
+        raise RowError("missing or empty field: instruction (and input)")
+    messages = _system(row)
+    history = row.get("history") or []
+    if not isinstance(history, list):
+        raise RowError(f"field 'history' must be a list of pairs, not {_kind(history)}")
+    for number, pair in enumerate(history, start=1):
+        if not (isinstance(pair, list | tuple) and len(pair) == 2):
+            raise RowError(f"history entry {number} must be a [prompt, answer] pair")
+        messages.append({"role": "user", "content": pair[0]})
+        messages.append({"role": "assistant", "content": pair[1]})
+    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
+    return Normalized(messages, _tools(row))
+
+
+def _from_sharegpt(row: dict) -> Normalized:
+    turns = row["conversations"]
+    if not isinstance(turns, list):
+        raise RowError(f"field 'conversations' must be a list, got {_kind(turns)}")
+    messages = _system(row)
+    for number, turn in enumerate(turns, start=1):
+        messages.append(_sharegpt_turn(turn, f"conversations[{number}]"))
+    return Normalized(messages, _tools(row))
+
+
+def _from_preference(row: dict) -> Normalized:
+    if "conversations" in row:
+        prompt = _from_sharegpt(row).messages
+    elif "prompt" in row:
+        prompt = _system(row) + _turns(row["prompt"], "prompt", default_role="user")
+    else:
+        raise RowError("missing field: prompt or conversations")
+    answer = _answer(row["chosen"], "chosen")
+    rejected = _answer(row["rejected"], "rejected")
+    check_messages(prompt + rejected)  # a broken rejected answer is a broken pair
+    return Normalized(prompt + answer, _tools(row))
+
+
+def _answer(value: Any, field: str) -> list[dict[str, str]]:
+    """A preference answer: text, a list of messages, or one ShareGPT turn."""
+    if isinstance(value, dict):
+        return [_sharegpt_turn(value, field)]
+    return _turns(value, field, default_role="assistant")
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _chat_message(message: Any, number: int) -> dict[str, str]:
+    if not isinstance(message, dict):
+        raise RowError(f"message {number}: expected an object with role and content")
+    if "role" not in message:
+        raise RowError(f"message {number}: missing field 'role'")
+    content = message.get("content")
+    # OpenAI's list-of-parts content: keep it when every part is text.
+    if isinstance(content, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+        for p in content
+    ):
+        content = "".join(p["text"] for p in content)
+    return {"role": message["role"], "content": content}
+
+
+def _sharegpt_turn(turn: Any, where: str) -> dict[str, str]:
+    if not isinstance(turn, dict):
+        raise RowError(f"{where}: expected an object with from and value, got {_kind(turn)}")
+    speaker = turn.get("from")
+    if speaker not in SHAREGPT_ROLES:
+        raise RowError(f"{where}: unknown role {speaker!r} (use {', '.join(SHAREGPT_ROLES)})")
+    return {"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")}
+
+
+def _turns(value: Any, field: str, *, default_role: str) -> list[dict[str, str]]:
+    """A prompt/completion field: a string, or a list of chat messages (TRL conversational)."""
+    if isinstance(value, str):
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, list):
+        return [_chat_message(m, n) for n, m in enumerate(value, start=1)]
+    if value is None:
+        raise RowError(f"missing or empty field: {field}")
+    raise RowError(f"field '{field}' must be text or a list of messages, got {_kind(value)}")
+
+
+def _text(row: dict, field: str, *, required: bool = True) -> str:
+    value = row.get(field)
+    if value is None:
+        if required:
+            raise RowError(f"missing or empty field: {field}")
+        return ""
+    if not isinstance(value, str):
+        raise RowError(f"field '{field}' must be text, got {_kind(value)}")
+    if required and not value.strip():
+        raise RowError(f"missing or empty field: {field}")
+    return value
+
+
+def _system(row: dict) -> list[dict[str, str]]:
+    system = _text(row, "system", required=False)
+    return [{"role": "system", "content": system}] if system.strip() else []
+
+
+def _tools(row: dict) -> list[Any] | None:
+    tools = row.get("tools")
+    if tools in (None, "", []):
+        return None
+    if isinstance(tools, str):  # ShareGPT files often carry the tool schema as JSON text
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as exc:
+            raise RowError(f"field 'tools' is not valid JSON: {exc.msg}") from None
+    if not isinstance(tools, list):
+        raise RowError(f"field 'tools' must be a list of tool schemas, got {_kind(tools)}")
+    return tools
+
+
+def _kind(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "text",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

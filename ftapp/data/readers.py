@@ -1,0 +1,229 @@
+"""Reading uploaded files into rows that remember where they came from.
+
+Supported: JSONL (one object a line), JSON (an array of objects), CSV (a header row, with an
+optional mapping of columns to fields) and Parquet. A row that can't be parsed becomes a
+`SourceRow` with an error and its line number; a file that can't be read at all (binary,
+an archive, broken JSON array, bad encoding in a CSV) raises ValidationError naming the line.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftapp.errors import ValidationError
+
+FILE_TYPES = {
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
+RAW_PREVIEW_CHARS = 300
+# CSV cells under these fields may hold JSON (lists of messages, history pairs, tool schemas).
+JSON_CELL_FIELDS = {"messages", "conversations", "history", "tools", "prompt", "completion",
+                    "chosen", "rejected"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    line: int  # 1-based line of the file where the row starts (row number for Parquet)
+    value: Any = None
+    error: str | None = None
+    raw: str = ""
+
+
+def file_type_of(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    if suffix not in FILE_TYPES:
+        known = ", ".join(FILE_TYPES)
+        raise ValidationError(f"{Path(name).name}: unsupported file type '{suffix}' (use {known})")
+    return FILE_TYPES[suffix]
+
+
+def location_word(file_type: str) -> str:
+    return "row" if file_type == "parquet" else "line"
+
+
+def read_rows(
+    path: Path, file_type: str, column_map: dict[str, str] | None = None
+) -> list[SourceRow]:
+    """All rows of the file, parsed where possible. Raises ValidationError for unreadable files."""
+    data = path.read_bytes()
+    name = path.name
+    if file_type == "parquet":
+        rows = _parquet_rows(path, data)
+    else:
+        _refuse_binary(name, data)
+        if file_type == "jsonl":
+            rows = _jsonl_rows(data)
+        elif file_type == "json":
+            rows = _json_rows(name, _decode(name, data))
+        else:
+            rows = _csv_rows(name, _decode(name, data))
+    if column_map:
+        rows = _apply_column_map(name, rows, column_map)
+    return rows
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file (for the column-mapping form)."""
+    text = _decode(path.name, path.read_bytes())
+    header = next(csv.reader(io.StringIO(text, newline="")), [])
+    return [column.strip() for column in header]
+
+
+def _refuse_binary(name: str, data: bytes) -> None:
+    if data.startswith(b"PK\x03\x04"):
+        raise ValidationError(f"{name}: this is a zip archive; unzip it and upload the file inside")
+    if data.startswith(b"\x1f\x8b"):
+        raise ValidationError(f"{name}: this is a gzip archive; decompress it first")
+    if b"\x00" in data[:65536]:
+        raise ValidationError(f"{name}: this looks like a binary file, not text")
+
+
+def _decode(name: str, data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValidationError(f"{name}: line {line} is not valid UTF-8 text") from None
+
+
+def _jsonl_rows(data: bytes) -> list[SourceRow]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    rows = []
+    for number, raw_line in enumerate(data.split(b"\n"), start=1):
+        if not raw_line.strip():
+            continue
+        try:
+            text = raw_line.decode("utf-8")
+        except UnicodeDecodeError:
+            rows.append(SourceRow(number, error="not valid UTF-8 text", raw=repr(raw_line[:100])))
+            continue
+        preview = text[:RAW_PREVIEW_CHARS]
+        try:
+            rows.append(SourceRow(number, value=json.loads(text), raw=preview))
+        except json.JSONDecodeError as exc:
+            rows.append(SourceRow(number, error=f"invalid JSON: {exc.msg} (column {exc.colno})",
+                                  raw=preview))  # fmt: skip
+        except RecursionError:
+            rows.append(SourceRow(number, error="invalid JSON: nested too deeply", raw=preview))
+    return rows
+
+
+def _json_rows(name: str, text: str) -> list[SourceRow]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}. "
+            "A .json file must be valid as a whole; nothing was imported."
+        ) from None
+    except RecursionError:
+        raise ValidationError(f"{name}: the JSON is nested too deeply") from None
+    if not isinstance(document, list):
+        raise ValidationError(
+            f"{name}: a .json file must hold an array of examples ([{{...}}, ...]); "
+            "for one example per line use .jsonl"
+        )
+    # Walk the array once more to learn the line where each element starts.
+    newlines = [i for i, char in enumerate(text) if char == "\n"]
+    decoder = json.JSONDecoder()
+    position = text.index("[") + 1
+    rows = []
+    for value in document:
+        while text[position] in " \t\r\n,":
+            position += 1
+        _, end = decoder.raw_decode(text, position)
+        line = bisect.bisect_left(newlines, position) + 1
+        rows.append(SourceRow(line, value=value, raw=text[position:end][:RAW_PREVIEW_CHARS]))
+        position = end
+    return rows
+
+
+def _csv_rows(name: str, text: str) -> list[SourceRow]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [column.strip() for column in next(reader)]
+    except StopIteration:
+        return []
+    except csv.Error as exc:
+        raise ValidationError(f"{name}: line 1: unreadable CSV header ({exc})") from None
+    if not any(header) or len(set(header)) != len(header):
+        raise ValidationError(f"{name}: line 1: the header needs distinct, non-empty column names")
+    rows = []
+    previous_end = reader.line_num
+    while True:
+        start = previous_end + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ValidationError(f"{name}: line {start}: unreadable CSV ({exc})") from None
+        previous_end = reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue
+        raw = ",".join(cells)[:RAW_PREVIEW_CHARS]
+        if len(cells) != len(header):
+            error = f"has {len(cells)} cells but the header has {len(header)} columns"
+            rows.append(SourceRow(start, error=error, raw=raw))
+            continue
+        value = {column: _cell(column, cell) for column, cell in zip(header, cells, strict=True)}
+        rows.append(SourceRow(start, value=value, raw=raw))
+    return rows
+
+
+def _parquet_rows(path: Path, data: bytes) -> list[SourceRow]:
+    import pyarrow.parquet as pq
+
+    if not data.startswith(b"PAR1"):
+        raise ValidationError(f"{path.name}: not a Parquet file (it does not start with PAR1)")
+    try:
+        records = pq.read_table(path).to_pylist()
+    except Exception as exc:  # pyarrow raises many types for corrupt files
+        raise ValidationError(f"{path.name}: not a readable Parquet file ({exc})") from None
+    return [
+        SourceRow(number, value=record, raw=json.dumps(record, default=str)[:RAW_PREVIEW_CHARS])
+        for number, record in enumerate(records, start=1)
+    ]
+
+
+def _apply_column_map(
+    name: str, rows: list[SourceRow], column_map: dict[str, str]
+) -> list[SourceRow]:
+    """Rename columns to fields (e.g. {"prompt": "question"}); JSON cells become lists."""
+    mapping = {field: column for field, column in column_map.items() if column}
+    first = next((row.value for row in rows if isinstance(row.value, dict)), None)
+    if first is not None:
+        unknown = [column for column in mapping.values() if column not in first]
+        if unknown:
+            raise ValidationError(
+                f"{name}: column {', '.join(map(repr, unknown))} not in the file "
+                f"(its columns: {', '.join(first)})"
+            )
+    mapped = []
+    for row in rows:
+        if not isinstance(row.value, dict):
+            mapped.append(row)
+            continue
+        value = {field: _cell(field, row.value.get(column)) for field, column in mapping.items()}
+        mapped.append(SourceRow(row.line, value=value, raw=row.raw))
+    return mapped
+
+
+def _cell(field: str, value: Any) -> Any:
+    if field in JSON_CELL_FIELDS and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value

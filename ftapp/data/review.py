@@ -1,0 +1,172 @@
+"""Labeling and review: accept, reject, edit the conversation, tags and notes.
+
+Every change records who made it and when (`example_events`); the text as imported stays in
+`original_messages_json`, so `revert_example` can always bring it back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+
+import sqlite_utils
+
+from ftapp.data.formats import RowError, check_messages, content_hash
+from ftapp.errors import NotFound, ValidationError
+from ftapp.records import Example, ExampleStatus, parse_choice
+from ftapp.store import datasets as store
+from ftapp.store.db import write_transaction
+from ftapp.timeutil import utc_now
+
+TAG = re.compile(r"^[^\s,][^,]{0,49}$")
+MAX_TAGS = 20
+
+TokenCounter = Callable[[list[list[dict[str, str]]]], list[int]]
+
+
+def set_status(db: sqlite_utils.Database, example_ids: list[int], status: str, user: str) -> int:
+    """Accept, reject or reset (pending) examples. Returns how many changed."""
+    new_status = parse_choice(ExampleStatus, status, "status").value
+    with write_transaction(db):
+        current = store.example_statuses(db, example_ids)
+        missing = sorted(set(example_ids) - set(current))
+        if missing:
+            raise NotFound(f"no example #{missing[0]}")
+        changing = [(i, old) for i, old in current.items() if old != new_status]
+        now = utc_now()
+        db.conn.executemany(
+            "UPDATE examples SET status = ?, reviewed_at = ?, reviewed_by = ? WHERE id = ?",
+            [(new_status, now, user, example_id) for example_id, _ in changing],
+        )
+        db.conn.executemany(
+            "INSERT INTO example_events (example_id, action, detail_json, user_name, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [(i, new_status, json.dumps({"from": old}), user, now) for i, old in changing],
+        )
+    return len(changing)
+
+
+def set_status_where(
+    db: sqlite_utils.Database, dataset: str, status: str, user: str, **filters: str | None
+) -> int:
+    """Set the status of every example of a dataset that matches the filters (bulk review)."""
+    target = store.get_dataset(db, dataset)
+    return set_status(db, store.matching_example_ids(db, target.id, **filters), status, user)
+
+
+def edit_example(
+    db: sqlite_utils.Database,
+    example_id: int,
+    messages: list[dict[str, str]],
+    user: str,
+    count_tokens: TokenCounter,
+) -> Example:
+    """Replace an example's conversation, after checking it is one a model can learn from."""
+    if not isinstance(messages, list):
+        raise ValidationError("the conversation must be a list of messages")
+    clean = []
+    for number, message in enumerate(messages, start=1):
+        if not isinstance(message, dict) or set(message) - {"role", "content"}:
+            raise ValidationError(f"message {number}: use exactly the fields role and content")
+        clean.append({"role": message.get("role"), "content": message.get("content")})
+    try:
+        check_messages(clean)
+    except RowError as exc:
+        raise ValidationError(f"example #{example_id}: {exc}") from None
+    with write_transaction(db):
+        example = store.get_example(db, example_id)
+        if clean == example.messages:
+            return example
+        (n_tokens,) = count_tokens([clean])
+        store.update_example(
+            db,
+            example_id,
+            {
+                "messages_json": json.dumps(clean, ensure_ascii=False),
+                "content_hash": content_hash(clean, example.tools),
+                "n_tokens": n_tokens,
+            },
+            action="edit",
+            detail={"before": example.messages, "after": clean},
+            user=user,
+        )
+    return store.get_example(db, example_id)
+
+
+def edit_turns(
+    db: sqlite_utils.Database,
+    example_id: int,
+    *,
+    system: str,
+    prompt: str,
+    answer: str,
+    user: str,
+    count_tokens: TokenCounter,
+) -> Example:
+    """Edit the system prompt, the last user turn and the last assistant turn, keeping the rest."""
+    messages = [dict(m) for m in store.get_example(db, example_id).messages]
+    last_answer = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+    last_prompt = max(i for i, m in enumerate(messages[:last_answer]) if m["role"] == "user")
+    messages[last_answer]["content"] = answer
+    messages[last_prompt]["content"] = prompt
+    has_system = messages[0]["role"] == "system"
+    if system.strip():
+        if has_system:
+            messages[0]["content"] = system
+        else:
+            messages.insert(0, {"role": "system", "content": system})
+    elif has_system:
+        messages.pop(0)
+    return edit_example(db, example_id, messages, user, count_tokens)
+
+
+def revert_example(
+    db: sqlite_utils.Database, example_id: int, user: str, count_tokens: TokenCounter
+) -> Example:
+    """Bring back the conversation exactly as it was imported."""
+    example = store.get_example(db, example_id)
+    return edit_example(db, example_id, example.original_messages, user, count_tokens)
+
+
+def set_tags(db: sqlite_utils.Database, example_id: int, tags: list[str], user: str) -> Example:
+    clean = sorted({tag.strip() for tag in tags if tag.strip()})
+    for tag in clean:
+        if not TAG.match(tag):
+            raise ValidationError(f"tag {tag!r}: 1-50 characters, no commas")
+    if len(clean) > MAX_TAGS:
+        raise ValidationError(f"at most {MAX_TAGS} tags per example, got {len(clean)}")
+    with write_transaction(db):
+        example = store.get_example(db, example_id)
+        if clean != example.tags:
+            store.update_example(
+                db,
+                example_id,
+                {"tags_json": json.dumps(clean, ensure_ascii=False)},
+                action="tags",
+                detail={"before": example.tags, "after": clean},
+                user=user,
+            )
+    return store.get_example(db, example_id)
+
+
+def set_note(db: sqlite_utils.Database, example_id: int, note: str, user: str) -> Example:
+    if len(note) > 5000:
+        raise ValidationError(f"a note holds at most 5000 characters, got {len(note)}")
+    with write_transaction(db):
+        example = store.get_example(db, example_id)
+        if note != example.note:
+            store.update_example(
+                db,
+                example_id,
+                {"note": note},
+                action="note",
+                detail={"before": example.note, "after": note},
+                user=user,
+            )
+    return store.get_example(db, example_id)
+
+
+def parse_tags(text: str) -> list[str]:
+    """Tags typed as comma-separated text."""
+    return [tag.strip() for tag in (text or "").split(",") if tag.strip()]

@@ -1,0 +1,97 @@
+"""Numbers about a dataset: counts per status, split and tag, import problems, versions, and
+the token-length distribution (counted with the base model's tokenizer at import/edit)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import sqlite_utils
+
+from ftapp.store import datasets as store
+from ftapp.store import versions as version_store
+
+
+def dataset_stats(db: sqlite_utils.Database, dataset: str) -> dict[str, Any]:
+    target = store.get_dataset(db, dataset)
+    by_status = dict.fromkeys(("pending", "accepted", "rejected"), 0)
+    by_status.update(
+        db.execute(
+            "SELECT status, COUNT(*) FROM examples WHERE dataset_id = ? GROUP BY status",
+            [target.id],
+        ).fetchall()
+    )
+    by_split = dict.fromkeys(("train", "validation", "test", "none"), 0)
+    for split, count in db.execute(
+        "SELECT COALESCE(split, 'none'), COUNT(*) FROM examples "
+        "WHERE dataset_id = ? AND status != 'rejected' GROUP BY split",
+        [target.id],
+    ):
+        by_split[split] = count
+    by_tag = dict(
+        db.execute(
+            "SELECT t.value, COUNT(*) FROM examples e, json_each(e.tags_json) t "
+            "WHERE e.dataset_id = ? GROUP BY t.value ORDER BY COUNT(*) DESC, t.value",
+            [target.id],
+        ).fetchall()
+    )
+    imports = list(
+        db.query(
+            "SELECT id, file_name, file_type, source_format, n_rows, n_imported, n_rejected, "
+            "n_duplicates, created_at, created_by FROM imports WHERE dataset_id = ? ORDER BY id",
+            [target.id],
+        )
+    )
+    tokens = token_lengths(db, dataset)
+    return {
+        "name": target.name,
+        "examples": sum(by_status.values()),
+        "by_status": by_status,
+        "by_split": by_split,
+        "by_tag": by_tag,
+        "rejected_rows": sum(entry["n_rejected"] for entry in imports),
+        "duplicates": sum(entry["n_duplicates"] for entry in imports),
+        "imports": imports,
+        "versions": [asdict(v) for v in version_store.list_versions(db, target.id)],
+        "split_ratios": list(target.split_ratios) if target.split_ratios else None,
+        "split_seed": target.split_seed,
+        "tokens": _summary(tokens),
+    }
+
+
+def token_lengths(db: sqlite_utils.Database, dataset: str, status: str | None = None) -> list[int]:
+    target = store.get_dataset(db, dataset)
+    sql = "SELECT n_tokens FROM examples WHERE dataset_id = ? AND n_tokens IS NOT NULL"
+    params: list[Any] = [target.id]
+    if status:
+        sql += " AND status = ?"
+        params.append(status)
+    return [n for (n,) in db.execute(sql, params)]
+
+
+def token_histogram(lengths: list[int], bins: int = 20) -> list[dict[str, Any]]:
+    """Bins of token lengths: [{"range": "0-63", "low": 0, "high": 63, "examples": n}, ...]."""
+    if not lengths:
+        return []
+    counts, edges = np.histogram(np.asarray(lengths), bins=min(bins, max(1, len(set(lengths)))))
+    result = []
+    for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
+        low_i, high_i = int(np.floor(low)), int(np.ceil(high))
+        result.append(
+            {"range": f"{low_i}-{high_i}", "low": low_i, "high": high_i, "examples": int(count)}
+        )
+    return result
+
+
+def _summary(lengths: list[int]) -> dict[str, Any] | None:
+    if not lengths:
+        return None
+    values = np.asarray(lengths)
+    return {
+        "min": int(values.min()),
+        "median": float(np.median(values)),
+        "p95": float(np.percentile(values, 95)),
+        "max": int(values.max()),
+        "total": int(values.sum()),
+    }

@@ -1,0 +1,80 @@
+"""Freezing a dataset version: an immutable, content-hashed snapshot of the accepted examples
+with their splits. Training jobs reference a version, so later edits never change what a
+finished job trained on. Freezing unchanged content returns the existing version."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import sqlite_utils
+
+from ftapp.errors import ValidationError
+from ftapp.records import DatasetVersion
+from ftapp.store import datasets as store
+from ftapp.store import versions as version_store
+from ftapp.store.db import write_transaction
+from ftapp.timeutil import utc_now
+
+
+def freeze_version(
+    db: sqlite_utils.Database, dataset: str, user: str, note: str = ""
+) -> tuple[DatasetVersion, bool]:
+    """Snapshot the accepted examples. Returns (version, created); created is False when the
+    content equals an existing version, which is returned instead."""
+    with write_transaction(db):
+        target = store.get_dataset(db, dataset)
+        rows = db.execute(
+            "SELECT id, split, messages_json, tools_json FROM examples "
+            "WHERE dataset_id = ? AND status = 'accepted' ORDER BY id",
+            [target.id],
+        ).fetchall()
+        if not rows:
+            raise ValidationError(f"{dataset}: nothing to freeze, no example is accepted yet")
+        unsplit = sum(1 for row in rows if row[1] is None)
+        if unsplit:
+            raise ValidationError(
+                f"{dataset}: {unsplit} accepted examples have no split yet; assign splits first"
+            )
+        digest = hashlib.sha256()
+        for _, split, messages_json, tools_json in rows:
+            line = json.dumps([split, json.loads(messages_json), json.loads(tools_json or "null")],
+                              ensure_ascii=False, sort_keys=True)  # fmt: skip
+            digest.update(line.encode() + b"\n")
+        content_hash = digest.hexdigest()
+        existing = version_store.list_versions(db, target.id)
+        for version in existing:
+            if version.content_hash == content_hash:
+                return version, False
+        counts = {name: sum(1 for row in rows if row[1] == name)
+                  for name in ("train", "validation", "test")}  # fmt: skip
+        number = max((version.version for version in existing), default=0) + 1
+        version_id = version_store.insert_version(
+            db,
+            {
+                "dataset_id": target.id,
+                "version": number,
+                "content_hash": content_hash,
+                "n_examples": len(rows),
+                "n_train": counts["train"],
+                "n_validation": counts["validation"],
+                "n_test": counts["test"],
+                "note": note,
+                "created_at": utc_now(),
+                "created_by": user,
+            },
+            [
+                {"example_id": i, "split": split, "messages_json": m, "tools_json": t}
+                for i, split, m, t in rows
+            ],
+        )
+    return version_store.get_version_by_id(db, version_id), True
+
+
+def resolve_version(db: sqlite_utils.Database, reference: str) -> DatasetVersion:
+    """A version from 'NAME@v3' (or 'NAME@3')."""
+    name, _, number = reference.rpartition("@")
+    if not name:
+        raise ValidationError(f"a dataset version looks like NAME@v3, got {reference!r}")
+    target = store.get_dataset(db, name)
+    return version_store.get_version(db, target.id, version_store.parse_version_number(number))

@@ -1,0 +1,1 @@
+"""Base models: the bundled SmolLM2 model, local folders, Hugging Face hub ids; tokenizers."""

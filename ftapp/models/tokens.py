@@ -1,0 +1,21 @@
+"""Counting tokens the way training will see them: the chat template, then the tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ChatTokenCounter:
+    """Callable: a batch of conversations -> their token counts under the model's chat template."""
+
+    def __init__(self, model_dir: Path):
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+
+    def __call__(self, conversations: list[list[dict[str, str]]]) -> list[int]:
+        if not conversations:
+            return []
+        texts = self.tokenizer.apply_chat_template(conversations, tokenize=False)
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]

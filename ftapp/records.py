@@ -1,0 +1,150 @@
+"""Closed sets and frozen records shared across the core (statuses, splits, formats, roles)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from ftapp.errors import ValidationError
+
+
+class ExampleStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Split(StrEnum):
+    TRAIN = "train"
+    VALIDATION = "validation"
+    TEST = "test"
+
+
+class SourceFormat(StrEnum):
+    MESSAGES = "messages"
+    PROMPT_COMPLETION = "prompt_completion"
+    ALPACA = "alpaca"
+    SHAREGPT = "sharegpt"
+    PREFERENCE = "preference"
+
+
+class OnError(StrEnum):
+    SKIP = "skip"
+    ABORT = "abort"
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    REVIEWER = "reviewer"
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """One rejected row of an imported file: where it is, why, and the start of its text."""
+
+    location: str  # "line 12" or "row 12" (Parquet has rows, not lines)
+    line: int
+    reason: str
+    raw: str = ""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    dataset: str
+    file_name: str
+    file_type: str
+    source_format: str
+    n_rows: int
+    n_imported: int
+    problems: list[RowProblem] = field(default_factory=list)
+    duplicates: list[RowProblem] = field(default_factory=list)
+    import_id: int | None = None  # None when nothing was written (abort)
+
+    @property
+    def n_rejected(self) -> int:
+        return len(self.problems)
+
+    @property
+    def n_duplicates(self) -> int:
+        return len(self.duplicates)
+
+    def summary(self) -> str:
+        text = (
+            f"{self.n_imported} of {self.n_rows} rows imported into '{self.dataset}' "
+            f"({self.file_type}, {self.source_format})"
+        )
+        if self.problems:
+            text += f"; {self.n_rejected} rejected"
+        if self.duplicates:
+            text += f"; {self.n_duplicates} exact duplicates skipped"
+        return text
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: int
+    name: str
+    description: str
+    created_at: str
+    created_by: str
+    split_ratios: tuple[float, float, float] | None = None
+    split_seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Example:
+    id: int
+    dataset_id: int
+    messages: list[dict[str, str]]
+    original_messages: list[dict[str, str]]
+    raw: Any
+    tools: list[Any] | None
+    status: ExampleStatus
+    split: Split | None
+    tags: list[str]
+    note: str
+    n_tokens: int | None
+    source_line: int | None
+    source_format: str
+    created_at: str
+    updated_at: str | None
+    updated_by: str | None
+    reviewed_at: str | None
+    reviewed_by: str | None
+
+    @property
+    def is_edited(self) -> bool:
+        return self.messages != self.original_messages
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    id: int
+    dataset_id: int
+    dataset: str
+    version: int
+    content_hash: str
+    n_examples: int
+    n_train: int
+    n_validation: int
+    n_test: int
+    note: str
+    created_at: str
+    created_by: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset}@v{self.version}"
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def parse_choice(enum: type[E], value: str, field: str) -> E:
+    """`enum(value)`, or a ValidationError naming the field and the allowed values."""
+    try:
+        return enum(value)
+    except ValueError:
+        options = ", ".join(member.value for member in enum)
+        raise ValidationError(f"{field} must be one of {options}; got {value!r}") from None

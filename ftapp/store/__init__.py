@@ -1,0 +1,1 @@
+"""The SQLite store: connections, migrations, and one module per family of tables."""

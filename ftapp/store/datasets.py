@@ -1,0 +1,251 @@
+"""Tables `datasets`, `imports`, `examples` and `example_events`: reading and writing rows.
+
+Functions here hold the SQL and turn rows into records; the rules (what is a valid edit,
+how splits are drawn) live in ftapp.data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import sqlite_utils
+
+from ftapp.errors import NotFound, ValidationError
+from ftapp.records import Dataset, Example, ExampleStatus, Split, parse_choice
+from ftapp.timeutil import utc_now
+
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
+
+
+def check_dataset_name(name: str) -> str:
+    name = (name or "").strip()
+    if not DATASET_NAME.match(name) or ".." in name:
+        raise ValidationError(
+            f"dataset name {name!r}: use 1-100 letters, digits, spaces, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def get_dataset(db: sqlite_utils.Database, name: str) -> Dataset:
+    row = next(db.query("SELECT * FROM datasets WHERE name = ?", [name]), None)
+    if row is None:
+        raise NotFound(f"no dataset named {name!r}")
+    return _dataset(row)
+
+
+def find_dataset(db: sqlite_utils.Database, name: str) -> Dataset | None:
+    row = next(db.query("SELECT * FROM datasets WHERE name = ?", [name]), None)
+    return _dataset(row) if row else None
+
+
+def create_dataset(db: sqlite_utils.Database, name: str, user: str) -> Dataset:
+    name = check_dataset_name(name)
+    db["datasets"].insert({"name": name, "created_at": utc_now(), "created_by": user})
+    return get_dataset(db, name)
+
+
+def list_datasets(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Every dataset with its example counts per status and its number of versions."""
+    return list(
+        db.query(
+            """
+            SELECT d.name, d.created_at,
+                   COUNT(e.id) AS examples,
+                   COALESCE(SUM(e.status = 'pending'), 0) AS pending,
+                   COALESCE(SUM(e.status = 'accepted'), 0) AS accepted,
+                   COALESCE(SUM(e.status = 'rejected'), 0) AS rejected,
+                   (SELECT COUNT(*) FROM dataset_versions v WHERE v.dataset_id = d.id) AS versions
+            FROM datasets d LEFT JOIN examples e ON e.dataset_id = d.id
+            GROUP BY d.id ORDER BY d.name
+            """
+        )
+    )
+
+
+def delete_dataset(db: sqlite_utils.Database, name: str) -> None:
+    dataset = get_dataset(db, name)
+    db.execute("DELETE FROM datasets WHERE id = ?", [dataset.id])
+
+
+def set_split_config(
+    db: sqlite_utils.Database, dataset_id: int, ratios: tuple[float, ...], seed: int
+) -> None:
+    db.execute(
+        "UPDATE datasets SET split_ratios_json = ?, split_seed = ? WHERE id = ?",
+        [json.dumps(list(ratios)), seed, dataset_id],
+    )
+
+
+def content_hashes(db: sqlite_utils.Database, dataset_id: int) -> dict[str, int]:
+    """content hash -> id of the first example with it, for duplicate detection."""
+    rows = db.execute(
+        "SELECT content_hash, MIN(id) FROM examples WHERE dataset_id = ? GROUP BY content_hash",
+        [dataset_id],
+    )
+    return dict(rows.fetchall())
+
+
+# --- examples ------------------------------------------------------------------------------
+
+
+def get_example(db: sqlite_utils.Database, example_id: int) -> Example:
+    row = next(db.query("SELECT * FROM examples WHERE id = ?", [example_id]), None)
+    if row is None:
+        raise NotFound(f"no example #{example_id}")
+    return _example(row)
+
+
+def query_examples(
+    db: sqlite_utils.Database,
+    dataset_id: int,
+    *,
+    status: str | None = None,
+    split: str | None = None,
+    tag: str | None = None,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int = 20,
+) -> tuple[list[Example], int]:
+    """One page of a dataset's examples matching the filters, and how many match in all."""
+    clause, params = _filter_clause(dataset_id, status, split, tag, search)
+    total = db.execute(f"SELECT COUNT(*) FROM examples WHERE {clause}", params).fetchone()[0]
+    rows = db.query(
+        f"SELECT * FROM examples WHERE {clause} ORDER BY id LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+    return [_example(row) for row in rows], total
+
+
+def matching_example_ids(
+    db: sqlite_utils.Database,
+    dataset_id: int,
+    *,
+    status: str | None = None,
+    split: str | None = None,
+    tag: str | None = None,
+    search: str | None = None,
+) -> list[int]:
+    clause, params = _filter_clause(dataset_id, status, split, tag, search)
+    rows = db.execute(f"SELECT id FROM examples WHERE {clause} ORDER BY id", params)
+    return [example_id for (example_id,) in rows]
+
+
+def example_statuses(db: sqlite_utils.Database, example_ids: list[int]) -> dict[int, str]:
+    """id -> status for the given examples (missing ids are absent)."""
+    statuses = {}
+    for start in range(0, len(example_ids), 500):
+        chunk = example_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = db.execute(f"SELECT id, status FROM examples WHERE id IN ({marks})", chunk)
+        statuses.update(rows.fetchall())
+    return statuses
+
+
+def _filter_clause(
+    dataset_id: int, status: str | None, split: str | None, tag: str | None, search: str | None
+) -> tuple[str, list[Any]]:
+    """WHERE clause and parameters for the example filters. split "none" means no split yet;
+    the search looks in message texts and notes, case-insensitively, as a bound parameter."""
+    where, params = ["dataset_id = ?"], [dataset_id]
+    if status:
+        where.append("status = ?")
+        params.append(parse_choice(ExampleStatus, status, "status").value)
+    if split == "none":
+        where.append("split IS NULL")
+    elif split:
+        where.append("split = ?")
+        params.append(parse_choice(Split, split, "split").value)
+    if tag:
+        where.append("EXISTS (SELECT 1 FROM json_each(examples.tags_json) WHERE value = ?)")
+        params.append(tag)
+    if search:
+        where.append(
+            "(instr(lower(note), lower(?)) > 0 OR EXISTS (SELECT 1 FROM "
+            "json_each(examples.messages_json) m "
+            "WHERE instr(lower(json_extract(m.value, '$.content')), lower(?)) > 0))"
+        )
+        params += [search, search]
+    return " AND ".join(where), params
+
+
+def update_example(
+    db: sqlite_utils.Database,
+    example_id: int,
+    changes: dict[str, Any],
+    *,
+    action: str,
+    detail: dict[str, Any],
+    user: str,
+) -> None:
+    """Apply column changes to one example and record who did what (call inside a transaction)."""
+    now = utc_now()
+    db["examples"].update(example_id, {**changes, "updated_at": now, "updated_by": user})
+    record_event(db, example_id, action, detail, user, now)
+
+
+def record_event(
+    db: sqlite_utils.Database,
+    example_id: int,
+    action: str,
+    detail: dict[str, Any],
+    user: str,
+    at: str | None = None,
+) -> None:
+    db["example_events"].insert(
+        {
+            "example_id": example_id,
+            "action": action,
+            "detail_json": json.dumps(detail, ensure_ascii=False),
+            "user_name": user,
+            "created_at": at or utc_now(),
+        }
+    )
+
+
+def example_events(db: sqlite_utils.Database, example_id: int) -> list[dict[str, Any]]:
+    return list(
+        db.query(
+            "SELECT action, detail_json, user_name, created_at FROM example_events "
+            "WHERE example_id = ? ORDER BY id",
+            [example_id],
+        )
+    )
+
+
+def _dataset(row: dict[str, Any]) -> Dataset:
+    ratios = json.loads(row["split_ratios_json"]) if row["split_ratios_json"] else None
+    return Dataset(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        split_ratios=tuple(ratios) if ratios else None,
+        split_seed=row["split_seed"],
+    )
+
+
+def _example(row: dict[str, Any]) -> Example:
+    return Example(
+        id=row["id"],
+        dataset_id=row["dataset_id"],
+        messages=json.loads(row["messages_json"]),
+        original_messages=json.loads(row["original_messages_json"]),
+        raw=json.loads(row["raw_json"]),
+        tools=json.loads(row["tools_json"]) if row["tools_json"] else None,
+        status=ExampleStatus(row["status"]),
+        split=Split(row["split"]) if row["split"] else None,
+        tags=json.loads(row["tags_json"]),
+        note=row["note"],
+        n_tokens=row["n_tokens"],
+        source_line=row["source_line"],
+        source_format=row["source_format"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        updated_by=row["updated_by"],
+        reviewed_at=row["reviewed_at"],
+        reviewed_by=row["reviewed_by"],
+    )

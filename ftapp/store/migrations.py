@@ -1,0 +1,132 @@
+"""Schema changes, in order. Append-only: never edit a migration that has landed; add a new one,
+with a comment saying why. Applied once at start-up by `open_db`."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("ftapp")
+
+
+def _run(db: sqlite_utils.Database, script: str) -> None:
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@migrations()
+def m001_data_tables(db: sqlite_utils.Database) -> None:
+    """Why: the Data tab. Datasets, their examples (current text, text as imported, raw row),
+    an audit trail of review actions, import reports, and frozen versions whose rows can
+    never be updated (training jobs reference them)."""
+    _run(
+        db,
+        """
+        CREATE TABLE datasets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            split_ratios_json TEXT,
+            split_seed INTEGER,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL
+        );
+        CREATE TABLE imports (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+            file_name TEXT NOT NULL,
+            file_type TEXT NOT NULL,
+            source_format TEXT NOT NULL,
+            on_error TEXT NOT NULL,
+            n_rows INTEGER NOT NULL,
+            n_imported INTEGER NOT NULL,
+            n_rejected INTEGER NOT NULL,
+            n_duplicates INTEGER NOT NULL,
+            problems_json TEXT NOT NULL,
+            duplicates_json TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL
+        );
+        CREATE TABLE examples (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+            import_id INTEGER REFERENCES imports(id) ON DELETE SET NULL,
+            source_line INTEGER,
+            source_format TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            original_messages_json TEXT NOT NULL,
+            raw_json TEXT NOT NULL,
+            tools_json TEXT,
+            content_hash TEXT NOT NULL,
+            n_tokens INTEGER,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'accepted', 'rejected')),
+            split TEXT CHECK (split IN ('train', 'validation', 'test')),
+            tags_json TEXT NOT NULL DEFAULT '[]',
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT,
+            updated_by TEXT,
+            reviewed_at TEXT,
+            reviewed_by TEXT
+        );
+        CREATE INDEX examples_dataset_status ON examples(dataset_id, status);
+        CREATE INDEX examples_dataset_split ON examples(dataset_id, split);
+        CREATE INDEX examples_dataset_hash ON examples(dataset_id, content_hash);
+        CREATE TABLE example_events (
+            id INTEGER PRIMARY KEY,
+            example_id INTEGER NOT NULL REFERENCES examples(id) ON DELETE CASCADE,
+            action TEXT NOT NULL,
+            detail_json TEXT NOT NULL DEFAULT '{}',
+            user_name TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX example_events_example ON example_events(example_id);
+        CREATE TABLE dataset_versions (
+            id INTEGER PRIMARY KEY,
+            dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+            version INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            n_examples INTEGER NOT NULL,
+            n_train INTEGER NOT NULL,
+            n_validation INTEGER NOT NULL,
+            n_test INTEGER NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            UNIQUE (dataset_id, version)
+        );
+        CREATE TABLE version_examples (
+            version_id INTEGER NOT NULL REFERENCES dataset_versions(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            example_id INTEGER NOT NULL,
+            split TEXT NOT NULL CHECK (split IN ('train', 'validation', 'test')),
+            messages_json TEXT NOT NULL,
+            tools_json TEXT,
+            PRIMARY KEY (version_id, position)
+        );
+        CREATE TRIGGER dataset_versions_frozen BEFORE UPDATE ON dataset_versions
+        BEGIN SELECT RAISE(ABORT, 'dataset versions are frozen'); END;
+        CREATE TRIGGER version_examples_frozen BEFORE UPDATE ON version_examples
+        BEGIN SELECT RAISE(ABORT, 'dataset versions are frozen'); END
+        """,
+    )
+
+
+@migrations()
+def m002_base_models(db: sqlite_utils.Database) -> None:
+    """Why: the model registry. Local folders and hub downloads registered as base models."""
+    _run(
+        db,
+        """
+        CREATE TABLE base_models (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            source TEXT NOT NULL CHECK (source IN ('local', 'hub')),
+            path TEXT NOT NULL,
+            hub_id TEXT,
+            added_at TEXT NOT NULL
+        )
+        """,
+    )

@@ -1,0 +1,102 @@
+"""Tables `dataset_versions` and `version_examples`: frozen, content-hashed snapshots.
+
+Rows are only ever inserted; triggers in the schema refuse any UPDATE, so what a training job
+read from a version stays what it was.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import sqlite_utils
+
+from ftapp.errors import NotFound, ValidationError
+from ftapp.records import DatasetVersion, Split, parse_choice
+
+VERSION_REF = re.compile(r"^v?(\d+)$")
+
+
+def parse_version_number(text: str | int) -> int:
+    match = VERSION_REF.match(str(text).strip())
+    if not match:
+        raise ValidationError(f"version must look like 3 or v3, got {text!r}")
+    return int(match.group(1))
+
+
+def list_versions(db: sqlite_utils.Database, dataset_id: int) -> list[DatasetVersion]:
+    rows = db.query(
+        "SELECT v.*, d.name AS dataset FROM dataset_versions v JOIN datasets d "
+        "ON d.id = v.dataset_id WHERE v.dataset_id = ? ORDER BY v.version",
+        [dataset_id],
+    )
+    return [_version(row) for row in rows]
+
+
+def get_version(db: sqlite_utils.Database, dataset_id: int, version: int) -> DatasetVersion:
+    for candidate in list_versions(db, dataset_id):
+        if candidate.version == version:
+            return candidate
+    raise NotFound(f"dataset has no version v{version}")
+
+
+def get_version_by_id(db: sqlite_utils.Database, version_id: int) -> DatasetVersion:
+    row = next(
+        db.query(
+            "SELECT v.*, d.name AS dataset FROM dataset_versions v JOIN datasets d "
+            "ON d.id = v.dataset_id WHERE v.id = ?",
+            [version_id],
+        ),
+        None,
+    )
+    if row is None:
+        raise NotFound(f"no dataset version #{version_id}")
+    return _version(row)
+
+
+def insert_version(
+    db: sqlite_utils.Database, row: dict[str, Any], examples: list[dict[str, Any]]
+) -> int:
+    """Insert a version and its rows (call inside a write transaction). Returns its id."""
+    version_id = db["dataset_versions"].insert(row).last_pk
+    for position, example in enumerate(examples):
+        example.update(version_id=version_id, position=position)
+    db["version_examples"].insert_all(examples, batch_size=1000)
+    return version_id
+
+
+def version_rows(
+    db: sqlite_utils.Database, version_id: int, split: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """The frozen examples of a version in order: split, messages, tools, example_id."""
+    sql = "SELECT * FROM version_examples WHERE version_id = ?"
+    params: list[Any] = [version_id]
+    if split:
+        sql += " AND split = ?"
+        params.append(parse_choice(Split, split, "split").value)
+    for row in db.query(sql + " ORDER BY position", params):
+        yield {
+            "example_id": row["example_id"],
+            "split": row["split"],
+            "messages": json.loads(row["messages_json"]),
+            "tools": json.loads(row["tools_json"]) if row["tools_json"] else None,
+        }
+
+
+def _version(row: dict[str, Any]) -> DatasetVersion:
+    return DatasetVersion(
+        id=row["id"],
+        dataset_id=row["dataset_id"],
+        dataset=row["dataset"],
+        version=row["version"],
+        content_hash=row["content_hash"],
+        n_examples=row["n_examples"],
+        n_train=row["n_train"],
+        n_validation=row["n_validation"],
+        n_test=row["n_test"],
+        note=row["note"],
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+    )

@@ -1,0 +1,64 @@
+"""The whole web app: tabs, keyboard shortcuts, and launching it."""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+
+from ftapp.services import Services
+from ftapp.ui.data_tab import build_data_tab
+
+log = logging.getLogger(__name__)
+
+# Review shortcuts: a accept, r reject, j or → next, k or ← previous; ignored while typing.
+SHORTCUTS_JS = """
+<script>
+document.addEventListener('keydown', (event) => {
+  const target = event.target;
+  const typing = target && (target.isContentEditable ||
+    ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
+  if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
+  const ids = {a: 'ft-accept', r: 'ft-reject', j: 'ft-next', ArrowRight: 'ft-next',
+               k: 'ft-prev', ArrowLeft: 'ft-prev'};
+  const id = ids[event.key];
+  if (!id) return;
+  const button = document.getElementById(id);
+  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+});
+</script>
+"""
+
+
+def build_app(services: Services) -> gr.Blocks:
+    with gr.Blocks(title="ftapp") as app:
+        gr.Markdown("# ftapp\nFine-tune a language model on your own examples.")
+        with gr.Tabs(), gr.Tab("Data", id="data"):
+            build_data_tab(services)
+    return app
+
+
+def launch(services: Services, host: str | None = None, port: int | None = None) -> None:
+    settings = services.settings
+    host = host or settings.host
+    port = port or settings.port
+    app = build_app(services)
+    print(f"ftapp is running at http://{host}:{port}  (data in {settings.home})", flush=True)
+    app.queue(default_concurrency_limit=8).launch(
+        server_name=host,
+        server_port=port,
+        max_file_size=f"{settings.max_upload_mb}mb",
+        head=SHORTCUTS_JS,
+        show_error=True,
+        footer_links=["api"],
+    )
+
+
+def main(host: str | None = None, port: int | None = None) -> None:
+    """Build everything from the environment and serve: `python app.py` and `ftapp serve`."""
+    from ftapp.models.bundled import prepare_bundled_model
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    services = Services.from_env()
+    prepare_bundled_model(services.settings.models_dir)
+    launch(services, host, port)

@@ -1,0 +1,74 @@
+"""What every tab shares: the per-handler guard, and turning core errors into messages."""
+
+from __future__ import annotations
+
+import functools
+import html
+import logging
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ftapp.auth import User, require_role, resolve_user
+from ftapp.errors import FtappError
+from ftapp.records import Role
+
+log = logging.getLogger(__name__)
+
+
+def guarded(role: Role) -> Callable:
+    """Decorate an event handler: check the caller's role on the server (every Gradio event is
+    also a public API endpoint), and show core errors as messages instead of tracebacks.
+
+    The handler must take `request: gr.Request` as a positional parameter.
+    """
+
+    def decorate(handler: Callable) -> Callable:
+        @functools.wraps(handler)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            request = next((a for a in args if isinstance(a, gr.Request)), None)
+            request = request or kwargs.get("request")
+            try:
+                require_role(current_user(request), role)
+                return handler(*args, **kwargs)
+            except FtappError as exc:
+                raise gr.Error(str(exc), print_exception=False) from None
+
+        return run
+
+    return decorate
+
+
+def current_user(request: gr.Request | None) -> User:
+    return resolve_user(getattr(request, "username", None) if request else None)
+
+
+def download_path(file_name: str) -> Path:
+    """A fresh private folder for a file handed to the browser (Gradio copies it to its cache);
+    never a path inside FTAPP_HOME, which Gradio must not serve."""
+    return Path(tempfile.mkdtemp(prefix="ftapp-download-")) / Path(file_name).name
+
+
+def notice(text: str) -> None:
+    gr.Info(text)
+
+
+def to_int(value: Any, field: str, *, minimum: int | None = None) -> int:
+    from ftapp.errors import ValidationError
+
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{field} must be a whole number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValidationError(f"{field} must be at least {minimum}, got {number}")
+    return number
+
+
+def escape_markdown(text: str) -> str:
+    """User text shown literally inside Markdown: no HTML, no formatting."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", html.escape(text))

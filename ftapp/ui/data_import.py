@@ -1,0 +1,141 @@
+"""Data tab, import section: upload a file, map CSV columns, see what was rejected and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ftapp.data.importer import ImportRejected, import_file, write_problems_jsonl
+from ftapp.data.readers import csv_header, file_type_of
+from ftapp.records import ImportReport, OnError, Role, SourceFormat
+from ftapp.services import Services
+from ftapp.ui.common import current_user, download_path, guarded, to_int
+
+MAPPABLE_FIELDS = ("prompt", "completion", "system", "instruction", "input", "output")
+AUTO = "(use the file's column names)"
+PROBLEM_HEADERS = ["where", "reason", "text (start)"]
+
+
+def build_import_section(services: Services) -> dict:
+    """Components of the import form; returns those other sections wire to."""
+    with gr.Accordion("Import a file", open=True):
+        gr.Markdown(
+            "JSONL, JSON (an array), CSV or Parquet, in chat **messages**, "
+            "**prompt/completion**, **Alpaca** or **ShareGPT** format (detected automatically)."
+            f" Up to {services.settings.max_upload_mb} MB."
+        )
+        with gr.Row():
+            upload = gr.File(
+                label="File",
+                file_types=[".jsonl", ".ndjson", ".json", ".csv", ".parquet"],
+                type="filepath",
+                elem_id="ft-import-file",
+            )
+            with gr.Column():
+                dataset_name = gr.Textbox(
+                    label="Dataset (new or existing)", elem_id="ft-import-dataset"
+                )
+                fmt = gr.Dropdown(
+                    ["auto", *[f.value for f in SourceFormat]], value="auto", label="Format"
+                )
+                on_error = gr.Radio(
+                    [e.value for e in OnError],
+                    value="skip",
+                    label="Bad rows",
+                    info="skip: import the valid rows and list the rest; abort: import nothing",
+                )
+                max_tokens = gr.Number(
+                    value=services.settings.max_tokens, precision=0, label="Max tokens per example"
+                )
+        with gr.Accordion("CSV column mapping", open=False, visible=False) as mapping_box:
+            mapping = [
+                gr.Dropdown([AUTO], value=AUTO, label=f"{field} column", allow_custom_value=False)
+                for field in MAPPABLE_FIELDS
+            ]
+        import_button = gr.Button("Import", variant="primary", elem_id="ft-import-button")
+        report = gr.Markdown(elem_id="ft-import-report")
+        problems = gr.Dataframe(
+            headers=PROBLEM_HEADERS, visible=False, wrap=True, label="Rejected rows"
+        )
+        rejects_file = gr.File(label="Rejected rows (JSONL)", visible=False)
+
+    @guarded(Role.ADMIN)
+    def show_mapping(path: str | None, request: gr.Request):
+        is_csv = bool(path) and file_type_of(path) == "csv"
+        columns = [AUTO, *csv_header(Path(path))] if is_csv else [AUTO]
+        default_name = Path(path).stem[:100] if path else ""
+        return [gr.update(visible=is_csv), gr.update(value=default_name)] + [
+            gr.update(choices=columns, value=AUTO) for _ in MAPPABLE_FIELDS
+        ]
+
+    upload.upload(
+        show_mapping, [upload], [mapping_box, dataset_name, *mapping], api_name="import_columns"
+    )
+
+    @guarded(Role.ADMIN)
+    def run_import(
+        path: str | None,
+        name: str,
+        fmt_value: str,
+        on_error_value: str,
+        max_tokens_value: float,
+        prompt_column: str,
+        completion_column: str,
+        system_column: str,
+        instruction_column: str,
+        input_column: str,
+        output_column: str,
+        request: gr.Request,
+        progress=gr.Progress(),
+    ):
+        if not path:
+            raise gr.Error("Choose a file to import first.")
+        columns = (prompt_column, completion_column, system_column, instruction_column,
+                   input_column, output_column)  # fmt: skip
+        column_map = {
+            field: column
+            for field, column in zip(MAPPABLE_FIELDS, columns, strict=True)
+            if column and column != AUTO
+        }
+        with services.db() as db:
+            try:
+                result = import_file(
+                    db,
+                    path,
+                    name,
+                    count_tokens=services.count_tokens,
+                    max_tokens=to_int(max_tokens_value, "max tokens", minimum=1),
+                    fmt=fmt_value,
+                    on_error=on_error_value,
+                    column_map=column_map or None,
+                    max_bytes=services.max_upload_bytes,
+                    user=current_user(request).name,
+                    progress=lambda fraction, message: progress(fraction, desc=message),
+                )
+            except ImportRejected as exc:
+                return _report_outputs(exc.report, f"**Nothing was imported.** {exc}")
+        return _report_outputs(result, f"**{result.summary()}.**")
+
+    import_button.click(
+        run_import,
+        [upload, dataset_name, fmt, on_error, max_tokens, *mapping],
+        [report, problems, rejects_file],
+        api_name="import_file",
+    )
+    return {"import_button": import_button, "dataset_name": dataset_name}
+
+
+def _report_outputs(report: ImportReport, headline: str):
+    rows = [[p.location, p.reason, p.raw[:200]] for p in report.problems + report.duplicates]
+    file_update = gr.update(visible=False, value=None)
+    if report.problems:
+        out = download_path(f"{Path(report.file_name).stem}-rejected.jsonl")
+        file_update = gr.update(visible=True, value=str(write_problems_jsonl(report.problems, out)))
+    details = []
+    if report.problems:
+        details.append(f"{report.n_rejected} rejected rows (listed below, downloadable)")
+    if report.duplicates:
+        details.append(f"{report.n_duplicates} exact duplicates skipped")
+    text = headline + ("\n\n" + "; ".join(details) if details else "")
+    return text, gr.update(value=rows, visible=bool(rows)), file_update
