@@ -48,11 +48,12 @@ def set_status(db: sqlite_utils.Database, example_ids: list[int], status: str, u
 
 
 def set_status_where(
-    db: sqlite_utils.Database, dataset: str, status: str, user: str, **filters: str | None
+    db: sqlite_utils.Database, dataset: str, new_status: str, user: str, **filters: str | None
 ) -> int:
-    """Set the status of every example of a dataset that matches the filters (bulk review)."""
+    """Set the status of every example of a dataset that matches the filters (bulk review);
+    filters are those of `query_examples` (status, split, tag, search)."""
     target = store.get_dataset(db, dataset)
-    return set_status(db, store.matching_example_ids(db, target.id, **filters), status, user)
+    return set_status(db, store.matching_example_ids(db, target.id, **filters), new_status, user)
 
 
 def edit_example(

@@ -1,0 +1,74 @@
+"""The `ftapp` command in real subprocesses: the same results as the core, JSON out, clear
+errors with exit status 2."""
+
+import json
+import subprocess
+import sys
+
+from tests.helpers import pc, write_jsonl
+
+
+def ftapp(env, *args, check=True):
+    result = subprocess.run(
+        [sys.executable, "-m", "ftapp.cli", *map(str, args)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_data_workflow_from_a_terminal(tmp_path, env):
+    rows = [pc(f"Q{i}?", f"A{i}.") for i in range(20)] + ['{"prompt": "broken"', pc("Q0?", "A0.")]
+    path = write_jsonl(tmp_path / "seed.jsonl", rows)
+    rejects = tmp_path / "rejects.jsonl"
+    out = ftapp(env, "data", "import", path, "--dataset", "seed", "--rejects-out", rejects,
+                "--json")  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["n_imported"] == 20 and report["source_format"] == "prompt_completion"
+    assert [p["line"] for p in report["problems"]] == [21]
+    assert [p["line"] for p in report["duplicates"]] == [22]
+    assert json.loads(rejects.read_text().splitlines()[0])["location"] == "line 21"
+
+    listing = json.loads(ftapp(env, "data", "list", "--json").stdout)
+    assert listing == [{**listing[0], "name": "seed", "examples": 20, "pending": 20}]
+
+    assert "20 examples set to accepted" in ftapp(env, "data", "label", "seed", "--status",
+                                                  "accepted").stdout  # fmt: skip
+    ftapp(env, "data", "label", "seed", "--status", "rejected", "--ids", "1,2")
+    assert "train: 14" in ftapp(env, "data", "split", "seed", "--ratios", "0.8,0.1,0.1").stdout
+    frozen = json.loads(ftapp(env, "data", "freeze", "seed", "--json").stdout)
+    assert frozen["version"] == 1 and frozen["n_examples"] == 18 and frozen["created"]
+
+    stats = json.loads(ftapp(env, "data", "stats", "seed", "--json").stdout)
+    assert stats["by_status"] == {"pending": 0, "accepted": 18, "rejected": 2}
+    assert stats["rejected_rows"] == 1 and stats["duplicates"] == 1
+    assert [v["version"] for v in stats["versions"]] == [1]
+    assert sum(stats["by_split"][s] for s in ("train", "validation", "test")) == 18
+
+    export = tmp_path / "train.jsonl"
+    ftapp(env, "data", "export", "seed", "--out", export, "--version", "v1", "--split", "train",
+          "--format", "prompt_completion")  # fmt: skip
+    exported = [json.loads(line) for line in export.read_text().splitlines()]
+    assert len(exported) == 14 and set(exported[0]) == {"prompt", "completion"}
+
+
+def test_errors_are_one_line_with_status_2(tmp_path, env):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [pc("ok", "fine"), '{"prompt": 1}'])
+    result = ftapp(env, "data", "import", bad, "--dataset", "x", "--on-error", "abort", check=False)
+    assert result.returncode == 2
+    assert "error: bad.jsonl: 1 of 2 rows are invalid, nothing was imported" in result.stderr
+    assert "line 2" in result.stderr and "Traceback" not in result.stderr
+    assert json.loads(ftapp(env, "data", "list", "--json").stdout) == []
+
+    missing = ftapp(env, "data", "stats", "nope", check=False)
+    assert missing.returncode == 2 and "no dataset named 'nope'" in missing.stderr
+    traversal = ftapp(env, "data", "import", bad, "--dataset", "../../etc", check=False)
+    assert traversal.returncode == 2 and "dataset name" in traversal.stderr
+
+
+def test_models_commands(env):
+    models = json.loads(ftapp(env, "models", "list", "--json").stdout)
+    assert models[0]["name"] == "SmolLM2-135M-Instruct" and models[0]["source"] == "bundled"
+    offline = ftapp(env, "models", "add", "someorg/some-model", check=False)
+    assert offline.returncode == 2 and "Hugging Face Hub" in offline.stderr
