@@ -24,7 +24,8 @@ def test_bad_number_in_environment():
 def test_ui_import_does_not_load_heavy_libraries():
     code = (
         "import sys, ftapp.ui.app; "
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'vllm') if m in sys.modules]; "
+        "heavy = ('torch', 'transformers', 'peft', 'trl', 'vllm'); "
+        "heavy = [m for m in heavy if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -3,12 +3,12 @@
 import json
 
 import pytest
-from tests.helpers import pc, table_counts, write_jsonl
 
 from ftapp.data import review
 from ftapp.data.importer import import_file
 from ftapp.errors import NotFound, ValidationError
 from ftapp.store import datasets as store
+from tests.helpers import pc, table_counts, write_jsonl
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import json
 import sqlite3
 
 import pytest
-from tests.helpers import pc, table_counts, write_jsonl
 
 from ftapp.data import review
 from ftapp.data.export import export_dataset
@@ -14,6 +13,7 @@ from ftapp.data.versions import freeze_version, resolve_version
 from ftapp.errors import NotFound, ValidationError
 from ftapp.store import datasets as store
 from ftapp.store import versions as version_store
+from tests.helpers import pc, table_counts, write_jsonl
 
 
 def make_dataset(tmp_path, db, count_tokens, name="d", n=50):
