@@ -233,7 +233,7 @@ def _sharegpt_turn(turn: Any, where: str) -> dict[str, str]:
     if not isinstance(turn, dict):
         raise RowError(f"{where}: expected an object with from and value, got {_kind(turn)}")
     speaker = turn.get("from")
-    if speaker not in SHAREGPT_ROLES:
+    if not isinstance(speaker, str) or speaker not in SHAREGPT_ROLES:
         raise RowError(f"{where}: unknown role {speaker!r} (use {', '.join(SHAREGPT_ROLES)})")
     return {"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")}
 
@@ -276,6 +276,10 @@ def _tools(row: dict) -> list[Any] | None:
             tools = json.loads(tools)
         except json.JSONDecodeError as exc:
             raise RowError(f"field 'tools' is not valid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise RowError("field 'tools' is not valid JSON: nested too deeply") from None
+        if tools == []:  # "[]" means no tools, like a missing field (same duplicate hash)
+            return None
     if not isinstance(tools, list):
         raise RowError(f"field 'tools' must be a list of tool schemas, got {_kind(tools)}")
     return tools

@@ -75,7 +75,7 @@ def import_file(
     rows = read_rows(path, file_type, column_map)
     if not rows:
         raise ValidationError(f"{file_name}: the file has no rows")
-    source_format = _resolve_format(fmt, rows, file_name)
+    source_format = _resolve_format(fmt, rows, file_name, where)
 
     progress(0.2, f"validating {len(rows)} rows")
     problems: list[RowProblem] = []
@@ -198,9 +198,12 @@ def write_problems_jsonl(problems: list[RowProblem], out: Path) -> Path:
     return out
 
 
-def _resolve_format(fmt: str, rows: list[SourceRow], file_name: str) -> SourceFormat:
+def _resolve_format(fmt: str, rows: list[SourceRow], file_name: str, where: str) -> SourceFormat:
     if fmt and fmt != "auto":
         return parse_choice(SourceFormat, fmt, "format")
+    if all(row.error for row in rows):  # say why each row failed, not "can't tell the format"
+        problems = [RowProblem(f"{where} {row.line}", row.line, row.error or "") for row in rows]
+        raise ValidationError(f"{file_name}: no row could be read. {_first_problems(problems)}")
     for row in rows:
         if isinstance(row.value, dict):
             detected = detect_format(row.value)

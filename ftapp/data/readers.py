@@ -29,6 +29,8 @@ RAW_PREVIEW_CHARS = 300
 # CSV cells under these fields may hold JSON (lists of messages, history pairs, tool schemas).
 JSON_CELL_FIELDS = {"messages", "conversations", "history", "tools", "prompt", "completion",
                     "chosen", "rejected"}  # fmt: skip
+# ... of which these may also hold plain text, so JSON there is kept only when it is messages.
+TEXT_CELL_FIELDS = {"prompt", "completion", "chosen", "rejected"}
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ def _csv_rows(name: str, text: str) -> list[SourceRow]:
         return []
     except csv.Error as exc:
         raise ValidationError(f"{name}: line 1: unreadable CSV header ({exc})") from None
-    if not any(header) or len(set(header)) != len(header):
+    if not header or not all(header) or len(set(header)) != len(header):
         raise ValidationError(f"{name}: line 1: the header needs distinct, non-empty column names")
     rows = []
     previous_end = reader.line_num
@@ -223,7 +225,17 @@ def _apply_column_map(
 def _cell(field: str, value: Any) -> Any:
     if field in JSON_CELL_FIELDS and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
         try:
-            return json.loads(value)
-        except json.JSONDecodeError:
+            parsed = json.loads(value)
+        except (json.JSONDecodeError, RecursionError):
             return value
+        if field in TEXT_CELL_FIELDS and not _is_messages(field, parsed):
+            return value  # text that happens to be JSON (an answer like {"name": "Ada"})
+        return parsed
     return value
+
+
+def _is_messages(field: str, value: Any) -> bool:
+    """A list of message objects, or (for a preference answer) one ShareGPT turn."""
+    if isinstance(value, dict):
+        return field in ("chosen", "rejected") and "from" in value
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
