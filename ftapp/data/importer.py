@@ -63,7 +63,7 @@ def import_file(
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
         raise ValidationError(
-            f"{file_name}: {size / 1e6:.1f} MB is over the upload limit of {max_bytes / 1e6:.0f} MB"
+            f"{file_name}: {size / 1e6:.1f} MB is over the upload limit of {max_bytes / 1e6:.1f} MB"
             " (FTAPP_MAX_UPLOAD_MB)"
         )
     if max_tokens < 1:
@@ -96,11 +96,9 @@ def import_file(
         token_counts += count_tokens([normalized.messages for _, normalized in batch])
         progress(0.4 + 0.4 * (start + len(batch)) / len(valid), "counting tokens")
 
-    existing = store.find_dataset(db, dataset)
-    known = store.content_hashes(db, existing.id) if existing else {}
     seen: dict[str, int] = {}
     duplicates: list[RowProblem] = []
-    to_insert: list[dict[str, Any]] = []
+    candidates: list[tuple[SourceRow, dict[str, Any]]] = []
     for (row, normalized), n_tokens in zip(valid, token_counts, strict=True):
         location = f"{where} {row.line}"
         if n_tokens > max_tokens:
@@ -108,41 +106,44 @@ def import_file(
             problems.append(RowProblem(location, row.line, reason, row.raw))
             continue
         digest = content_hash(normalized.messages, normalized.tools)
-        if digest in known:
-            reason = f"exact duplicate of example #{known[digest]} already in the dataset"
-            duplicates.append(RowProblem(location, row.line, reason, row.raw))
-            continue
         if digest in seen:
             reason = f"exact duplicate of {where} {seen[digest]}"
             duplicates.append(RowProblem(location, row.line, reason, row.raw))
             continue
         seen[digest] = row.line
-        to_insert.append(_example_row(row, normalized, digest, n_tokens, source_format))
+        candidates.append((row, _example_row(row, normalized, digest, n_tokens, source_format)))
     problems.sort(key=lambda problem: problem.line)
 
-    report = ImportReport(
-        dataset=dataset,
-        file_name=file_name,
-        file_type=file_type,
-        source_format=source_format,
-        n_rows=len(rows),
-        n_imported=0,
-        problems=problems,
-        duplicates=duplicates,
-    )
-    if problems and on_error == OnError.ABORT:
-        raise ImportRejected(
-            f"{file_name}: {len(problems)} of {len(rows)} rows are invalid, nothing was imported. "
-            + _first_problems(problems),
-            report,
-        )
-    if not to_insert:
-        reason = _first_problems(problems) if problems else "every row is a duplicate."
-        raise ImportRejected(f"{file_name}: no row could be imported. {reason}", report)
+    def rejected(message: str) -> ImportRejected:
+        report = ImportReport(dataset, file_name, file_type, source_format, len(rows), 0,
+                              problems, sorted(duplicates, key=lambda d: d.line))  # fmt: skip
+        return ImportRejected(f"{file_name}: {message}", report)
 
-    progress(0.8, f"writing {len(to_insert)} examples")
+    if problems and on_error == OnError.ABORT:
+        raise rejected(
+            f"{len(problems)} of {len(rows)} rows are invalid, nothing was imported. "
+            + _first_problems(problems)
+        )
+    if not candidates:
+        raise rejected("no row could be imported. " + _first_problems(problems))
+
+    progress(0.8, f"writing {len(candidates)} examples")
     with write_transaction(db):
         target = store.find_dataset(db, dataset) or store.create_dataset(db, dataset, user)
+        # Read inside the transaction, so a concurrent import can't slip the same row in.
+        known = store.content_hashes(db, target.id)
+        to_insert = []
+        for row, example in candidates:
+            if example["content_hash"] in known:
+                reason = f"exact duplicate of example #{known[example['content_hash']]} already"
+                reason += " in the dataset"
+                duplicates.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
+            else:
+                to_insert.append(example)
+        duplicates.sort(key=lambda problem: problem.line)
+        if not to_insert:
+            reason = _first_problems(problems) or "every row is a duplicate of one already there."
+            raise rejected(f"no row could be imported. {reason}")
         import_id = (
             db["imports"]
             .insert(
@@ -228,7 +229,7 @@ def _example_row(
         "source_format": str(source_format),
         "messages_json": messages_json,
         "original_messages_json": messages_json,
-        "raw_json": json.dumps(row.value, ensure_ascii=False, default=str),
+        "raw_json": json.dumps(row.as_read, ensure_ascii=False, default=str),
         "tools_json": tools_json,
         "content_hash": digest,
         "n_tokens": n_tokens,

@@ -18,6 +18,10 @@ from typing import Any
 
 from ftapp.errors import ValidationError
 
+# A long cell is a long example, to be rejected on its own row by the token limit, not a file
+# the csv module refuses whole (its default field limit is 128 KiB). Process-wide, set once.
+csv.field_size_limit(2**31 - 1)
+
 FILE_TYPES = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -39,6 +43,12 @@ class SourceRow:
     value: Any = None
     error: str | None = None
     raw: str = ""
+    original: Any = None  # the row before a column mapping renamed it; None when unmapped
+
+    @property
+    def as_read(self) -> Any:
+        """The row as it was in the file, whatever mapping was applied."""
+        return self.value if self.original is None else self.original
 
 
 def file_type_of(name: str) -> str:
@@ -86,8 +96,15 @@ def _refuse_binary(name: str, data: bytes) -> None:
         raise ValidationError(f"{name}: this is a zip archive; unzip it and upload the file inside")
     if data.startswith(b"\x1f\x8b"):
         raise ValidationError(f"{name}: this is a gzip archive; decompress it first")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValidationError(f"{name}: the file is UTF-16 text; save it as UTF-8 and retry")
     if b"\x00" in data[:65536]:
         raise ValidationError(f"{name}: this looks like a binary file, not text")
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; stored, they would break every JSON reader downstream.
+    raise ValueError(f"{name} is not allowed in JSON")
 
 
 def _decode(name: str, data: bytes) -> str:
@@ -112,10 +129,16 @@ def _jsonl_rows(data: bytes) -> list[SourceRow]:
             continue
         preview = text[:RAW_PREVIEW_CHARS]
         try:
-            rows.append(SourceRow(number, value=json.loads(text), raw=preview))
+            rows.append(
+                SourceRow(
+                    number, value=json.loads(text, parse_constant=_refuse_constant), raw=preview
+                )
+            )
         except json.JSONDecodeError as exc:
             rows.append(SourceRow(number, error=f"invalid JSON: {exc.msg} (column {exc.colno})",
                                   raw=preview))  # fmt: skip
+        except ValueError as exc:
+            rows.append(SourceRow(number, error=f"invalid JSON: {exc}", raw=preview))
         except RecursionError:
             rows.append(SourceRow(number, error="invalid JSON: nested too deeply", raw=preview))
     return rows
@@ -123,12 +146,14 @@ def _jsonl_rows(data: bytes) -> list[SourceRow]:
 
 def _json_rows(name: str, text: str) -> list[SourceRow]:
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         raise ValidationError(
             f"{name}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}. "
             "A .json file must be valid as a whole; nothing was imported."
         ) from None
+    except ValueError as exc:
+        raise ValidationError(f"{name}: invalid JSON: {exc}; nothing was imported.") from None
     except RecursionError:
         raise ValidationError(f"{name}: the JSON is nested too deeply") from None
     if not isinstance(document, list):
@@ -218,7 +243,7 @@ def _apply_column_map(
             mapped.append(row)
             continue
         value = {field: _cell(field, row.value.get(column)) for field, column in mapping.items()}
-        mapped.append(SourceRow(row.line, value=value, raw=row.raw))
+        mapped.append(SourceRow(row.line, value=value, raw=row.raw, original=row.value))
     return mapped
 
 

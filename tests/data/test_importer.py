@@ -262,7 +262,7 @@ def test_file_over_max_bytes_is_refused_with_a_clear_message(tmp_path, db, run):
     with pytest.raises(ValidationError) as caught:
         run(path, max_bytes=1_000_000)
     assert str(caught.value) == (
-        "big.jsonl: 1.5 MB is over the upload limit of 1 MB (FTAPP_MAX_UPLOAD_MB)"
+        "big.jsonl: 1.5 MB is over the upload limit of 1.0 MB (FTAPP_MAX_UPLOAD_MB)"
     )
     assert table_counts(db) == before
 
@@ -546,3 +546,19 @@ def test_twenty_thousand_rows(tmp_path, db, run):
         "Question number 19999: what is 19999 + 19999?", "It is 39998."
     )
     assert next(db.query("SELECT COUNT(*) AS n FROM examples WHERE n_tokens > 0"))["n"] == 19_999
+
+
+def test_column_mapping_keeps_the_whole_original_row(tmp_path, db, run):
+    path = tmp_path / "m.csv"
+    path.write_text("id,topic,question,answer\n7,geo,Capital of France?,Paris\n")
+    run(path, column_map={"prompt": "question", "completion": "answer"})
+    [example] = db["examples"].rows
+    assert json.loads(example["raw_json"]) == {
+        "id": "7", "topic": "geo", "question": "Capital of France?", "answer": "Paris"}  # fmt: skip
+
+
+def test_nan_is_not_json(tmp_path, db, run):
+    path = write_jsonl(tmp_path / "n.jsonl", [pc("Q", "A"), '{"prompt": "q", "completion": NaN}'])
+    report = run(path)
+    assert [(p.line, p.reason) for p in report.problems] == [
+        (2, "invalid JSON: NaN is not allowed in JSON")]  # fmt: skip

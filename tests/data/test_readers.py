@@ -414,11 +414,14 @@ def test_csv_deeply_nested_json_cell_is_a_row_error_not_a_crash(tmp_path, db, co
     assert [row["source_line"] for row in db["examples"].rows] == [3]
 
 
-def test_csv_cell_over_the_csv_field_limit_is_a_file_error_naming_the_line(tmp_path):
+def test_csv_cell_over_the_csv_modules_default_limit_is_read_as_a_row(tmp_path):
+    """A 200k-character cell is a (too long) example for the token limit to reject, not a file
+    the csv module refuses whole."""
     path = write_csv(tmp_path / "a.csv", [["prompt", "completion"], ["q", "a"],
                                           ["q", "x" * 200_000]])  # fmt: skip
-    with pytest.raises(ValidationError, match="a.csv: line 3: unreadable CSV"):
-        read_rows(path, "csv")
+    rows = read_rows(path, "csv")
+    assert [row.line for row in rows] == [2, 3]
+    assert len(rows[1].value["completion"]) == 200_000
 
 
 def test_csv_column_mapping_renames_and_drops_other_columns(tmp_path):
@@ -510,7 +513,7 @@ def _zip_bytes() -> bytes:
         pytest.param(bytes(range(256)) * 4, "this looks like a binary file, not text",
                      id="binary"),
         pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file", id="png"),
-        pytest.param('{"prompt": "q"}'.encode("utf-16"), "binary file", id="utf16"),
+        pytest.param('{"prompt": "q"}'.encode("utf-16"), "save it as UTF-8", id="utf16"),
     ],
 )  # fmt: skip
 def test_archives_and_binary_files_are_refused(tmp_path, db, count_tokens, file_type, content,
