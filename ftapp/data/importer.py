@@ -89,28 +89,32 @@ def import_file(
         except RowError as exc:
             problems.append(RowProblem(f"{where} {row.line}", row.line, str(exc), row.raw))
 
-    progress(0.4, "counting tokens")
-    token_counts: list[int] = []
-    for start in range(0, len(valid), TOKEN_BATCH):
-        batch = valid[start : start + TOKEN_BATCH]
-        token_counts += count_tokens([normalized.messages for _, normalized in batch])
-        progress(0.4 + 0.4 * (start + len(batch)) / len(valid), "counting tokens")
-
+    # Drop copies before counting tokens: re-importing a file then costs no tokenization.
     seen: dict[str, int] = {}
     duplicates: list[RowProblem] = []
-    candidates: list[tuple[SourceRow, dict[str, Any]]] = []
-    for (row, normalized), n_tokens in zip(valid, token_counts, strict=True):
-        location = f"{where} {row.line}"
-        if n_tokens > max_tokens:
-            reason = f"longer than the max length: {n_tokens} tokens > {max_tokens}"
-            problems.append(RowProblem(location, row.line, reason, row.raw))
-            continue
+    unique: list[tuple[SourceRow, Any, str]] = []
+    for row, normalized in valid:
         digest = content_hash(normalized.messages, normalized.tools)
         if digest in seen:
             reason = f"exact duplicate of {where} {seen[digest]}"
-            duplicates.append(RowProblem(location, row.line, reason, row.raw))
+            duplicates.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
             continue
         seen[digest] = row.line
+        unique.append((row, normalized, digest))
+
+    progress(0.4, "counting tokens")
+    token_counts: list[int] = []
+    for start in range(0, len(unique), TOKEN_BATCH):
+        batch = unique[start : start + TOKEN_BATCH]
+        token_counts += count_tokens([normalized.messages for _, normalized, _ in batch])
+        progress(0.4 + 0.4 * (start + len(batch)) / len(unique), "counting tokens")
+
+    candidates: list[tuple[SourceRow, dict[str, Any]]] = []
+    for (row, normalized, digest), n_tokens in zip(unique, token_counts, strict=True):
+        if n_tokens > max_tokens:
+            reason = f"longer than the max length: {n_tokens} tokens > {max_tokens}"
+            problems.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
+            continue
         candidates.append((row, _example_row(row, normalized, digest, n_tokens, source_format)))
     problems.sort(key=lambda problem: problem.line)
 
@@ -228,7 +232,6 @@ def _example_row(
         "source_line": row.line,
         "source_format": str(source_format),
         "messages_json": messages_json,
-        "original_messages_json": messages_json,
         "raw_json": json.dumps(row.as_read, ensure_ascii=False, default=str),
         "tools_json": tools_json,
         "content_hash": digest,

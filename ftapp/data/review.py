@@ -1,7 +1,7 @@
 """Labeling and review: accept, reject, edit the conversation, tags and notes.
 
 Every change records who made it and when (`example_events`); the text as imported stays in
-`original_messages_json`, so `revert_example` can always bring it back.
+`original_messages_json` (set at the first edit), so `revert_example` can always bring it back.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ def edit_example(
             db,
             example_id,
             {
+                # The first edit keeps the imported text, so it can always be restored.
+                "original_messages_json": json.dumps(example.original_messages, ensure_ascii=False),
                 "messages_json": json.dumps(clean, ensure_ascii=False),
                 "content_hash": content_hash(clean, example.tools),
                 "n_tokens": n_tokens,

@@ -17,5 +17,6 @@ class ChatTokenCounter:
         if not conversations:
             return []
         texts = self.tokenizer.apply_chat_template(conversations, tokenize=False)
-        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return [len(ids) for ids in encoded]
+        # The Rust tokenizer directly: same ids, without transformers' per-row conversion.
+        encoded = self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(encoding.ids) for encoding in encoded]

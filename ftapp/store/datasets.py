@@ -233,7 +233,7 @@ def _example(row: dict[str, Any]) -> Example:
         id=row["id"],
         dataset_id=row["dataset_id"],
         messages=json.loads(row["messages_json"]),
-        original_messages=json.loads(row["original_messages_json"]),
+        original_messages=json.loads(row["original_messages_json"] or row["messages_json"]),
         raw=json.loads(row["raw_json"]),
         tools=json.loads(row["tools_json"]) if row["tools_json"] else None,
         status=ExampleStatus(row["status"]),

@@ -55,7 +55,7 @@ def m001_data_tables(db: sqlite_utils.Database) -> None:
             source_line INTEGER,
             source_format TEXT NOT NULL,
             messages_json TEXT NOT NULL,
-            original_messages_json TEXT NOT NULL,
+            original_messages_json TEXT,  -- NULL until the first edit: the text as imported
             raw_json TEXT NOT NULL,
             tools_json TEXT,
             content_hash TEXT NOT NULL,
