@@ -70,5 +70,7 @@ def to_int(value: Any, field: str, *, minimum: int | None = None) -> int:
 
 
 def escape_markdown(text: str) -> str:
-    """User text shown literally inside Markdown: no HTML, no formatting."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", html.escape(text))
+    """User text shown literally inside Markdown: no HTML, no formatting.
+
+    Quotes stay as they are: `&#x27;` would have its '#' escaped below and show as typed."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", html.escape(text, quote=False))

@@ -10,7 +10,7 @@ from ftapp.data.importer import ImportRejected, import_file, write_problems_json
 from ftapp.data.readers import csv_header, file_type_of
 from ftapp.records import ImportReport, OnError, Role, SourceFormat
 from ftapp.services import Services
-from ftapp.ui.common import current_user, download_path, guarded, to_int
+from ftapp.ui.common import current_user, download_path, escape_markdown, guarded, to_int
 
 MAPPABLE_FIELDS = ("prompt", "completion", "system", "instruction", "input", "output")
 AUTO = "(use the file's column names)"
@@ -61,17 +61,19 @@ def build_import_section(services: Services) -> dict:
         rejects_file = gr.File(label="Rejected rows (JSONL)", visible=False)
 
     @guarded(Role.ADMIN)
-    def show_mapping(path: str | None, request: gr.Request):
+    def show_mapping(path: str | None, name: str | None, request: gr.Request):
         is_csv = bool(path) and file_type_of(path) == "csv"
         columns = [AUTO, *csv_header(Path(path))] if is_csv else [AUTO]
-        default_name = Path(path).stem[:100] if path else ""
-        return [gr.update(visible=is_csv), gr.update(value=default_name)] + [
+        # Propose a name from the file, but never replace one the user already typed.
+        proposed = (name or "").strip() or (Path(path).stem[:100] if path else "")
+        return [gr.update(visible=is_csv), gr.update(value=proposed)] + [
             gr.update(choices=columns, value=AUTO) for _ in MAPPABLE_FIELDS
         ]
 
     upload.upload(
-        show_mapping, [upload], [mapping_box, dataset_name, *mapping], api_name="import_columns"
-    )
+        show_mapping, [upload, dataset_name], [mapping_box, dataset_name, *mapping],
+        api_name="import_columns",
+    )  # fmt: skip
 
     @guarded(Role.ADMIN)
     def run_import(
@@ -114,16 +116,18 @@ def build_import_section(services: Services) -> dict:
                     progress=lambda fraction, message: progress(fraction, desc=message),
                 )
             except ImportRejected as exc:
-                return _report_outputs(exc.report, f"**Nothing was imported.** {exc}")
-        return _report_outputs(result, f"**{result.summary()}.**")
+                message = escape_markdown(str(exc))
+                return _report_outputs(exc.report, f"**Nothing was imported.** {message}")
+        # File names and row fields are user text: shown literally, not as Markdown or HTML.
+        return _report_outputs(result, f"**{escape_markdown(result.summary())}.**")
 
-    import_button.click(
+    imported = import_button.click(
         run_import,
         [upload, dataset_name, fmt, on_error, max_tokens, *mapping],
         [report, problems, rejects_file],
         api_name="import_file",
     )
-    return {"import_button": import_button, "dataset_name": dataset_name}
+    return {"imported": imported, "dataset_name": dataset_name}
 
 
 def _report_outputs(report: ImportReport, headline: str):

@@ -4,6 +4,7 @@ k/← previous)."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 import gradio as gr
@@ -14,6 +15,7 @@ from ftapp.data.stats import dataset_stats
 from ftapp.records import Example, Role
 from ftapp.services import Services
 from ftapp.store import datasets as store
+from ftapp.store.db import write_transaction
 from ftapp.ui.common import current_user, guarded
 
 PAGE_SIZE = 20
@@ -178,7 +180,8 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
         if current_id is None:
             raise gr.Error("No example selected.")
         user = current_user(request).name
-        with services.db() as db:
+        # One transaction: a bad tag or note must not leave the text edit saved on its own.
+        with services.db() as db, write_transaction(db):
             review.edit_turns(db, current_id, system=system, prompt=prompt, answer=answer,
                               user=user, count_tokens=services.count_tokens)  # fmt: skip
             review.set_tags(db, current_id, review.parse_tags(tags), user)
@@ -202,16 +205,30 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
     prev_button.click(_stepper(step, -1), view_inputs, view_outputs, api_name="review_previous")
     next_button.click(_stepper(step, 1), view_inputs, view_outputs, api_name="review_next")
     with_id = [*view_inputs, example_id]
-    accept_button.click(label_with("accepted"), with_id, view_outputs, api_name="review_accept")
-    reject_button.click(label_with("rejected"), with_id, view_outputs, api_name="review_reject")
-    pending_button.click(label_with("pending"), with_id, view_outputs, api_name="review_pending")
-    bulk_accept.click(bulk_with("accepted"), view_inputs, view_outputs, api_name="bulk_accept")
-    bulk_reject.click(bulk_with("rejected"), view_inputs, view_outputs, api_name="bulk_reject")
-    bulk_pending.click(bulk_with("pending"), view_inputs, view_outputs, api_name="bulk_pending")
     edit_inputs = [*with_id, system_box, prompt_box, answer_box, tags_box, note_box]
-    save_button.click(save, edit_inputs, view_outputs, api_name="review_save")
-    revert_button.click(revert, with_id, view_outputs, api_name="review_revert")
-    return {"refresh": (show, view_inputs, view_outputs)}
+    changes = [
+        accept_button.click(
+            label_with("accepted"), with_id, view_outputs, api_name="review_accept"
+        ),
+        reject_button.click(
+            label_with("rejected"), with_id, view_outputs, api_name="review_reject"
+        ),
+        pending_button.click(
+            label_with("pending"), with_id, view_outputs, api_name="review_pending"
+        ),
+        bulk_accept.click(bulk_with("accepted"), view_inputs, view_outputs, api_name="bulk_accept"),
+        bulk_reject.click(bulk_with("rejected"), view_inputs, view_outputs, api_name="bulk_reject"),
+        bulk_pending.click(
+            bulk_with("pending"), view_inputs, view_outputs, api_name="bulk_pending"
+        ),
+        save_button.click(save, edit_inputs, view_outputs, api_name="review_save"),
+        revert_button.click(revert, with_id, view_outputs, api_name="review_revert"),
+    ]
+    return {
+        "refresh": (show, view_inputs, view_outputs),
+        "refresh_first": (show_first, view_inputs, view_outputs),
+        "events": changes,
+    }
 
 
 def _stepper(step, delta: int):
@@ -257,16 +274,18 @@ def _header(example: Example) -> str:
 
 
 def _chat(example: Example) -> list[dict]:
-    """Chatbot messages: system prompts and tool results shown as titled boxes."""
+    """Chatbot messages: system prompts and tool results shown as titled boxes.
+
+    The Chatbot renders HTML even with render_markdown=False (sanitized: `<b>` turns bold and
+    `<script>` disappears), so the text is escaped to be shown exactly as written."""
     shown = []
     for message in example.messages:
+        content = html.escape(message["content"], quote=False)
         if message["role"] in ("user", "assistant"):
-            shown.append({"role": message["role"], "content": message["content"]})
+            shown.append({"role": message["role"], "content": content})
         else:
             title = "System prompt" if message["role"] == "system" else "Tool result"
-            shown.append(
-                {"role": "assistant", "content": message["content"], "metadata": {"title": title}}
-            )
+            shown.append({"role": "assistant", "content": content, "metadata": {"title": title}})
     return shown
 
 

@@ -30,19 +30,39 @@ def build_data_tab(services: Services) -> None:
         return gr.update(choices=names, value=current if current in names else None)
 
     @guarded(Role.ADMIN)
-    def select_imported(name: str, request: gr.Request):
+    def load_names(request: gr.Request):
+        return gr.update(choices=_dataset_names(services), value=None)
+
+    @guarded(Role.ADMIN)
+    def select_imported(name: str, current: str | None, request: gr.Request):
         names = _dataset_names(services)
-        return gr.update(choices=names, value=name.strip() if name.strip() in names else None)
+        name = (name or "").strip()
+        # A failed import into a new name keeps the dataset being reviewed.
+        selected = name if name in names else current if current in names else None
+        return gr.update(choices=names, value=selected)
 
     refresh.click(reload_names, [dataset], [dataset], api_name="list_datasets")
-    # After an import, show the dataset it went into (its change event refreshes the rest).
-    imported["import_button"].click(
-        select_imported, [imported["dataset_name"]], [dataset], api_name=False
+    # On page load (no triggers, no inputs): list the datasets as they are now, not as they
+    # were when the app started and built the page.
+    gr.on(None, load_names, None, [dataset], api_name=False)
+    # Each refresh is chained with .then, so it reads what the change before it wrote.
+    # After an import, select the dataset it went into; its change event refreshes the rest,
+    # but an import into the dataset already selected changes no value, so refresh it here.
+    review_first, review_inputs, review_outputs = review["refresh_first"]
+    versions_show, versions_inputs, versions_outputs = versions["refresh"]
+    imported["imported"].then(
+        select_imported, [imported["dataset_name"], dataset], [dataset], api_name=False
+    ).then(review_first, review_inputs, review_outputs, api_name=False).then(
+        versions_show, versions_inputs, versions_outputs, api_name=False
     )
-    # Splits change the review table's split column; re-render it after them.
-    handler, inputs, outputs = review["refresh"]
+    # Review changes move the counts in the statistics.
+    stats_show, stats_inputs, stats_outputs = versions["refresh_stats"]
+    for event in review["events"]:
+        event.then(stats_show, stats_inputs, stats_outputs, api_name=False)
+    # Splits change the review table's split column.
+    review_show = review["refresh"][0]
     for event in versions["events"]:
-        event.click(handler, inputs, outputs, api_name=False)
+        event.then(review_show, review_inputs, review_outputs, api_name=False)
 
 
 def _dataset_names(services: Services) -> list[str]:

@@ -104,17 +104,26 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         gr.Info(f"Exported {count} examples.")
         return gr.update(value=str(out), visible=True)
 
+    @guarded(Role.ADMIN)
+    def show_stats(name, request: gr.Request):
+        return render(name)[:2]
+
     dataset.change(show, [dataset], outputs, api_name="dataset_stats")
-    split_button.click(
+    split_event = split_button.click(
         split, [dataset, train_ratio, validation_ratio, test_ratio, seed], outputs,
         api_name="assign_splits",
     )  # fmt: skip
-    freeze_button.click(freeze, [dataset, note], outputs, api_name="freeze_version")
+    freeze_event = freeze_button.click(freeze, [dataset, note], outputs, api_name="freeze_version")
     export_button.click(
         export, [dataset, export_version, export_format, export_split], [export_file],
         api_name="export_dataset",
     )  # fmt: skip
-    return {"refresh": (show, [dataset], outputs), "events": [split_button, freeze_button]}
+    return {
+        "refresh": (show, [dataset], outputs),
+        # Counts and token lengths only: keeps the chosen export version.
+        "refresh_stats": (show_stats, [dataset], [counts, histogram]),
+        "events": [split_event, freeze_event],
+    }
 
 
 def _stats_markdown(stats: dict) -> str:

@@ -1,0 +1,229 @@
+"""The Data tab in a real browser (Playwright driving Debian's Chromium) against the real app
+in a subprocess: upload a file with a bad row, read the report, review with the keyboard,
+split, freeze. Each step asserts on the page and on the app's SQLite file, and leaves a
+screenshot in test-output/screenshots/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.live_app import REPO, LiveApp, running_app
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect = playwright_api.expect
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]  # fmt: skip
+SCREENSHOTS = REPO / "test-output" / "screenshots"
+WAIT_MS = 30_000  # an event's round trip; the first import also loads the tokenizer
+ROWS = "[role=row]:has([role=gridcell])"  # a Dataframe's body rows (a grid of divs)
+DATASET = "browser-demo"
+HTML_PROMPT = "Format this: <b>bold</b>"
+HTML_ANSWER = "Like this: <script>alert(1)</script> done"
+
+
+expect.set_options(timeout=WAIT_MS)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
+    with running_app(tmp_path_factory.mktemp("live") / "home", models_dir) as live:
+        yield live
+
+
+@pytest.fixture
+def page(app: LiveApp):
+    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
+        pytest.skip("needs Debian's chromium (make browser)")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.dialogs = []  # any alert() would mean user text ran as script
+        page.errors = []
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def shot(page, name: str, target=None) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    if target is None:
+        page.screenshot(path=path, full_page=True)
+    else:
+        target.scroll_into_view_if_needed()
+        target.screenshot(path=path)
+
+
+def focus_page_body(page) -> None:
+    """Click a plain heading so no textbox has the focus (shortcuts are off while typing)."""
+    page.locator("h1", has_text="ftapp").click()
+    assert page.evaluate("document.activeElement === document.body")
+
+
+def block_labelled(page, label: str):
+    """The innermost component block whose label is exactly `label`."""
+    return page.locator(".block").filter(has=page.get_by_text(label, exact=True)).last
+
+
+def example_row(app: LiveApp, source_line: int) -> dict:
+    (row,) = app.query(
+        "SELECT e.* FROM examples e JOIN datasets d ON d.id = e.dataset_id "
+        "WHERE d.name = ? AND e.source_line = ?",
+        [DATASET, source_line],
+    )
+    return row
+
+
+def test_import_review_with_keys_split_freeze(app: LiveApp, page, tmp_path: Path):
+    source = tmp_path / "support-chats.jsonl"
+    source.write_text(
+        "\n".join([
+            json.dumps({"prompt": "Say hello", "completion": "Hello!"}),
+            json.dumps({"prompt": HTML_PROMPT, "completion": HTML_ANSWER}),
+            '{"prompt": "this line is cut',
+            json.dumps({"prompt": "What is 2+2?", "completion": "4"}),
+            json.dumps({"prompt": "Name a colour", "completion": "Teal."}),
+        ]) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+
+    # 1. Open the app.
+    page.goto(app.url)
+    expect(page.locator("#ft-import-button")).to_be_visible()
+    shot(page, "01-start")
+
+    # 2. Upload through the file input: the dataset name is proposed from the file name.
+    page.locator("#ft-import-file input[type=file]").set_input_files(str(source))
+    name_box = page.locator("#ft-import-dataset textarea")
+    expect(name_box).to_have_value("support-chats")
+    name_box.fill(DATASET)
+    page.locator("#ft-import-button").click()
+    report = page.locator("#ft-import-report")
+    expect(report).to_contain_text(f"4 of 5 rows imported into '{DATASET}'")
+    expect(report).to_contain_text("1 rejected")
+    rejected_table = block_labelled(page, "Rejected rows")
+    expect(rejected_table).to_contain_text("line 3")
+    expect(rejected_table).to_contain_text("invalid JSON")
+    assert len(app.query("SELECT id FROM examples")) == 4
+    shot(page, "02-import-report", page.locator("#ft-import-button").locator(".."))
+
+    # 3. The imported dataset is selected; after a reload it is still offered (the page
+    # lists datasets on load, not as they were when the app started), and can be picked.
+    expect(page.locator("#ft-dataset input")).to_have_value(DATASET)
+    page.reload()
+    expect(page.locator("#ft-import-button")).to_be_visible()
+    page.locator("#ft-dataset input").click()
+    page.locator("#ft-dataset [role=option]", has_text=DATASET).click()
+    position = page.locator("#ft-position")
+    header = page.locator("#ft-example-header")
+    table = page.locator("#ft-review-table")
+    expect(position).to_have_text("1 of 4 matching")
+    expect(header).to_contain_text("Example #")
+    expect(table.locator(ROWS)).to_have_count(4)
+    expect(page.locator("#ft-review-progress")).to_contain_text("Reviewed 0 of 4")
+    shot(page, "03-review", table)
+
+    # 4. j / k move through the examples (focus on the page, not in a textbox).
+    focus_page_body(page)
+    page.keyboard.press("j")
+    expect(position).to_have_text("2 of 4 matching")
+    second = example_row(app, 2)
+    expect(header).to_contain_text(f"Example #{second['id']} · pending")
+    page.keyboard.press("k")
+    expect(position).to_have_text("1 of 4 matching")
+    page.keyboard.press("j")
+    expect(position).to_have_text("2 of 4 matching")
+
+    # The example with HTML in it is shown as text: nothing bold, no script, no alert.
+    conversation = page.locator("#ft-conversation")
+    expect(conversation).to_contain_text(HTML_PROMPT)
+    expect(conversation).to_contain_text(HTML_ANSWER)
+    assert conversation.locator("b, script").count() == 0
+    expect(page.locator("#ft-edit-prompt textarea")).to_have_value(HTML_PROMPT)
+    expect(table).to_contain_text(HTML_ANSWER)
+    shot(page, "04-html-shown-literally", conversation)
+
+    # 5. Typing "a" in a textbox is text, not a shortcut.
+    search = page.locator("textarea[placeholder='text in prompts, answers, notes']")
+    search.fill("a")
+    search.press("a")
+    expect(search).to_have_value("aa")
+    assert example_row(app, 2)["status"] == "pending"
+    search.fill("")
+
+    # 6. "a" accepts the example shown, stores who did it, and moves on.
+    focus_page_body(page)
+    page.keyboard.press("a")
+    expect(position).to_have_text("3 of 4 matching")
+    expect(page.locator("#ft-review-progress")).to_contain_text("1 accepted")
+    accepted = example_row(app, 2)
+    assert (accepted["status"], accepted["reviewed_by"]) == ("accepted", "admin")
+    events = app.query(
+        "SELECT action, user_name FROM example_events WHERE example_id = ?", [accepted["id"]]
+    )
+    assert events == [{"action": "accepted", "user_name": "admin"}]
+    assert [example_row(app, line)["status"] for line in (1, 4, 5)] == ["pending"] * 3
+    # The statistics below follow the review.
+    stats = page.locator("#ft-stats")
+    expect(stats).to_contain_text("1 / 3 / 0")
+    page.keyboard.press("k")
+    expect(header).to_contain_text(f"Example #{accepted['id']} · accepted")
+    expect(header).to_contain_text("reviewed by admin")
+    expect(table.locator(ROWS).nth(1)).to_contain_text("accepted")
+    shot(page, "05-accepted")
+
+    # 7. Assign splits: every non-rejected example gets one; the review table shows it.
+    page.locator("#ft-split").click()
+    expect(stats).to_contain_text("4 / 0 / 0 / 0")
+    expect(table.locator(ROWS).first).to_contain_text("train")
+    assert {row["split"] for row in app.query("SELECT split FROM examples")} == {"train"}
+    shot(page, "06-splits", stats)
+
+    # 8. Freeze a version: it appears in the versions table and in the database.
+    page.get_by_label("Version note").fill("first browser version")
+    page.locator("#ft-freeze").click()
+    versions = block_labelled(page, "Versions")
+    expect(versions.locator(ROWS)).to_have_count(1)
+    expect(versions).to_contain_text("v1")
+    (version,) = app.query("SELECT * FROM dataset_versions")
+    assert (version["version"], version["n_examples"], version["n_train"]) == (1, 1, 1)
+    assert (version["note"], version["created_by"]) == ("first browser version", "admin")
+    expect(versions).to_contain_text(version["content_hash"][:12])
+    shot(page, "07-versions", versions)
+
+    # 9. Import more into the dataset being reviewed: the review shows the new example.
+    more = tmp_path / "more.jsonl"
+    more.write_text(
+        json.dumps({"prompt": "One more?", "completion": "Yes."}) + "\n"
+        + json.dumps({"prompt": "Say hello", "completion": "Hello!"}) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    page.locator("#ft-import-file input[type=file]").set_input_files(str(more))
+    expect(name_box).to_have_value("more")  # proposed once the upload is in
+    name_box.fill(DATASET)
+    page.locator("#ft-import-button").click()
+    expect(report).to_contain_text(f"1 of 2 rows imported into '{DATASET}'")
+    expect(report).to_contain_text("1 exact duplicates skipped")
+    expect(position).to_have_text("1 of 5 matching")
+    expect(table.locator(ROWS)).to_have_count(5)
+    expect(page.locator("#ft-review-progress")).to_contain_text("Reviewed 1 of 5")
+    shot(page, "08-full-page")
+
+    assert page.dialogs == []
+    assert page.errors == []
