@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from ftapp.errors import ValidationError
+from ftapp.text import plural
 
 
 class ExampleStatus(StrEnum):
@@ -71,13 +72,13 @@ class ImportReport:
 
     def summary(self) -> str:
         text = (
-            f"{self.n_imported} of {self.n_rows} rows imported into '{self.dataset}' "
+            f"{self.n_imported} of {plural(self.n_rows, 'row')} imported into '{self.dataset}' "
             f"({self.file_type}, {self.source_format})"
         )
         if self.problems:
             text += f"; {self.n_rejected} rejected"
         if self.duplicates:
-            text += f"; {self.n_duplicates} exact duplicates skipped"
+            text += f"; {plural(self.n_duplicates, 'exact duplicate')} skipped"
         return text
 
 

@@ -43,6 +43,12 @@ def export_dataset(
     if split:
         split = parse_choice(Split, split, "split").value
     rows = list(_rows(db, dataset, version, split))
+    if not rows:
+        numbered = version not in (None, "")
+        what = f"rows in v{version_store.parse_version_number(version)}" if numbered else (
+            "accepted examples")  # fmt: skip
+        where = f" in the {split} split" if split else ""
+        raise ValidationError(f"{dataset}: nothing to export, no {what}{where}")
     if fmt == "prompt_completion":
         simple = all(_is_single_turn(row["messages"]) for row in rows)
         records = [_prompt_completion(row, simple) for row in rows]

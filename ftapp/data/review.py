@@ -124,6 +124,26 @@ def edit_turns(
     return edit_example(db, example_id, messages, user, count_tokens)
 
 
+def save_example(
+    db: sqlite_utils.Database,
+    example_id: int,
+    *,
+    system: str,
+    prompt: str,
+    answer: str,
+    tags: list[str],
+    note: str,
+    user: str,
+    count_tokens: TokenCounter,
+) -> Example:
+    """The review form's Save: text, tags and note together, or nothing if any is invalid."""
+    with write_transaction(db):
+        edit_turns(db, example_id, system=system, prompt=prompt, answer=answer, user=user,
+                   count_tokens=count_tokens)  # fmt: skip
+        set_tags(db, example_id, tags, user)
+        return set_note(db, example_id, note, user)
+
+
 def revert_example(
     db: sqlite_utils.Database, example_id: int, user: str, count_tokens: TokenCounter
 ) -> Example:

@@ -6,6 +6,7 @@ import logging
 
 import gradio as gr
 
+from ftapp.errors import FtappError
 from ftapp.services import Services
 from ftapp.ui.data_tab import build_data_tab
 
@@ -59,6 +60,9 @@ def main(host: str | None = None, port: int | None = None) -> None:
     from ftapp.models.bundled import prepare_bundled_model
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    services = Services.from_env()
-    prepare_bundled_model(services.settings.models_dir)
+    try:
+        services = Services.from_env()
+        prepare_bundled_model(services.settings.models_dir)
+    except FtappError as exc:  # a bad FTAPP_* setting, a missing model package
+        raise SystemExit(f"ftapp can't start: {exc}") from None
     launch(services, host, port)

@@ -10,6 +10,7 @@ from ftapp.data.importer import ImportRejected, import_file, write_problems_json
 from ftapp.data.readers import csv_header, file_type_of
 from ftapp.records import ImportReport, OnError, Role, SourceFormat
 from ftapp.services import Services
+from ftapp.text import plural
 from ftapp.ui.common import current_user, download_path, escape_markdown, guarded, to_int
 
 MAPPABLE_FIELDS = ("prompt", "completion", "system", "instruction", "input", "output")
@@ -117,7 +118,7 @@ def build_import_section(services: Services) -> dict:
                 )
             except ImportRejected as exc:
                 message = escape_markdown(str(exc))
-                return _report_outputs(exc.report, f"**Nothing was imported.** {message}")
+                return _report_outputs(exc.report, f"**Import failed.** {message}")
         # File names and row fields are user text: shown literally, not as Markdown or HTML.
         return _report_outputs(result, f"**{escape_markdown(result.summary())}.**")
 
@@ -138,8 +139,8 @@ def _report_outputs(report: ImportReport, headline: str):
         file_update = gr.update(visible=True, value=str(write_problems_jsonl(report.problems, out)))
     details = []
     if report.problems:
-        details.append(f"{report.n_rejected} rejected rows (listed below, downloadable)")
+        details.append(f"{plural(report.n_rejected, 'rejected row')} (listed below, downloadable)")
     if report.duplicates:
-        details.append(f"{report.n_duplicates} exact duplicates skipped")
+        details.append(f"{plural(report.n_duplicates, 'exact duplicate')} skipped")
     text = headline + ("\n\n" + "; ".join(details) if details else "")
     return text, gr.update(value=rows, visible=bool(rows)), file_update

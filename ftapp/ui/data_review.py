@@ -15,7 +15,6 @@ from ftapp.data.stats import dataset_stats
 from ftapp.records import Example, Role
 from ftapp.services import Services
 from ftapp.store import datasets as store
-from ftapp.store.db import write_transaction
 from ftapp.ui.common import current_user, guarded
 
 PAGE_SIZE = 20
@@ -179,13 +178,12 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
              request: gr.Request):  # fmt: skip
         if current_id is None:
             raise gr.Error("No example selected.")
-        user = current_user(request).name
-        # One transaction: a bad tag or note must not leave the text edit saved on its own.
-        with services.db() as db, write_transaction(db):
-            review.edit_turns(db, current_id, system=system, prompt=prompt, answer=answer,
-                              user=user, count_tokens=services.count_tokens)  # fmt: skip
-            review.set_tags(db, current_id, review.parse_tags(tags), user)
-            review.set_note(db, current_id, note or "", user)
+        with services.db() as db:
+            review.save_example(
+                db, current_id, system=system, prompt=prompt, answer=answer,
+                tags=review.parse_tags(tags), note=note or "", user=current_user(request).name,
+                count_tokens=services.count_tokens,
+            )  # fmt: skip
         gr.Info(f"Example #{current_id} saved.")
         return render(name, Filters.of(status, split, tag, text), at)
 

@@ -17,7 +17,11 @@ from ftapp.ui.data_versions import build_versions_section
 def build_data_tab(services: Services) -> None:
     with gr.Row():
         dataset = gr.Dropdown(
-            choices=_dataset_names(services), label="Dataset", scale=4, elem_id="ft-dataset"
+            choices=_dataset_names(services),
+            label="Dataset",
+            scale=4,
+            elem_id="ft-dataset",
+            allow_custom_value=True,  # API clients may name any dataset; the core checks it
         )
         refresh = gr.Button("↻ Refresh", scale=1, size="sm")
     imported = build_import_section(services)

@@ -74,6 +74,10 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         with services.db() as db:
             result = assign_splits(db, name, [train, validation, test], to_int(seed_value, "seed"))
         gr.Info("Splits assigned: " + ", ".join(f"{k} {v}" for k, v in result.items()))
+        asked = dict(zip(result, (train, validation, test), strict=True))
+        empty = [split for split, count in result.items() if count == 0 and (asked[split] or 0) > 0]
+        if empty:
+            gr.Warning(f"Too few examples: the {' and '.join(empty)} split got none.")
         return render(name)
 
     @guarded(Role.ADMIN)

@@ -116,3 +116,17 @@ def test_search_is_a_parameter_not_sql(db, dataset):
     for text in ["' OR 1=1 --", "%", "_", '"; DROP TABLE examples; --']:
         assert store.query_examples(db, dataset.id, search=text)[1] == 0
     assert db["examples"].count == 6
+
+
+def test_save_is_all_or_nothing(db, dataset, count_tokens):
+    example_id = ids(db, dataset)[0]
+    before = store.get_example(db, example_id)
+    with pytest.raises(ValidationError, match="no commas|50 characters"):
+        review.save_example(db, example_id, system="", prompt="Q?", answer="A new answer.",
+                            tags=["x" * 60], note="n", user="u",
+                            count_tokens=count_tokens)  # fmt: skip
+    assert store.get_example(db, example_id) == before
+    saved = review.save_example(db, example_id, system="", prompt="Q?", answer="A new answer.",
+                                tags=["ok"], note="n", user="u",
+                                count_tokens=count_tokens)  # fmt: skip
+    assert (saved.messages[-1]["content"], saved.tags, saved.note) == ("A new answer.", ["ok"], "n")

@@ -186,3 +186,10 @@ def test_export_errors_write_nothing(tmp_path, db, count_tokens):
         export_dataset(db, "d", tmp_path / "x.jsonl", version="v4")
     assert not (tmp_path / "x.jsonl").exists() and not (tmp_path / "x.csv").exists()
     assert table_counts(db) == before
+
+
+def test_export_of_nothing_says_so(tmp_path, db, count_tokens):
+    make_dataset(tmp_path, db, count_tokens, n=3)
+    with pytest.raises(ValidationError, match="nothing to export, no accepted examples"):
+        export_dataset(db, "d", tmp_path / "none.jsonl")
+    assert not (tmp_path / "none.jsonl").exists()

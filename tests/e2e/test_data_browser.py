@@ -219,7 +219,7 @@ def test_import_review_with_keys_split_freeze(app: LiveApp, page, tmp_path: Path
     name_box.fill(DATASET)
     page.locator("#ft-import-button").click()
     expect(report).to_contain_text(f"1 of 2 rows imported into '{DATASET}'")
-    expect(report).to_contain_text("1 exact duplicates skipped")
+    expect(report).to_contain_text("1 exact duplicate skipped")
     expect(position).to_have_text("1 of 5 matching")
     expect(table.locator(ROWS)).to_have_count(5)
     expect(page.locator("#ft-review-progress")).to_contain_text("Reviewed 1 of 5")

@@ -120,7 +120,7 @@ def test_import_review_split_freeze_export(app: LiveApp, client: Client, tmp_pat
 
     assert "6 of 9 rows imported into 'support'" in report
     assert "2 rejected" in report
-    assert "1 exact duplicates skipped" in report
+    assert "1 exact duplicate skipped" in report
     listed = rows_of(problems)
     assert [row[0] for row in listed] == ["line 3", "line 5", "line 7"]
     assert "invalid JSON" in listed[0][1]
@@ -274,7 +274,7 @@ def test_abort_import_writes_nothing(app: LiveApp, client: Client, tmp_path: Pat
     markdown, problems, rejects = import_jsonl(client, source, "strict", on_error="abort")
 
     report = plain(markdown)
-    assert report.startswith("**Nothing was imported.**")
+    assert report.startswith("**Import failed.**") and "nothing was imported" in report
     assert "2 of 5 rows are invalid" in report
     assert "line 3: invalid JSON" in report and "line 5: missing field" in report
     # The row's own text is shown as text, not as HTML.
