@@ -254,9 +254,9 @@ class PhaseClock:
         t = self.first
         return {
             "read + parse JSON": t["validating"] - t["reading"],
-            "validate": t["counting tokens"] - t["validating"],
+            "validate + drop copies": t["counting tokens"] - t["validating"],
             "count tokens": self.last["counting tokens"] - t["counting tokens"],
-            "length check + dedupe + build rows": t["writing"] - self.last["counting tokens"],
+            "length check + build rows": t["writing"] - self.last["counting tokens"],
             "write (one transaction)": t["done"] - t["writing"],
             "other": (t["reading"] - start) + (end - t["done"]),
         }
