@@ -149,3 +149,59 @@ def parse_choice(enum: type[E], value: str, field: str) -> E:
     except ValueError:
         options = ", ".join(member.value for member in enum)
         raise ValidationError(f"{field} must be one of {options}; got {value!r}") from None
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"  # its worker died; resumed from the last checkpoint
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    name: str
+    status: JobStatus
+    config: dict[str, Any]
+    dataset_version_id: int
+    base_model: str
+    output_dir: str
+    log_path: str
+    device: str | None
+    worker_id: str | None
+    child_pid: int | None
+    attempts: int
+    is_cancel_requested: bool
+    step: int
+    total_steps: int | None
+    epoch: float | None
+    error: str | None
+    metrics: dict[str, Any] | None
+    created_at: str
+    created_by: str
+    started_at: str | None
+    heartbeat_at: str | None
+    finished_at: str | None
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    """Something that can answer: a final adapter or a checkpoint of a training job."""
+
+    id: int
+    name: str
+    kind: str  # "adapter" or "checkpoint"
+    base_model: str
+    path: str
+    job_id: int | None
+    step: int | None
+    eval_loss: float | None
+    is_best: bool
+    created_at: str

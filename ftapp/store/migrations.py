@@ -130,3 +130,67 @@ def m002_base_models(db: sqlite_utils.Database) -> None:
         )
         """,
     )
+
+
+@migrations()
+def m003_training(db: sqlite_utils.Database) -> None:
+    """Why: training. Jobs queued by the web app or CLI and claimed by workers; the progress
+    rows their training processes write; and the model variants (final adapters and every
+    checkpoint) that serving, the arena and evaluation choose from."""
+    _run(
+        db,
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN
+                ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'interrupted')),
+            config_json TEXT NOT NULL,
+            dataset_version_id INTEGER NOT NULL REFERENCES dataset_versions(id),
+            base_model TEXT NOT NULL,
+            output_dir TEXT NOT NULL,
+            log_path TEXT NOT NULL,
+            device TEXT,
+            worker_id TEXT,
+            child_pid INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            is_cancel_requested INTEGER NOT NULL DEFAULT 0,
+            step INTEGER NOT NULL DEFAULT 0,
+            total_steps INTEGER,
+            epoch REAL,
+            error TEXT,
+            metrics_json TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            started_at TEXT,
+            heartbeat_at TEXT,
+            finished_at TEXT
+        );
+        CREATE INDEX jobs_status ON jobs(status, id);
+        CREATE TABLE job_metrics (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('train', 'eval')),
+            step INTEGER NOT NULL,
+            epoch REAL,
+            loss REAL,
+            learning_rate REAL,
+            grad_norm REAL,
+            tokens_per_second REAL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX job_metrics_job ON job_metrics(job_id, step);
+        CREATE TABLE model_variants (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('adapter', 'checkpoint')),
+            base_model TEXT NOT NULL,
+            path TEXT NOT NULL,
+            job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+            step INTEGER,
+            eval_loss REAL,
+            is_best INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL
+        )
+        """,
+    )

@@ -1,0 +1,160 @@
+"""Tables `jobs`, `job_metrics` and `model_variants`.
+
+Claiming is the one delicate part: `claim_next_job` picks the oldest waiting job and marks it
+running in one BEGIN IMMEDIATE transaction, so two workers can never take the same job, and a
+device never runs two jobs at once.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import sqlite_utils
+
+from ftapp.errors import NotFound
+from ftapp.records import Job, JobStatus, ModelVariant
+from ftapp.store.db import write_transaction
+from ftapp.timeutil import utc_now
+
+
+def insert_job(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
+    return db["jobs"].insert({**row, "created_at": utc_now()}).last_pk
+
+
+def get_job(db: sqlite_utils.Database, job_id: int) -> Job:
+    row = next(db.query("SELECT * FROM jobs WHERE id = ?", [job_id]), None)
+    if row is None:
+        raise NotFound(f"no training job #{job_id}")
+    return _job(row)
+
+
+def list_jobs(db: sqlite_utils.Database, limit: int = 100) -> list[Job]:
+    return [_job(row) for row in db.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", [limit])]
+
+
+def update_job(db: sqlite_utils.Database, job_id: int, **changes: Any) -> None:
+    if "metrics" in changes:
+        changes["metrics_json"] = json.dumps(changes.pop("metrics"))
+    db["jobs"].update(job_id, changes)
+
+
+def claim_next_job(db: sqlite_utils.Database, worker_id: str, device: str) -> Job | None:
+    """Take the oldest queued (or interrupted) job for this worker, or None. FIFO, one running
+    job per device, never the same job twice."""
+    now = utc_now()
+    with write_transaction(db):
+        busy = db.execute(
+            "SELECT 1 FROM jobs WHERE status = 'running' AND device = ?", [device]
+        ).fetchone()
+        if busy:
+            return None
+        row = db.execute(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'interrupted') "
+            "AND is_cancel_requested = 0 ORDER BY id LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        db.execute(
+            "UPDATE jobs SET status = 'running', worker_id = ?, device = ?, child_pid = NULL, "
+            "attempts = attempts + 1, started_at = COALESCE(started_at, ?), heartbeat_at = ?, "
+            "error = NULL WHERE id = ?",
+            [worker_id, device, now, now, row[0]],
+        )
+    return get_job(db, row[0])
+
+
+def finish_job(
+    db: sqlite_utils.Database, job_id: int, status: JobStatus, error: str | None = None
+) -> bool:
+    """Move a running (or waiting) job to a final state. False if it had already finished."""
+    cursor = db.execute(
+        "UPDATE jobs SET status = ?, error = ?, finished_at = ? "
+        "WHERE id = ? AND status NOT IN ('succeeded', 'failed', 'cancelled')",
+        [status.value, error, utc_now(), job_id],
+    )
+    return cursor.rowcount == 1
+
+
+def stale_running_jobs(db: sqlite_utils.Database, heartbeat_before: str) -> list[Job]:
+    rows = db.query(
+        "SELECT * FROM jobs WHERE status = 'running' AND heartbeat_at < ? ORDER BY id",
+        [heartbeat_before],
+    )
+    return [_job(row) for row in rows]
+
+
+def add_metric(db: sqlite_utils.Database, job_id: int, kind: str, step: int, **values: Any) -> None:
+    db["job_metrics"].insert(
+        {"job_id": job_id, "kind": kind, "step": step, **values, "created_at": utc_now()}
+    )
+
+
+def job_metrics(db: sqlite_utils.Database, job_id: int) -> list[dict[str, Any]]:
+    return list(db.query("SELECT * FROM job_metrics WHERE job_id = ? ORDER BY step, id", [job_id]))
+
+
+# --- model variants ------------------------------------------------------------------------
+
+
+def add_variant(db: sqlite_utils.Database, row: dict[str, Any]) -> None:
+    """Register (or refresh, after a resumed job saves again) a model variant by name."""
+    db["model_variants"].upsert({**row, "created_at": utc_now()}, pk="name")
+
+
+def list_variants(db: sqlite_utils.Database, job_id: int | None = None) -> list[ModelVariant]:
+    sql, params = "SELECT * FROM model_variants", []
+    if job_id is not None:
+        sql += " WHERE job_id = ?"
+        params.append(job_id)
+    return [_variant(row) for row in db.query(sql + " ORDER BY id", params)]
+
+
+def get_variant(db: sqlite_utils.Database, name: str) -> ModelVariant:
+    row = next(db.query("SELECT * FROM model_variants WHERE name = ?", [name]), None)
+    if row is None:
+        raise NotFound(f"no model variant named {name!r}")
+    return _variant(row)
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        name=row["name"],
+        status=JobStatus(row["status"]),
+        config=json.loads(row["config_json"]),
+        dataset_version_id=row["dataset_version_id"],
+        base_model=row["base_model"],
+        output_dir=row["output_dir"],
+        log_path=row["log_path"],
+        device=row["device"],
+        worker_id=row["worker_id"],
+        child_pid=row["child_pid"],
+        attempts=row["attempts"],
+        is_cancel_requested=bool(row["is_cancel_requested"]),
+        step=row["step"],
+        total_steps=row["total_steps"],
+        epoch=row["epoch"],
+        error=row["error"],
+        metrics=json.loads(row["metrics_json"]) if row["metrics_json"] else None,
+        created_at=row["created_at"],
+        created_by=row["created_by"],
+        started_at=row["started_at"],
+        heartbeat_at=row["heartbeat_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _variant(row: dict[str, Any]) -> ModelVariant:
+    return ModelVariant(
+        id=row["id"],
+        name=row["name"],
+        kind=row["kind"],
+        base_model=row["base_model"],
+        path=row["path"],
+        job_id=row["job_id"],
+        step=row["step"],
+        eval_loss=row["eval_loss"],
+        is_best=bool(row["is_best"]),
+        created_at=row["created_at"],
+    )

@@ -1,0 +1,115 @@
+"""The training process of one job: `python -m ftapp.training.child JOB_ID`.
+
+Started by the worker in its own process group, with its output going to the job's log file.
+It trains, registers the adapter and checkpoints, and records how the job ended. An exception
+ends the job as failed with the reason; a kill leaves the job running with a heartbeat that
+goes stale, and a worker resumes it from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from contextlib import closing
+from pathlib import Path
+
+from ftapp.errors import FtappError
+from ftapp.models.registry import get_base_model
+from ftapp.records import JobStatus
+from ftapp.settings import load_settings
+from ftapp.store import jobs as store
+from ftapp.store import versions as version_store
+from ftapp.store.db import connect
+from ftapp.timeutil import utc_now
+from ftapp.training.config import config_from_dict
+
+log = logging.getLogger("ftapp.training")
+
+EXIT_FAILED = 1
+EXIT_CANCELLED = 3
+
+
+def run_job(job_id: int) -> int:
+    """Train one job to its end; returns the process exit status."""
+    from ftapp.training.progress import DatabaseProgress, Heartbeat
+    from ftapp.training.trainer import train, write_metadata
+
+    settings = load_settings()
+    with closing(connect(settings.db_path)) as db:
+        job = store.get_job(db, job_id)
+        store.update_job(db, job_id, child_pid=os.getpid(), heartbeat_at=utc_now())
+        config = config_from_dict(job.config)
+        version = version_store.get_version_by_id(db, job.dataset_version_id)
+        rows = list(version_store.version_rows(db, version.id))
+        base_model = get_base_model(db, settings.models_dir, job.base_model)
+    log.info("job #%d %s: %s on %s (attempt %d)", job.id, job.name, version.label,
+             base_model.name, job.attempts)  # fmt: skip
+
+    progress = DatabaseProgress(settings.db_path, job.id, job.name, base_model.name)
+    with Heartbeat(settings.db_path, job.id):
+        outcome = train(job, config, version, rows, base_model.path, [progress])
+    adapter_dir = Path(outcome["adapter_dir"])
+    write_metadata(adapter_dir, job, config, version, base_model.path, outcome)
+
+    with closing(connect(settings.db_path)) as db:
+        best = outcome["best_checkpoint"]
+        if best:
+            db.execute("UPDATE model_variants SET is_best = (path = ?) WHERE job_id = ?",
+                       [best, job.id])  # fmt: skip
+        store.add_variant(
+            db,
+            {
+                "name": job.name,
+                "kind": "adapter",
+                "base_model": base_model.name,
+                "path": str(adapter_dir),
+                "job_id": job.id,
+                "step": outcome["metrics"].get("global_step") or None,
+                "eval_loss": outcome["metrics"].get("eval_loss"),
+                "is_best": 0,
+            },
+        )
+        store.update_job(db, job.id, metrics=outcome["metrics"])
+        if progress.cancelled:
+            store.finish_job(db, job.id, JobStatus.CANCELLED,
+                             f"cancelled at step {store.get_job(db, job.id).step}; "
+                             "checkpoints and the adapter so far are kept")  # fmt: skip
+            return EXIT_CANCELLED
+        store.finish_job(db, job.id, JobStatus.SUCCEEDED)
+    log.info("job #%d succeeded: %s", job.id, outcome["metrics"])
+    return 0
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A reason a person can read, for the job's error field."""
+    name = type(exc).__name__
+    if isinstance(exc, MemoryError) or "OutOfMemory" in name:
+        return f"out of memory ({name}): lower batch_size or max_length, or use a smaller model"
+    if isinstance(exc, FtappError):
+        return str(exc)
+    text = str(exc).strip().splitlines()
+    return f"{name}: {text[0][:500]}" if text else name
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    job_id = int(argv[0])
+    try:
+        return run_job(job_id)
+    except BaseException as exc:  # every failure ends the job with a reason, then exits
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        traceback.print_exc()
+        settings = load_settings()
+        with closing(connect(settings.db_path)) as db:
+            store.finish_job(db, job_id, JobStatus.FAILED, describe_failure(exc))
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The training job config: one frozen dataclass, saved as YAML next to every adapter.
+
+The same schema comes from the Train tab and from `ftapp train CONFIG.yaml`. `check_config`
+refuses a config that can't work (missing dataset version, empty train split, rank above the
+serving limit, an unreachable model) before anything is queued, naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+import yaml
+
+from ftapp.errors import ValidationError
+
+# vLLM is started with --max-lora-rank equal to this: a larger rank could not be served.
+MAX_LORA_RANK = 64
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
+PRECISIONS = ("auto", "fp32", "bf16")
+QUANTIZATIONS = ("none", "4bit")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset_version: str  # "NAME@v3"
+    base_model: str = "SmolLM2-135M-Instruct"
+    name: str = ""  # the adapter's name; default "<dataset>-v<version>-job<id>"
+    # LoRA
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"  # or a comma-separated list such as "q_proj,v_proj"
+    # Optimisation
+    learning_rate: float = 2e-4
+    epochs: float = 1.0
+    max_steps: int = 0  # 0: train for `epochs`
+    batch_size: int = 8
+    gradient_accumulation: int = 1
+    max_length: int = 1024
+    warmup_ratio: float = 0.03
+    scheduler: str = "cosine"
+    seed: int = 0
+    # Evaluation, checkpoints, early stopping (0 = off)
+    eval_steps: int = 50
+    save_steps: int = 50
+    early_stopping_patience: int = 0
+    # Loss on the assistant answers only (the usual choice); False trains on every token.
+    assistant_only_loss: bool = True
+    # Machine
+    precision: str = "auto"  # auto: bf16 where the hardware supports it
+    quantization: str = "none"  # "4bit": QLoRA, CUDA with bitsandbytes only
+    gradient_checkpointing: bool = False  # slower on CPU; saves memory on GPU
+    threads: int = 0  # CPU threads for the training process; 0: all cores
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # A minute or two on a laptop CPU: enough to see the loss fall and get a servable adapter.
+    "quick CPU demo": dict(
+        lora_rank=8, lora_alpha=16, max_steps=30, batch_size=4, max_length=256,
+        eval_steps=10, save_steps=10, learning_rate=3e-4, warmup_ratio=0.0,
+    ),
+    "CPU default": dict(
+        lora_rank=16, lora_alpha=32, epochs=1.0, batch_size=8, max_length=512,
+        eval_steps=25, save_steps=25,
+    ),
+    "GPU default": dict(
+        lora_rank=16, lora_alpha=32, epochs=2.0, batch_size=16, max_length=2048,
+        eval_steps=100, save_steps=100, gradient_checkpointing=True, early_stopping_patience=3,
+    ),
+}  # fmt: skip
+
+
+def preset(name: str, dataset_version: str, **overrides: Any) -> TrainConfig:
+    if name not in PRESETS:
+        raise ValidationError(f"preset must be one of {', '.join(PRESETS)}; got {name!r}")
+    return config_from_dict({"dataset_version": dataset_version, **PRESETS[name], **overrides})
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A config from loose values (YAML, a form), with each field's type checked by name."""
+    if not isinstance(values, dict):
+        raise ValidationError("a training config is a mapping of field: value")
+    known = {field.name: field for field in fields(TrainConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValidationError(f"unknown config field {unknown[0]!r} (known: {', '.join(known)})")
+    if not values.get("dataset_version"):
+        raise ValidationError("dataset_version: required, like my-dataset@v1")
+    clean = {}
+    for name, value in values.items():
+        clean[name] = _coerce(name, value, known[name].type)
+    config = TrainConfig(**clean)
+    _check_ranges(config)
+    return config
+
+
+def config_from_yaml(text: str) -> TrainConfig:
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValidationError(f"the config is not valid YAML: {exc}") from None
+    return config_from_dict(values or {})
+
+
+def _coerce(name: str, value: Any, type_name: Any) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "bool":
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                    raise ValueError
+                return value.lower() in ("true", "yes", "1")
+            return bool(value)
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        return "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name}: expected {kind}, got {value!r}") from None
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    rules = [
+        ("lora_rank", 1 <= config.lora_rank <= MAX_LORA_RANK,
+         f"between 1 and {MAX_LORA_RANK} (the largest rank vLLM is started to serve)"),
+        ("lora_alpha", config.lora_alpha > 0, "above 0"),
+        ("lora_dropout", 0 <= config.lora_dropout < 1, "from 0 up to 1"),
+        ("learning_rate", 0 < config.learning_rate < 1, "between 0 and 1"),
+        ("epochs", config.epochs > 0 or config.max_steps > 0, "above 0 (or set max_steps)"),
+        ("max_steps", config.max_steps >= 0, "0 (use epochs) or more"),
+        ("batch_size", 1 <= config.batch_size <= 1024, "between 1 and 1024"),
+        ("gradient_accumulation", 1 <= config.gradient_accumulation <= 1024, "1 to 1024"),
+        ("max_length", 16 <= config.max_length <= 131072, "between 16 and 131072"),
+        ("warmup_ratio", 0 <= config.warmup_ratio < 1, "from 0 up to 1"),
+        ("scheduler", config.scheduler in SCHEDULERS, f"one of {', '.join(SCHEDULERS)}"),
+        ("eval_steps", config.eval_steps >= 0, "0 (off) or more"),
+        ("save_steps", config.save_steps >= 0, "0 (only at the end) or more"),
+        ("early_stopping_patience", config.early_stopping_patience >= 0, "0 (off) or more"),
+        ("precision", config.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+        ("quantization", config.quantization in QUANTIZATIONS,
+         f"one of {', '.join(QUANTIZATIONS)}"),
+        ("threads", 0 <= config.threads <= 256, "0 (all cores) or more"),
+        ("target_modules", bool(config.target_modules.strip()), "'all-linear' or module names"),
+    ]  # fmt: skip
+    for field, ok, expected in rules:
+        if not ok:
+            raise ValidationError(f"{field}: must be {expected}, got {getattr(config, field)!r}")
+    if config.early_stopping_patience and not config.eval_steps:
+        raise ValidationError("early_stopping_patience: needs eval_steps above 0")

@@ -1,0 +1,121 @@
+"""Training jobs as the web app and the CLI see them: check a config, queue it, cancel it,
+read its progress. The work itself happens in the worker (ftapp.training.worker)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from ftapp.errors import Conflict, FtappError, ValidationError
+from ftapp.models.registry import BaseModel, get_base_model
+from ftapp.records import DatasetVersion, Job, JobStatus
+from ftapp.settings import Settings
+from ftapp.store import jobs as store
+from ftapp.store.db import write_transaction
+from ftapp.training.config import TrainConfig
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+@dataclass(frozen=True)
+class CheckedConfig:
+    config: TrainConfig
+    version: DatasetVersion
+    base_model: BaseModel
+
+
+def check_config(
+    db: sqlite_utils.Database, settings: Settings, config: TrainConfig
+) -> CheckedConfig:
+    """Refuse, naming the field, a config that can't work; nothing is queued."""
+    from ftapp.data.versions import resolve_version
+
+    try:
+        version = resolve_version(db, config.dataset_version)
+    except FtappError as exc:
+        raise ValidationError(f"dataset_version: {exc}") from None
+    if version.n_train == 0:
+        raise ValidationError(f"dataset_version: {version.label} has an empty train split")
+    try:
+        base_model = get_base_model(db, settings.models_dir, config.base_model)
+    except FtappError as exc:
+        raise ValidationError(f"base_model: {exc}") from None
+    if config.quantization == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
+        raise ValidationError("quantization: 4bit (QLoRA) needs a CUDA GPU with bitsandbytes")
+    if config.name:
+        if not NAME.match(config.name):
+            raise ValidationError("name: 1-80 letters, digits, '.', '_' or '-'")
+        taken = db.execute(
+            "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ?",
+            [config.name, config.name],
+        ).fetchone()
+        if taken:
+            raise Conflict(f"name: {config.name!r} is already used by another job or model")
+    return CheckedConfig(config, version, base_model)
+
+
+def queue_job(db: sqlite_utils.Database, settings: Settings, config: TrainConfig, user: str) -> Job:
+    """Check the config and add the job to the queue; a worker picks it up."""
+    checked = check_config(db, settings, config)
+    with write_transaction(db):
+        job_id = store.insert_job(
+            db,
+            {
+                "name": config.name or "pending",
+                "config_json": "{}",
+                "dataset_version_id": checked.version.id,
+                "base_model": checked.base_model.name,
+                "output_dir": "",
+                "log_path": "",
+                "created_by": user,
+            },
+        )
+        name = config.name or f"{checked.version.dataset}-v{checked.version.version}-job{job_id}"
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", name)
+        final = TrainConfig(**{**config.to_dict(), "name": name})
+        store.update_job(
+            db,
+            job_id,
+            name=name,
+            config_json=json.dumps(final.to_dict()),
+            output_dir=str(settings.adapters_dir / f"job-{job_id}"),
+            log_path=str(settings.logs_dir / f"job-{job_id}.log"),
+        )
+    return store.get_job(db, job_id)
+
+
+def cancel_job(db: sqlite_utils.Database, job_id: int) -> Job:
+    """A waiting job is cancelled at once; a running one is asked to stop (within seconds)."""
+    with write_transaction(db):
+        job = store.get_job(db, job_id)
+        if job.status.is_finished:
+            raise Conflict(f"job #{job_id} has already {job.status.value}")
+        store.update_job(db, job_id, is_cancel_requested=1)
+        if job.status != JobStatus.RUNNING:
+            store.finish_job(db, job_id, JobStatus.CANCELLED, "cancelled before it started")
+    return store.get_job(db, job_id)
+
+
+def log_tail(job: Job, lines: int = 40) -> str:
+    path = Path(job.log_path)
+    if not job.log_path or not path.exists():
+        return ""
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(0, size - 64_000))
+        text = handle.read().decode("utf-8", errors="replace")
+    # Progress bars redraw with carriage returns; keep only what a terminal would show last.
+    shown = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+    return "\n".join(shown[-lines:])
+
+
+def eta_seconds(job: Job, seconds_per_step: float | None) -> float | None:
+    if not job.total_steps or not seconds_per_step or job.status != JobStatus.RUNNING:
+        return None
+    return max(0.0, (job.total_steps - job.step) * seconds_per_step)

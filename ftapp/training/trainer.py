@@ -1,0 +1,205 @@
+"""Building and running the TRL SFTTrainer for one job: data from the frozen version, the base
+model, the LoRA adapter, the machine's settings, resume from the last checkpoint, and the
+adapter folder with its metadata at the end."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftapp.records import DatasetVersion, Job
+from ftapp.training.config import TrainConfig
+from ftapp.training.templates import training_template_for
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+METADATA_FILE = "ftapp-adapter.json"
+
+
+@dataclass(frozen=True)
+class Machine:
+    device: str  # "cuda" or "cpu"
+    bf16: bool
+    threads: int
+
+
+def pick_machine(config: TrainConfig) -> Machine:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if config.precision == "bf16":
+        bf16 = True
+    elif config.precision == "fp32":
+        bf16 = False
+    else:  # auto: bf16 where the hardware does it natively
+        bf16 = torch.cuda.is_bf16_supported() if cuda else _cpu_has_bf16()
+    threads = config.threads or os.cpu_count() or 1
+    return Machine("cuda" if cuda else "cpu", bf16, threads)
+
+
+def _cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def train(
+    job: Job,
+    config: TrainConfig,
+    version: DatasetVersion,
+    rows: list[dict[str, Any]],
+    base_model_path: Path,
+    callbacks: list[Any],
+) -> dict[str, Any]:
+    """Train the job's adapter; returns the trainer's final metrics and the best checkpoint."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTConfig, SFTTrainer
+
+    machine = pick_machine(config)
+    torch.set_num_threads(machine.threads)
+    torch.manual_seed(config.seed)
+
+    train_rows = [{"messages": r["messages"]} for r in rows if r["split"] == "train"]
+    eval_rows = [{"messages": r["messages"]} for r in rows if r["split"] == "validation"]
+    evaluate = bool(eval_rows) and config.eval_steps > 0
+    if config.eval_steps and not eval_rows:
+        log.warning(
+            "%s has no validation examples: no evaluation, no early stopping", version.label
+        )
+
+    tokenizer = AutoTokenizer.from_pretrained(str(base_model_path))
+    inference_template = tokenizer.chat_template
+    twin = training_template_for(inference_template)
+    if config.assistant_only_loss and twin:
+        tokenizer.chat_template = twin
+
+    model_kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if machine.bf16 else torch.float32}
+    if config.quantization == "4bit":
+        from transformers import BitsAndBytesConfig
+
+        model_kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16 if machine.bf16 else torch.float16,
+        )  # fmt: skip
+    if machine.device == "cpu" and machine.bf16:
+        # Weights stay fp32 on CPU; autocast does the matrix products in bf16.
+        model_kwargs["dtype"] = torch.float32
+    model = AutoModelForCausalLM.from_pretrained(str(base_model_path), **model_kwargs)
+
+    save_steps = config.save_steps
+    if evaluate and save_steps:
+        # The best checkpoint is chosen at evaluations, so saves must fall on them.
+        save_steps = config.eval_steps * max(1, math.ceil(save_steps / config.eval_steps))
+    targets = config.target_modules.strip()
+    args = SFTConfig(
+        output_dir=job.output_dir,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps or -1,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.scheduler,
+        warmup_steps=config.warmup_ratio,  # below 1: a ratio of the total steps
+        seed=config.seed,
+        data_seed=config.seed,
+        logging_steps=1,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=config.eval_steps if evaluate else None,
+        save_strategy="steps" if save_steps else "no",
+        save_steps=save_steps or 500,
+        load_best_model_at_end=evaluate and bool(save_steps),
+        metric_for_best_model="eval_loss" if evaluate else None,
+        greater_is_better=False if evaluate else None,
+        bf16=machine.bf16,
+        use_cpu=machine.device == "cpu",
+        gradient_checkpointing=config.gradient_checkpointing,
+        max_length=config.max_length,
+        # Packing with best-fit decreasing: no padding tokens, and no attention across examples.
+        packing=True,
+        packing_strategy="bfd",
+        assistant_only_loss=config.assistant_only_loss,
+        report_to="none",
+        dataloader_num_workers=0,
+    )
+    peft_config = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear" if targets == "all-linear" else
+        [name.strip() for name in targets.split(",") if name.strip()],
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+    if config.early_stopping_patience and evaluate:
+        callbacks = [*callbacks, EarlyStoppingCallback(config.early_stopping_patience)]
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(eval_rows) if evaluate else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    # The data is tokenized by now: saved checkpoints carry the model's own template again.
+    tokenizer.chat_template = inference_template
+    last = get_last_checkpoint(job.output_dir) if Path(job.output_dir).is_dir() else None
+    if last:
+        log.info("resuming from %s", last)
+    started = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=last)
+    metrics = dict(result.metrics)
+    metrics["wall_seconds"] = time.monotonic() - started
+    metrics["resumed_from"] = Path(last).name if last else None
+    if evaluate and trainer.state.best_metric is not None:
+        # The final adapter is the best checkpoint (load_best_model_at_end): its eval loss.
+        metrics["eval_loss"] = trainer.state.best_metric
+    best = trainer.state.best_model_checkpoint
+    adapter_dir = Path(job.output_dir) / ADAPTER_DIR
+    trainer.save_model(str(adapter_dir))
+    return {"metrics": metrics, "best_checkpoint": best, "adapter_dir": str(adapter_dir),
+            "machine": machine.__dict__}  # fmt: skip
+
+
+def write_metadata(
+    adapter_dir: Path,
+    job: Job,
+    config: TrainConfig,
+    version: DatasetVersion,
+    base_model_path: Path,
+    outcome: dict[str, Any],
+) -> None:
+    """What the adapter is, next to it: base model, data, config, results, timings."""
+    (adapter_dir / "config.yaml").write_text(config.to_yaml())
+    (adapter_dir / METADATA_FILE).write_text(
+        json.dumps(
+            {
+                "name": job.name,
+                "job_id": job.id,
+                "base_model": job.base_model,
+                "base_model_path": str(base_model_path),
+                "dataset_version": version.label,
+                "dataset_content_hash": version.content_hash,
+                "examples": {"train": version.n_train, "validation": version.n_validation},
+                "config": config.to_dict(),
+                "metrics": outcome["metrics"],
+                "best_checkpoint": outcome["best_checkpoint"],
+                "machine": outcome["machine"],
+            },
+            indent=2,
+            default=str,
+        )
+    )
