@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the web app")
     serve.add_argument("--host", help="interface to bind (default FTAPP_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default FTAPP_PORT or 7860)")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="no training worker beside the app (FTAPP_WORKER=0)")  # fmt: skip
     serve.set_defaults(handler=_serve)
 
     models = commands.add_parser("models", help="base models").add_subparsers(title="actions")
@@ -140,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run training jobs from the queue")
     worker.add_argument("--device", default="cpu", help="cpu, or cuda:N (one job per device)")
+    worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     worker.set_defaults(handler=_worker)
     return parser
 
@@ -164,7 +167,7 @@ def _print(value: Any, as_json: bool, text: str) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from ftapp.ui.app import main as serve
 
-    serve(host=args.host, port=args.port)
+    serve(host=args.host, port=args.port, with_worker=not args.no_worker)
     return 0
 
 
@@ -414,7 +417,7 @@ def _jobs_cancel(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from ftapp.training.worker import run_worker
 
-    run_worker(_services().settings, device=args.device)
+    run_worker(_services().settings, device=args.device, exit_with_parent=args.exit_with_parent)
     return 0
 
 

@@ -100,3 +100,12 @@ def _version(row: dict[str, Any]) -> DatasetVersion:
         created_at=row["created_at"],
         created_by=row["created_by"],
     )
+
+
+def all_versions(db: sqlite_utils.Database) -> list[DatasetVersion]:
+    """Every frozen version of every dataset, newest first (for pickers)."""
+    rows = db.query(
+        "SELECT v.*, d.name AS dataset FROM dataset_versions v JOIN datasets d "
+        "ON d.id = v.dataset_id ORDER BY v.created_at DESC, v.id DESC"
+    )
+    return [_version(row) for row in rows]

@@ -125,6 +125,9 @@ def _coerce(name: str, value: Any, type_name: Any) -> Any:
             return int(value)
         if kind == "float":
             return float(value)
+        if isinstance(value, list | dict):
+            # str() would turn a YAML list into "['q_proj', 'v_proj']", which fails in training.
+            raise ValueError
         return "" if value is None else str(value)
     except (TypeError, ValueError):
         raise ValidationError(f"{name}: expected {kind}, got {value!r}") from None

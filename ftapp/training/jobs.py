@@ -110,7 +110,8 @@ def log_tail(job: Job, lines: int = 40) -> str:
         size = handle.tell()
         handle.seek(max(0, size - 64_000))
         text = handle.read().decode("utf-8", errors="replace")
-    # Progress bars redraw with carriage returns; keep only what a terminal would show last.
+    # Progress bars redraw with carriage returns and cursor moves; keep what a terminal shows.
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
     shown = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
     return "\n".join(shown[-lines:])
 
@@ -119,3 +120,34 @@ def eta_seconds(job: Job, seconds_per_step: float | None) -> float | None:
     if not job.total_steps or not seconds_per_step or job.status != JobStatus.RUNNING:
         return None
     return max(0.0, (job.total_steps - job.step) * seconds_per_step)
+
+
+def job_progress(db: sqlite_utils.Database, job_id: int) -> dict:
+    """What the Train tab shows for a job: status, step, ETA, speed, losses, log tail."""
+    job = store.get_job(db, job_id)
+    metrics = store.job_metrics(db, job_id)
+    train = [m for m in metrics if m["kind"] == "train"]
+    evals = [m for m in metrics if m["kind"] == "eval"]
+    seconds_per_step = None
+    if len(train) >= 2 and train[-1]["step"] > train[0]["step"]:
+        elapsed = _seconds_between(train[0]["created_at"], train[-1]["created_at"])
+        seconds_per_step = elapsed / (train[-1]["step"] - train[0]["step"])
+    speeds = [m["tokens_per_second"] for m in train[-5:] if m["tokens_per_second"]]
+    return {
+        "job": job,
+        "train": train,
+        "eval": evals,
+        "eta_seconds": eta_seconds(job, seconds_per_step),
+        "tokens_per_second": sum(speeds) / len(speeds) if speeds else None,
+        "last_loss": train[-1]["loss"] if train else None,
+        "best_eval_loss": min((m["loss"] for m in evals), default=None),
+        "learning_rate": train[-1]["learning_rate"] if train else None,
+        "log_tail": log_tail(job),
+        "variants": store.list_variants(db, job_id=job_id),
+    }
+
+
+def _seconds_between(start: str, end: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()

@@ -133,6 +133,7 @@ def train(
         packing_strategy="bfd",
         assistant_only_loss=config.assistant_only_loss,
         report_to="none",
+        disable_tqdm=True,  # the log file gets one line per step instead of progress bars
         dataloader_num_workers=0,
     )
     peft_config = LoraConfig(

@@ -132,6 +132,11 @@ def recover_stale_jobs(db, stale_seconds: float = STALE_SECONDS) -> list[int]:
 
 
 def _interrupt(db, job: Job, reason: str) -> None:
+    if job.is_cancel_requested:
+        # Claims skip cancel-requested jobs: left interrupted, it would never end.
+        reason = f"cancelled at step {job.step}; checkpoints are kept ({reason})"
+        store.finish_job(db, job.id, JobStatus.CANCELLED, reason)
+        return
     if job.attempts >= MAX_ATTEMPTS:
         store.finish_job(
             db, job.id, JobStatus.FAILED, f"{reason}; gave up after {job.attempts} attempts"
@@ -177,9 +182,19 @@ def _exit_reason(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def run_worker(settings: Settings, device: str = "cpu") -> None:
-    """`ftapp worker`: run until SIGTERM or Ctrl-C; a running job is stopped and resumes later."""
+def run_worker(settings: Settings, device: str = "cpu", exit_with_parent: bool = False) -> None:
+    """`ftapp worker`: run until SIGTERM or Ctrl-C; a running job is stopped and resumes later.
+    With exit_with_parent, also stop when the process that started it (the web app) is gone."""
     worker = Worker(settings, device=device)
+    if exit_with_parent:
+        parent = os.getppid()
+
+        def watch_parent() -> None:
+            while not worker.stopping.wait(2.0):
+                if os.getppid() != parent:
+                    worker.stopping.set()
+
+        threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
 
     def stop(signum, frame):
         worker.stopping.set()
@@ -187,3 +202,24 @@ def run_worker(settings: Settings, device: str = "cpu") -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     worker.run_forever()
+
+
+def start_worker_process(settings: Settings) -> subprocess.Popen:
+    """A worker beside the web app (what `make run` and `ftapp serve` do unless told not to).
+    It stops when the app stops, and leaves its log in FTAPP_HOME/logs/worker.log."""
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.logs_dir / "worker.log", "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "ftapp.cli", "worker", "--exit-with-parent"],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "FTAPP_HOME": str(settings.home)},
+        )  # fmt: skip
+
+
+def stop_worker_process(process: subprocess.Popen, grace: float = 20.0) -> None:
+    if process.poll() is None:
+        process.terminate()  # the worker stops its job, which resumes on the next start
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import gradio as gr
 
 from ftapp.errors import FtappError
 from ftapp.services import Services
 from ftapp.ui.data_tab import build_data_tab
+from ftapp.ui.train_tab import build_train_tab
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,14 @@ document.addEventListener('keydown', (event) => {
 def build_app(services: Services) -> gr.Blocks:
     with gr.Blocks(title="ftapp") as app:
         gr.Markdown("# ftapp\nFine-tune a language model on your own examples.")
-        with gr.Tabs(), gr.Tab("Data", id="data"):
-            build_data_tab(services)
+        with gr.Tabs():
+            with gr.Tab("Data", id="data"):
+                build_data_tab(services)
+            with gr.Tab("Train", id="train"):
+                train = build_train_tab(services)
+        # Reopening the page picks up where things are: versions, models, the latest job.
+        handler, inputs, outputs = train["load"]
+        app.load(handler, inputs, outputs, api_name=False)
     return app
 
 
@@ -55,9 +63,11 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
     )
 
 
-def main(host: str | None = None, port: int | None = None) -> None:
-    """Build everything from the environment and serve: `python app.py` and `ftapp serve`."""
+def main(host: str | None = None, port: int | None = None, with_worker: bool = True) -> None:
+    """Build everything from the environment and serve: `python app.py` and `ftapp serve`.
+    A training worker starts beside the app unless with_worker is False or FTAPP_WORKER=0."""
     from ftapp.models.bundled import prepare_bundled_model
+    from ftapp.training.worker import start_worker_process, stop_worker_process
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -65,4 +75,12 @@ def main(host: str | None = None, port: int | None = None) -> None:
         prepare_bundled_model(services.settings.models_dir)
     except FtappError as exc:  # a bad FTAPP_* setting, a missing model package
         raise SystemExit(f"ftapp can't start: {exc}") from None
-    launch(services, host, port)
+    worker = None
+    if with_worker and os.environ.get("FTAPP_WORKER", "1") != "0":
+        worker = start_worker_process(services.settings)
+        log.info("training worker started (pid %d)", worker.pid)
+    try:
+        launch(services, host, port)
+    finally:
+        if worker:
+            stop_worker_process(worker)

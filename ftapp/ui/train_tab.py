@@ -1,0 +1,231 @@
+"""The Train tab: pick a frozen dataset version and a base model, set the hyperparameters (or
+a preset), queue the job, and watch it: loss curves, speed, ETA, log, cancel. Everything shown
+is read from SQLite on a timer, so closing the page changes nothing and reopening it shows the
+running job."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from ftapp.errors import ValidationError
+from ftapp.models.registry import list_base_models
+from ftapp.records import Role
+from ftapp.services import Services
+from ftapp.store import jobs as job_store
+from ftapp.store.versions import all_versions
+from ftapp.training.config import PRESETS, SCHEDULERS, TrainConfig, config_from_dict
+from ftapp.training.jobs import cancel_job, job_progress, queue_job
+from ftapp.ui.common import current_user, download_path, escape_markdown, guarded
+
+POLL_SECONDS = 2.0
+JOB_HEADERS = ["id", "name", "status", "step", "created", "by"]
+# Every TrainConfig field but the two pickers gets an input: (label, choices or None).
+FIELDS = {
+    "name": ("Adapter name (optional)", None),
+    "lora_rank": ("LoRA rank", None),
+    "lora_alpha": ("LoRA alpha", None),
+    "lora_dropout": ("LoRA dropout", None),
+    "target_modules": ("Target modules", None),
+    "learning_rate": ("Learning rate", None),
+    "epochs": ("Epochs", None),
+    "max_steps": ("Max steps (0: use epochs)", None),
+    "batch_size": ("Batch size", None),
+    "gradient_accumulation": ("Gradient accumulation", None),
+    "max_length": ("Max length (tokens)", None),
+    "warmup_ratio": ("Warm-up ratio", None),
+    "scheduler": ("Scheduler", list(SCHEDULERS)),
+    "seed": ("Seed", None),
+    "eval_steps": ("Evaluate every N steps (0: off)", None),
+    "save_steps": ("Save every N steps", None),
+    "early_stopping_patience": ("Early-stopping patience (0: off)", None),
+    "assistant_only_loss": ("Loss on assistant answers only", None),
+    "precision": ("Precision", ["auto", "fp32", "bf16"]),
+    "quantization": ("Quantization", ["none", "4bit"]),
+    "gradient_checkpointing": ("Gradient checkpointing", None),
+    "threads": ("CPU threads (0: all)", None),
+}
+
+
+def default_preset() -> str:
+    # The web process must not import torch: a GPU is recognised by its driver's files.
+    return "GPU default" if Path("/proc/driver/nvidia/gpus").exists() else "quick CPU demo"
+
+
+def build_train_tab(services: Services) -> None:
+    defaults = dataclasses.asdict(TrainConfig(dataset_version="-", **PRESETS[default_preset()]))
+    with gr.Row():
+        with gr.Column(scale=2):
+            gr.Markdown("### New training job")
+            version = gr.Dropdown(label="Dataset version", choices=[], elem_id="ft-train-version")
+            base_model = gr.Dropdown(label="Base model", choices=[], elem_id="ft-train-base")
+            preset_name = gr.Dropdown(list(PRESETS), value=default_preset(), label="Preset")
+            inputs = {}
+            with gr.Accordion("Hyperparameters", open=True):
+                for field, (label, choices) in FIELDS.items():
+                    inputs[field] = _input(field, label, choices, defaults[field])
+            with gr.Row():
+                queue_button = gr.Button("Queue job", variant="primary", elem_id="ft-queue")
+                yaml_button = gr.Button("Show config as YAML")
+            yaml_view = gr.Code(language="yaml", label="Config", visible=False)
+            yaml_file = gr.File(label="Config YAML", visible=False)
+        with gr.Column(scale=3):
+            gr.Markdown("### Jobs")
+            jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="ft-jobs")
+            selected = gr.Number(label="Job", precision=0, elem_id="ft-job-id")
+            status = gr.Markdown(elem_id="ft-job-status")
+            with gr.Row():
+                loss_plot = gr.LinePlot(x="step", y="loss", color="kind", title="Loss",
+                                        elem_id="ft-loss-plot")  # fmt: skip
+                lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate")
+            cancel_button = gr.Button("Cancel job", variant="stop", elem_id="ft-cancel")
+            variants = gr.Dataframe(headers=["variant", "kind", "step", "eval loss", "best"],
+                                    interactive=False, label="Model variants")  # fmt: skip
+            log_view = gr.Code(label="Log (tail)", language=None, lines=12)
+    timer = gr.Timer(POLL_SECONDS)
+    field_names = list(FIELDS)
+    field_inputs = [inputs[name] for name in field_names]
+    job_outputs = [jobs_table, status, loss_plot, lr_plot, variants, log_view]
+
+    def config_of(values: dict) -> TrainConfig:
+        raw = {"dataset_version": values[version], "base_model": values[base_model]}
+        raw.update({name: values[inputs[name]] for name in field_names})
+        if raw["max_steps"] in (None, ""):
+            raw["max_steps"] = 0
+        return config_from_dict(raw)
+
+    @guarded(Role.ADMIN)
+    def load_choices(current_job, request: gr.Request):
+        with services.db() as db:
+            versions = [v.label for v in all_versions(db)]
+            models = [m.name for m in list_base_models(db, services.settings.models_dir)]
+            jobs = job_store.list_jobs(db, limit=1)
+        job_id = current_job or (jobs[0].id if jobs else None)
+        return (
+            gr.update(choices=versions, value=versions[0] if versions else None),
+            gr.update(choices=models, value=models[0] if models else None),
+            job_id,
+        )
+
+    @guarded(Role.ADMIN)
+    def apply_preset(name, request: gr.Request):
+        values = dataclasses.asdict(TrainConfig(dataset_version="-", **PRESETS[name]))
+        return [values[field] for field in field_names]
+
+    @guarded(Role.ADMIN)
+    def show_yaml(values: dict, request: gr.Request):
+        config = config_of(values)
+        out = download_path(f"train-{config.dataset_version.replace('@', '-')}.yaml")
+        out.write_text(config.to_yaml())
+        return gr.update(value=config.to_yaml(), visible=True), gr.update(value=str(out),
+                                                                         visible=True)  # fmt: skip
+
+    @guarded(Role.ADMIN)
+    def queue(values: dict, request: gr.Request):
+        if not values[version]:
+            raise ValidationError("dataset_version: freeze a dataset version in the Data tab first")
+        with services.db() as db:
+            job = queue_job(db, services.settings, config_of(values), current_user(request).name)
+        gr.Info(f"Queued job #{job.id} ({job.name}).")
+        return job.id
+
+    @guarded(Role.ADMIN)
+    def cancel(job_id, request: gr.Request):
+        if not job_id:
+            raise ValidationError("Select a job first.")
+        with services.db() as db:
+            job = cancel_job(db, int(job_id))
+        gr.Info(
+            f"Job #{job.id}: {'stopping' if job.status.value == 'running' else job.status.value}."
+        )
+        return render(job_id)
+
+    @guarded(Role.ADMIN)
+    def pick_job(evt: gr.SelectData, request: gr.Request):
+        return evt.row_value[0]
+
+    @guarded(Role.ADMIN)
+    def refresh(job_id, request: gr.Request):
+        return render(job_id)
+
+    def render(job_id) -> list:
+        with services.db() as db:
+            jobs = job_store.list_jobs(db, limit=50)
+            progress = job_progress(db, int(job_id)) if job_id else None
+        table = [[j.id, j.name, j.status.value, f"{j.step}/{j.total_steps or '?'}",
+                  j.created_at[:19], j.created_by] for j in jobs]  # fmt: skip
+        if progress is None:
+            return [table, "No job selected.", None, None, [], ""]
+        curves = pd.DataFrame(
+            [{"step": m["step"], "loss": m["loss"], "kind": m["kind"]}
+             for m in progress["train"] + progress["eval"]],
+            columns=["step", "loss", "kind"],
+        )  # fmt: skip
+        rates = pd.DataFrame(
+            [{"step": m["step"], "learning_rate": m["learning_rate"]} for m in progress["train"]],
+            columns=["step", "learning_rate"],
+        )
+        rows = [[v.name, v.kind, v.step, _round(v.eval_loss), "★" if v.is_best else ""]
+                for v in progress["variants"]]  # fmt: skip
+        return [table, _status_markdown(progress), curves, rates, rows, progress["log_tail"]]
+
+    gr.on([preset_name.change], apply_preset, [preset_name], field_inputs, api_name="train_preset")
+    yaml_button.click(show_yaml, {version, base_model, *field_inputs}, [yaml_view, yaml_file],
+                      api_name="train_config_yaml")  # fmt: skip
+    queue_button.click(queue, {version, base_model, *field_inputs}, [selected],
+                       api_name="queue_job").then(refresh, [selected], job_outputs,
+                                                  api_name=False)  # fmt: skip
+    jobs_table.select(pick_job, None, [selected], api_name=False)
+    selected.change(refresh, [selected], job_outputs, api_name="job_progress")
+    cancel_button.click(cancel, [selected], job_outputs, api_name="cancel_job")
+    timer.tick(refresh, [selected], job_outputs, api_name=False, show_progress="hidden")
+    return {"load": (load_choices, [selected], [version, base_model, selected])}
+
+
+def _input(field: str, label: str, choices: list[str] | None, value):
+    if choices:
+        return gr.Dropdown(choices, value=value, label=label)
+    if isinstance(value, bool):
+        return gr.Checkbox(value=value, label=label)
+    if isinstance(value, int):
+        return gr.Number(value=value, label=label, precision=0)
+    if isinstance(value, float):
+        return gr.Number(value=value, label=label)
+    return gr.Textbox(value=value, label=label)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _status_markdown(progress: dict) -> str:
+    job = progress["job"]
+    parts = [f"**#{job.id} {escape_markdown(job.name)}**: {job.status.value}"]
+    parts.append(f"step {job.step}/{job.total_steps or '?'}")
+    if job.epoch is not None:
+        parts.append(f"epoch {job.epoch:.2f}")
+    if progress["eta_seconds"] is not None:
+        parts.append(f"ETA {_duration(progress['eta_seconds'])}")
+    if progress["tokens_per_second"]:
+        parts.append(f"{progress['tokens_per_second']:.0f} tokens/s")
+    if progress["last_loss"] is not None:
+        parts.append(f"loss {progress['last_loss']:.4f}")
+    if progress["best_eval_loss"] is not None:
+        parts.append(f"best validation loss {progress['best_eval_loss']:.4f}")
+    if progress["learning_rate"] is not None:
+        parts.append(f"lr {progress['learning_rate']:.2e}")
+    text = " · ".join(parts)
+    if job.attempts > 1:
+        text += f"\n\nAttempt {job.attempts} (resumed from its last checkpoint)."
+    if job.error:
+        text += f"\n\n**Reason:** {escape_markdown(job.error)}"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s")  # fmt: skip
