@@ -60,8 +60,11 @@ def build_train_tab(services: Services) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             gr.Markdown("### New training job")
-            version = gr.Dropdown(label="Dataset version", choices=[], elem_id="ft-train-version")
-            base_model = gr.Dropdown(label="Base model", choices=[], elem_id="ft-train-base")
+            # Custom values let API clients name any version or model; the core checks them.
+            version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
+                                  elem_id="ft-train-version")  # fmt: skip
+            base_model = gr.Dropdown(label="Base model", choices=[], allow_custom_value=True,
+                                     elem_id="ft-train-base")  # fmt: skip
             preset_name = gr.Dropdown(list(PRESETS), value=default_preset(), label="Preset")
             inputs = {}
             with gr.Accordion("Hyperparameters", open=True):
@@ -90,11 +93,11 @@ def build_train_tab(services: Services) -> None:
     field_inputs = [inputs[name] for name in field_names]
     job_outputs = [jobs_table, status, loss_plot, lr_plot, variants, log_view]
 
-    def config_of(values: dict) -> TrainConfig:
-        raw = {"dataset_version": values[version], "base_model": values[base_model]}
-        raw.update({name: values[inputs[name]] for name in field_names})
-        if raw["max_steps"] in (None, ""):
-            raw["max_steps"] = 0
+    def config_of(version_label: str, model: str, values: tuple) -> TrainConfig:
+        if not version_label:
+            raise ValidationError("dataset_version: freeze a dataset version in the Data tab first")
+        raw = {"dataset_version": version_label, "base_model": model}
+        raw.update(zip(field_names, values, strict=True))
         return config_from_dict(raw)
 
     @guarded(Role.ADMIN)
@@ -115,20 +118,20 @@ def build_train_tab(services: Services) -> None:
         values = dataclasses.asdict(TrainConfig(dataset_version="-", **PRESETS[name]))
         return [values[field] for field in field_names]
 
+    # The request comes first: the hyperparameters follow as *values, in FIELDS order.
     @guarded(Role.ADMIN)
-    def show_yaml(values: dict, request: gr.Request):
-        config = config_of(values)
+    def show_yaml(request: gr.Request, version_label: str, model: str, *values):
+        config = config_of(version_label, model, values)
         out = download_path(f"train-{config.dataset_version.replace('@', '-')}.yaml")
         out.write_text(config.to_yaml())
         return gr.update(value=config.to_yaml(), visible=True), gr.update(value=str(out),
                                                                          visible=True)  # fmt: skip
 
     @guarded(Role.ADMIN)
-    def queue(values: dict, request: gr.Request):
-        if not values[version]:
-            raise ValidationError("dataset_version: freeze a dataset version in the Data tab first")
+    def queue(request: gr.Request, version_label: str, model: str, *values):
+        config = config_of(version_label, model, values)
         with services.db() as db:
-            job = queue_job(db, services.settings, config_of(values), current_user(request).name)
+            job = queue_job(db, services.settings, config, current_user(request).name)
         gr.Info(f"Queued job #{job.id} ({job.name}).")
         return job.id
 
@@ -173,9 +176,9 @@ def build_train_tab(services: Services) -> None:
         return [table, _status_markdown(progress), curves, rates, rows, progress["log_tail"]]
 
     gr.on([preset_name.change], apply_preset, [preset_name], field_inputs, api_name="train_preset")
-    yaml_button.click(show_yaml, {version, base_model, *field_inputs}, [yaml_view, yaml_file],
+    yaml_button.click(show_yaml, [version, base_model, *field_inputs], [yaml_view, yaml_file],
                       api_name="train_config_yaml")  # fmt: skip
-    queue_button.click(queue, {version, base_model, *field_inputs}, [selected],
+    queue_button.click(queue, [version, base_model, *field_inputs], [selected],
                        api_name="queue_job").then(refresh, [selected], job_outputs,
                                                   api_name=False)  # fmt: skip
     jobs_table.select(pick_job, None, [selected], api_name=False)
