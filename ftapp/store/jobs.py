@@ -90,6 +90,11 @@ def add_metric(db: sqlite_utils.Database, job_id: int, kind: str, step: int, **v
     )
 
 
+def delete_metrics_after(db: sqlite_utils.Database, job_id: int, step: int) -> None:
+    """A resumed job trains the steps after its checkpoint again: drop their first rows."""
+    db.execute("DELETE FROM job_metrics WHERE job_id = ? AND step > ?", [job_id, step])
+
+
 def job_metrics(db: sqlite_utils.Database, job_id: int) -> list[dict[str, Any]]:
     return list(db.query("SELECT * FROM job_metrics WHERE job_id = ? ORDER BY step, id", [job_id]))
 

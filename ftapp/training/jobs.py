@@ -50,19 +50,23 @@ def check_config(
     if config.name:
         if not NAME.match(config.name):
             raise ValidationError("name: 1-80 letters, digits, '.', '_' or '-'")
-        taken = db.execute(
-            "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ?",
-            [config.name, config.name],
-        ).fetchone()
-        if taken:
+        if _name_taken(db, config.name):
             raise Conflict(f"name: {config.name!r} is already used by another job or model")
     return CheckedConfig(config, version, base_model)
 
 
+def _name_taken(db: sqlite_utils.Database, name: str) -> bool:
+    return bool(db.execute(
+        "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ?",
+        [name, name],
+    ).fetchone())  # fmt: skip
+
+
 def queue_job(db: sqlite_utils.Database, settings: Settings, config: TrainConfig, user: str) -> Job:
     """Check the config and add the job to the queue; a worker picks it up."""
-    checked = check_config(db, settings, config)
     with write_transaction(db):
+        # Checked inside the transaction: two requests can't both take a free name.
+        checked = check_config(db, settings, config)
         job_id = store.insert_job(
             db,
             {
@@ -77,6 +81,13 @@ def queue_job(db: sqlite_utils.Database, settings: Settings, config: TrainConfig
         )
         name = config.name or f"{checked.version.dataset}-v{checked.version.version}-job{job_id}"
         name = re.sub(r"[^A-Za-z0-9._-]", "-", name)
+        if not config.name:
+            # A job may have been given this very name by hand: its adapter variant (same
+            # name) would be overwritten by ours.
+            base, number = name, 1
+            while _name_taken(db, name):
+                number += 1
+                name = f"{base}-{number}"
         final = TrainConfig(**{**config.to_dict(), "name": name})
         store.update_job(
             db,
@@ -112,7 +123,9 @@ def log_tail(job: Job, lines: int = 40) -> str:
         text = handle.read().decode("utf-8", errors="replace")
     # Progress bars redraw with carriage returns and cursor moves; keep what a terminal shows.
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
-    shown = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
+    # split("\n"), not splitlines(): that splits at every "\r" too, so each redraw was a line.
+    rows = text.rstrip("\n").split("\n")
+    shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in rows]
     return "\n".join(shown[-lines:])
 
 

@@ -32,6 +32,8 @@ class DatabaseProgress(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         with closing(connect(self.db_path)) as db:
+            # Resumed: the lost attempt's rows after the checkpoint would double the curve.
+            store.delete_metrics_after(db, self.job_id, state.global_step)
             store.update_job(db, self.job_id, total_steps=state.max_steps, heartbeat_at=utc_now())
 
     def on_step_end(self, args, state, control, **kwargs):

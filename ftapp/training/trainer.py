@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,6 @@ def train(
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
     machine = pick_machine(config)
@@ -157,7 +157,7 @@ def train(
     )
     # The data is tokenized by now: saved checkpoints carry the model's own template again.
     tokenizer.chat_template = inference_template
-    last = get_last_checkpoint(job.output_dir) if Path(job.output_dir).is_dir() else None
+    last = last_complete_checkpoint(job.output_dir)
     if last:
         log.info("resuming from %s", last)
     started = time.monotonic()
@@ -165,14 +165,36 @@ def train(
     metrics = dict(result.metrics)
     metrics["wall_seconds"] = time.monotonic() - started
     metrics["resumed_from"] = Path(last).name if last else None
-    if evaluate and trainer.state.best_metric is not None:
+    # TrainOutput keeps the step apart from its metrics; the adapter variant records it.
+    metrics["global_step"] = result.global_step
+    if args.load_best_model_at_end and trainer.state.best_metric is not None:
         # The final adapter is the best checkpoint (load_best_model_at_end): its eval loss.
         metrics["eval_loss"] = trainer.state.best_metric
+    elif evaluate:
+        # No checkpoints to choose from (save_steps 0): the adapter is the last model.
+        losses = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
+        metrics["eval_loss"] = losses[-1] if losses else None
     best = trainer.state.best_model_checkpoint
     adapter_dir = Path(job.output_dir) / ADAPTER_DIR
     trainer.save_model(str(adapter_dir))
     return {"metrics": metrics, "best_checkpoint": best, "adapter_dir": str(adapter_dir),
             "machine": machine.__dict__}  # fmt: skip
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint that can be resumed from. The trainer writes trainer_state.json
+    last, so a kill in the middle of a save leaves a folder without it, and resuming from that
+    folder fails every attempt (transformers' get_last_checkpoint would pick it)."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    complete = [
+        (int(match.group(1)), path)
+        for path in folder.iterdir()
+        if (match := re.fullmatch(r"checkpoint-(\d+)", path.name))
+        and (path / "trainer_state.json").is_file()
+    ]
+    return str(max(complete)[1]) if complete else None
 
 
 def write_metadata(

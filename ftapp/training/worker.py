@@ -109,7 +109,13 @@ class Worker:
                 reason = f"cancelled at step {current.step}; checkpoints are kept"
                 store.finish_job(db, job.id, JobStatus.CANCELLED, reason)
             elif self.stopping.is_set():
-                _interrupt(db, current, "the worker stopped")
+                # Asked to stop (the app or the machine shutting down): not a failed attempt,
+                # so it doesn't count towards MAX_ATTEMPTS.
+                db.execute(
+                    "UPDATE jobs SET status = 'interrupted', attempts = attempts - 1, error = ?, "
+                    "child_pid = NULL WHERE id = ? AND status = 'running'",
+                    ["the worker stopped; will resume from the last checkpoint", job.id],
+                )
             else:
                 _interrupt(
                     db, current, f"the training process ended with {_exit_reason(returncode)}"
