@@ -369,10 +369,14 @@ def _train(args: argparse.Namespace) -> int:
     with services.db() as db:
         job = queue_job(db, services.settings, config, _user())
     print(f"queued job #{job.id} {job.name}", file=sys.stderr)
+    waited = 0
     while args.wait and not job.status.is_finished:
         time.sleep(2)
+        waited += 2
         with services.db() as db:
             job = get_job(db, job.id)
+        if waited == 30 and job.status.value == "queued":
+            print("still queued after 30 s: is a worker running? (ftapp worker)", file=sys.stderr)
     _print(_job_dict(job), args.json, f"job #{job.id} {job.name}: {job.status.value}"
            + (f" ({job.error})" if job.error else ""))  # fmt: skip
     return 0 if not args.wait or job.status.value == "succeeded" else 1

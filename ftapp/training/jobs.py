@@ -142,9 +142,10 @@ def job_progress(db: sqlite_utils.Database, job_id: int) -> dict:
     train = [m for m in metrics if m["kind"] == "train"]
     evals = [m for m in metrics if m["kind"] == "eval"]
     seconds_per_step = None
-    if len(train) >= 2 and train[-1]["step"] > train[0]["step"]:
-        elapsed = _seconds_between(train[0]["created_at"], train[-1]["created_at"])
-        seconds_per_step = elapsed / (train[-1]["step"] - train[0]["step"])
+    recent = train[-10:]  # the recent pace; a resume's downtime lies further back
+    if len(recent) >= 2 and recent[-1]["step"] > recent[0]["step"]:
+        elapsed = _seconds_between(recent[0]["created_at"], recent[-1]["created_at"])
+        seconds_per_step = elapsed / (recent[-1]["step"] - recent[0]["step"])
     speeds = [m["tokens_per_second"] for m in train[-5:] if m["tokens_per_second"]]
     return {
         "job": job,

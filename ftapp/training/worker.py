@@ -45,7 +45,12 @@ class Worker:
     def run_forever(self) -> None:
         log.info("worker %s on %s, database %s", self.worker_id, self.device, self.settings.db_path)
         while not self.stopping.is_set():
-            if not self.run_once():
+            try:
+                ran = self.run_once()
+            except Exception:  # a locked database, a full disk: log it, keep serving the queue
+                log.exception("worker %s: error while looking for work", self.worker_id)
+                ran = False
+            if not ran:
                 self.stopping.wait(self.poll_seconds)
 
     def run_once(self) -> bool:
@@ -123,9 +128,10 @@ class Worker:
         log.info("job #%d ended with %s", job.id, _exit_reason(returncode))
 
 
-def recover_stale_jobs(db, stale_seconds: float = STALE_SECONDS) -> list[int]:
+def recover_stale_jobs(db, stale_seconds: float | None = None) -> list[int]:
     """Running jobs whose heartbeat stopped: interrupted (resumed later), or failed after
     MAX_ATTEMPTS. Returns their ids."""
+    stale_seconds = STALE_SECONDS if stale_seconds is None else stale_seconds
     cutoff = (datetime.now(UTC) - timedelta(seconds=stale_seconds)).isoformat(
         timespec="milliseconds"
     )
