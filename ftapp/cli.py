@@ -142,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run training jobs from the queue")
     worker.add_argument("--device", default="cpu", help="cpu, or cuda:N (one job per device)")
+    worker.add_argument("--gpus", type=int, default=1,
+                        help="GPUs one job spans (accelerate launch, data parallel)")  # fmt: skip
     worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     worker.set_defaults(handler=_worker)
     return parser
@@ -421,7 +423,8 @@ def _jobs_cancel(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from ftapp.training.worker import run_worker
 
-    run_worker(_services().settings, device=args.device, exit_with_parent=args.exit_with_parent)
+    run_worker(_services().settings, device=args.device, gpus=args.gpus,
+               exit_with_parent=args.exit_with_parent)  # fmt: skip
     return 0
 
 

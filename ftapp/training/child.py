@@ -39,7 +39,8 @@ def run_job(job_id: int) -> int:
     settings = load_settings()
     with closing(connect(settings.db_path)) as db:
         job = store.get_job(db, job_id)
-        store.update_job(db, job_id, child_pid=os.getpid(), heartbeat_at=utc_now())
+        if is_main_process():
+            store.update_job(db, job_id, heartbeat_at=utc_now())
         config = config_from_dict(job.config)
         version = version_store.get_version_by_id(db, job.dataset_version_id)
         rows = list(version_store.version_rows(db, version.id))
@@ -47,6 +48,9 @@ def run_job(job_id: int) -> int:
     log.info("job #%d %s: %s on %s (attempt %d)", job.id, job.name, version.label,
              base_model.name, job.attempts)  # fmt: skip
 
+    if not is_main_process():  # another GPU's process: train, and leave the records to rank 0
+        train(job, config, version, rows, base_model.path, [])
+        return 0
     progress = DatabaseProgress(settings.db_path, job.id, job.name, base_model.name)
     with Heartbeat(settings.db_path, job.id):
         outcome = train(job, config, version, rows, base_model.path, [progress])
@@ -80,6 +84,11 @@ def run_job(job_id: int) -> int:
         store.finish_job(db, job.id, JobStatus.SUCCEEDED)
     log.info("job #%d succeeded: %s", job.id, outcome["metrics"])
     return 0
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` every GPU runs this entry point; only rank 0 writes."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def describe_failure(exc: BaseException) -> str:

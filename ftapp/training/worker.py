@@ -35,9 +35,12 @@ STOP_GRACE_SECONDS = 10
 
 
 class Worker:
-    def __init__(self, settings: Settings, *, device: str = "cpu", poll_seconds: float = 2.0):
+    def __init__(
+        self, settings: Settings, *, device: str = "cpu", gpus: int = 1, poll_seconds: float = 2.0
+    ):
         self.settings = settings
         self.device = device
+        self.gpus = gpus  # above 1: one job spans the GPUs through `accelerate launch`
         self.poll_seconds = poll_seconds
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
@@ -76,7 +79,7 @@ class Worker:
             env["OMP_NUM_THREADS"] = str(threads)
         with open(job.log_path, "ab") as log_file:
             child = subprocess.Popen(
-                [sys.executable, "-m", "ftapp.training.child", str(job.id)],
+                child_command(job.id, self.gpus),
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True,  # its own process group: killed as a whole
             )  # fmt: skip
@@ -161,6 +164,16 @@ def _interrupt(db, job: Job, reason: str) -> None:
     )
 
 
+def child_command(job_id: int, gpus: int = 1) -> list[str]:
+    """The training process's command line: the same entry point on one device or several
+    (data parallel through accelerate, one process per GPU)."""
+    entry = ["-m", "ftapp.training.child", str(job_id)]
+    if gpus <= 1:
+        return [sys.executable, *entry]
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(gpus)]
+    return [sys.executable, *launch, *entry]
+
+
 def _terminate(child: subprocess.Popen, grace: float) -> int:
     """SIGTERM the child's process group, then SIGKILL after `grace` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -183,7 +196,7 @@ def _kill_orphan(job: Job) -> None:
         return
     if b"ftapp.training.child" in cmdline and str(job.id).encode() in cmdline:
         with suppress(ProcessLookupError):
-            os.killpg(job.child_pid, signal.SIGKILL)
+            os.killpg(os.getpgid(job.child_pid), signal.SIGKILL)
 
 
 def _exit_reason(returncode: int) -> str:
@@ -194,10 +207,12 @@ def _exit_reason(returncode: int) -> str:
     return f"exit status {returncode}"
 
 
-def run_worker(settings: Settings, device: str = "cpu", exit_with_parent: bool = False) -> None:
+def run_worker(
+    settings: Settings, device: str = "cpu", gpus: int = 1, exit_with_parent: bool = False
+) -> None:
     """`ftapp worker`: run until SIGTERM or Ctrl-C; a running job is stopped and resumes later.
     With exit_with_parent, also stop when the process that started it (the web app) is gone."""
-    worker = Worker(settings, device=device)
+    worker = Worker(settings, device=device, gpus=gpus)
     if exit_with_parent:
         parent = os.getppid()
 

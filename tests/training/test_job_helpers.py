@@ -68,3 +68,14 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path, folders, expected
     found = last_complete_checkpoint(str(tmp_path))
     assert found == (str(tmp_path / expected) if expected else None)
     assert last_complete_checkpoint(str(tmp_path / "missing")) is None
+
+
+def test_child_command_spans_gpus_through_accelerate():
+    import sys
+
+    from ftapp.training.worker import child_command
+
+    assert child_command(7) == [sys.executable, "-m", "ftapp.training.child", "7"]
+    assert child_command(7, gpus=4) == [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4",
+        "-m", "ftapp.training.child", "7"]  # fmt: skip
