@@ -14,6 +14,7 @@ import sqlite_utils
 
 from ftapp.errors import NotFound, ValidationError
 from ftapp.records import Dataset, Example, ExampleStatus, Split, parse_choice
+from ftapp.store.db import to_record
 from ftapp.timeutil import utc_now
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
@@ -217,35 +218,20 @@ def example_events(db: sqlite_utils.Database, example_id: int) -> list[dict[str,
 
 def _dataset(row: dict[str, Any]) -> Dataset:
     ratios = json.loads(row["split_ratios_json"]) if row["split_ratios_json"] else None
-    return Dataset(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        split_ratios=tuple(ratios) if ratios else None,
-        split_seed=row["split_seed"],
-    )
+    return to_record(Dataset, row, split_ratios=tuple(ratios) if ratios else None)
 
 
 def _example(row: dict[str, Any]) -> Example:
-    return Example(
-        id=row["id"],
-        dataset_id=row["dataset_id"],
-        messages=json.loads(row["messages_json"]),
-        original_messages=json.loads(row["original_messages_json"] or row["messages_json"]),
+    messages = json.loads(row["messages_json"])
+    original = row["original_messages_json"]
+    return to_record(
+        Example,
+        row,
+        messages=messages,
+        original_messages=json.loads(original) if original else messages,
         raw=json.loads(row["raw_json"]),
         tools=json.loads(row["tools_json"]) if row["tools_json"] else None,
         status=ExampleStatus(row["status"]),
         split=Split(row["split"]) if row["split"] else None,
         tags=json.loads(row["tags_json"]),
-        note=row["note"],
-        n_tokens=row["n_tokens"],
-        source_line=row["source_line"],
-        source_format=row["source_format"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        updated_by=row["updated_by"],
-        reviewed_at=row["reviewed_at"],
-        reviewed_by=row["reviewed_by"],
     )

@@ -12,11 +12,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
+from typing import Any, TypeVar
 
 import sqlite_utils
 
 BUSY_TIMEOUT_MS = 30_000
+R = TypeVar("R")
 
 
 def connect(path: Path | str) -> sqlite_utils.Database:
@@ -59,3 +62,10 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
         raise
     else:
         db.commit()
+
+
+def to_record(cls: type[R], row: dict[str, Any], **converted: Any) -> R:
+    """A frozen record from a row: columns named like the record's fields are copied as they
+    are; `converted` gives the fields that need decoding (JSON, enums, booleans)."""
+    plain = {f.name: row[f.name] for f in fields(cls) if f.name not in converted}
+    return cls(**plain, **converted)

@@ -14,7 +14,7 @@ import sqlite_utils
 
 from ftapp.errors import NotFound
 from ftapp.records import Job, JobStatus, ModelVariant
-from ftapp.store.db import write_transaction
+from ftapp.store.db import to_record, write_transaction
 from ftapp.timeutil import utc_now
 
 
@@ -123,43 +123,15 @@ def get_variant(db: sqlite_utils.Database, name: str) -> ModelVariant:
 
 
 def _job(row: dict[str, Any]) -> Job:
-    return Job(
-        id=row["id"],
-        name=row["name"],
+    return to_record(
+        Job,
+        row,
         status=JobStatus(row["status"]),
         config=json.loads(row["config_json"]),
-        dataset_version_id=row["dataset_version_id"],
-        base_model=row["base_model"],
-        output_dir=row["output_dir"],
-        log_path=row["log_path"],
-        device=row["device"],
-        worker_id=row["worker_id"],
-        child_pid=row["child_pid"],
-        attempts=row["attempts"],
         is_cancel_requested=bool(row["is_cancel_requested"]),
-        step=row["step"],
-        total_steps=row["total_steps"],
-        epoch=row["epoch"],
-        error=row["error"],
         metrics=json.loads(row["metrics_json"]) if row["metrics_json"] else None,
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-        started_at=row["started_at"],
-        heartbeat_at=row["heartbeat_at"],
-        finished_at=row["finished_at"],
     )
 
 
 def _variant(row: dict[str, Any]) -> ModelVariant:
-    return ModelVariant(
-        id=row["id"],
-        name=row["name"],
-        kind=row["kind"],
-        base_model=row["base_model"],
-        path=row["path"],
-        job_id=row["job_id"],
-        step=row["step"],
-        eval_loss=row["eval_loss"],
-        is_best=bool(row["is_best"]),
-        created_at=row["created_at"],
-    )
+    return to_record(ModelVariant, row, is_best=bool(row["is_best"]))

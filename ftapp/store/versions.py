@@ -15,6 +15,7 @@ import sqlite_utils
 
 from ftapp.errors import NotFound, ValidationError
 from ftapp.records import DatasetVersion, Split, parse_choice
+from ftapp.store.db import to_record
 
 VERSION_REF = re.compile(r"^v?(\d+)$")
 
@@ -86,20 +87,7 @@ def version_rows(
 
 
 def _version(row: dict[str, Any]) -> DatasetVersion:
-    return DatasetVersion(
-        id=row["id"],
-        dataset_id=row["dataset_id"],
-        dataset=row["dataset"],
-        version=row["version"],
-        content_hash=row["content_hash"],
-        n_examples=row["n_examples"],
-        n_train=row["n_train"],
-        n_validation=row["n_validation"],
-        n_test=row["n_test"],
-        note=row["note"],
-        created_at=row["created_at"],
-        created_by=row["created_by"],
-    )
+    return to_record(DatasetVersion, row)
 
 
 def all_versions(db: sqlite_utils.Database) -> list[DatasetVersion]:
