@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except FtappError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `ftapp jobs list | head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
