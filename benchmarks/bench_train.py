@@ -1,0 +1,576 @@
+"""Training throughput: non-padding tokens per second of the ftapp trainer beside a naive TRL
+SFTTrainer run (its defaults: padded batches) on the same data, model and number of steps, with
+model-FLOPs utilisation against a matmul peak measured in the same script.
+
+    .venv/bin/python benchmarks/bench_train.py [--steps 10] [--batch-size 8] [--max-length 512]
+        [--threads N] [--seed 0] [--rows 1000] [--runs baseline,ftapp,...]
+
+The data is a seeded synthetic set of chats (a user prompt and an assistant answer, 30-300
+tokens of content, about 65-320 as rendered by the chat template), the same rows for every run.
+Each run trains the bundled model in its own child process (a fresh torch, accelerate and
+thread state) and reports, through a TrainerCallback of this script, the time of every
+optimizer step and the tokens of every batch the model saw: "real" tokens are those with
+attention_mask 1 in a padded batch, and every token of a packed padding-free batch (it has no
+padding). The first --skip steps (2) are warm-up and not counted.
+
+Runs (the first is the baseline of the ratio):
+- baseline: `SFTTrainer(model=PATH, args=SFTConfig(...), peft_config=LoraConfig(...))` with TRL
+  1.16's defaults, except what the comparison needs (listed in the output);
+- baseline variants, each with one of ftapp's changes;
+- ftapp: `ftapp.training.trainer.train` as the worker runs it, with the "CPU default" preset;
+- ftapp variants through the same function, with one config field changed.
+MFU = 4 N x real tokens/s / measured peak, N = the base model's parameters (the tied embedding
+matrix counted once, for the LM head's matmul). Nothing is asserted; see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_import import make_sentences, make_text
+from transformers import TrainerCallback
+
+from ftapp.models.bundled import prepare_bundled_model
+from ftapp.records import DatasetVersion, Job, JobStatus
+from ftapp.settings import load_settings
+from ftapp.training.config import TrainConfig, preset
+
+PRESET = "CPU default"
+TARGET = 1.5  # ftapp / baseline real tokens per second, from the issue
+STARTED = time.perf_counter()  # a child's setup time counts from here (imports included)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    kind: str  # "trl" (a plain SFTTrainer) or "ftapp" (ftapp.training.trainer.train)
+    changes: dict[str, Any]  # SFTConfig fields for "trl", TrainConfig fields for "ftapp"
+    note: str
+
+
+# name -> what it runs; "baseline" is the denominator of every ratio.
+RUNS: dict[str, RunSpec] = {
+    "baseline": RunSpec("trl", {}, "TRL defaults: padded, grad ckpt, bf16 autocast, full loss"),
+    "baseline fp32": RunSpec("trl", {"bf16": False}, "the baseline with bf16=False"),
+    "baseline no ckpt": RunSpec(
+        "trl", {"gradient_checkpointing": False}, "the baseline with gradient_checkpointing=False"
+    ),
+    "baseline packed": RunSpec(
+        "trl", {"packing": True}, "the baseline with packing=True ('bfd', padding-free)"
+    ),
+    "ftapp": RunSpec("ftapp", {}, f"ftapp.training.trainer.train, preset {PRESET!r}"),
+    "ftapp fp32": RunSpec("ftapp", {"precision": "fp32"}, "ftapp with precision='fp32'"),
+    "ftapp dropout 0": RunSpec("ftapp", {"lora_dropout": 0.0}, "ftapp with lora_dropout=0"),
+    "ftapp row/fwd": RunSpec(
+        "ftapp",
+        {"batch_size": 1, "gradient_accumulation": None},  # None: --batch-size
+        "ftapp with batch_size=1, gradient_accumulation=--batch-size (1 packed row a forward)",
+    ),
+    "ftapp row/fwd drop 0": RunSpec(
+        "ftapp",
+        {"batch_size": 1, "gradient_accumulation": None, "lora_dropout": 0.0},
+        "both of the above",
+    ),
+}
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def make_rows(n_rows: int, seed: int) -> list[dict[str, Any]]:
+    """Seeded chats: about 30-300 tokens of content, a prompt taking 15-50 % of it."""
+    rng = random.Random(seed)
+    sentences = make_sentences(rng)
+    rows = []
+    for _ in range(n_rows):
+        tokens = rng.randint(30, 300)
+        prompt_share = rng.uniform(0.15, 0.5)
+        # About 1.3 tokens a word for this vocabulary; whole sentences overshoot a little.
+        prompt = make_text(rng, sentences, max(3, round(tokens * prompt_share / 1.3)))
+        answer = make_text(rng, sentences, max(3, round(tokens * (1 - prompt_share) / 1.3)))
+        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
+        rows.append({"messages": messages, "split": "train"})
+    return rows
+
+
+def rendered_lengths(rows: list[dict[str, Any]], model_dir: Path) -> list[int]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return [
+        len(tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=False))
+        for r in rows
+    ]
+
+
+# --- measuring inside a run ----------------------------------------------------------------
+
+
+class StepMeter(TrainerCallback):
+    """A TrainerCallback that time-stamps each optimizer step and counts the tokens of each
+    batch at the model's input (a forward pre-hook), attributing them to the step under way."""
+
+    def __init__(self) -> None:
+        self.state: Any = None
+        self.step_end: dict[int, float] = {}
+        self.tokens: dict[int, dict[str, int]] = {}
+        self.flags: dict[str, Any] = {}
+        self.handles: list[Any] = []
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any):
+        self.state = state
+        self.step_end[state.global_step] = time.perf_counter()
+        self.handles.append(model.register_forward_pre_hook(self._count, with_kwargs=True))
+        embeddings = model.get_input_embeddings()
+        self.handles.append(embeddings.register_forward_hook(self._check_autocast))
+        self.flags["gradient_checkpointing"] = bool(getattr(model, "is_gradient_checkpointing", 0))
+        self.flags["weights dtype"] = str(embeddings.weight.dtype).removeprefix("torch.")
+        self.flags["attention"] = model.config._attn_implementation
+        self.flags["threads"] = torch.get_num_threads()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.step_end[state.global_step] = time.perf_counter()
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _count(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
+        if not module.training:
+            return
+        input_ids = kwargs["input_ids"]
+        mask = kwargs.get("attention_mask")
+        labels = kwargs.get("labels")
+        position_ids = kwargs.get("position_ids")
+        if mask is not None:  # padded batch
+            real = int(mask.sum())
+            sequences = input_ids.shape[0]
+        else:  # padding-free: one flat row, each sequence starting at position 0
+            real = input_ids.numel()
+            sequences = int((position_ids == 0).sum()) if position_ids is not None else 1
+        self.flags.setdefault("batches", "padded" if mask is not None else "padding-free")
+        self.flags["longest row"] = max(self.flags.get("longest row", 0), input_ids.shape[-1])
+        counts = self.tokens.setdefault(
+            self.state.global_step + 1,
+            {"real": 0, "input": 0, "loss": 0, "sequences": 0, "forwards": 0},
+        )
+        counts["forwards"] += 1
+        counts["real"] += real
+        counts["input"] += input_ids.numel()
+        counts["loss"] += int((labels != -100).sum()) if labels is not None else real
+        counts["sequences"] += sequences
+
+    def _check_autocast(self, module: Any, args: tuple, output: Any) -> None:
+        if "autocast" not in self.flags and module.training:
+            on = torch.is_autocast_enabled("cpu")
+            dtype = torch.get_autocast_dtype("cpu") if on else None
+            self.flags["autocast"] = str(dtype).removeprefix("torch.") if on else "off"
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "step_end": {str(k): v for k, v in self.step_end.items()},
+            "tokens": {str(k): v for k, v in self.tokens.items()},
+            "flags": self.flags,
+        }
+
+
+def bench_config(args: argparse.Namespace, **changes: Any) -> TrainConfig:
+    """The ftapp config of every run: the CPU preset at this benchmark's size, no saves."""
+    values = dict(
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        eval_steps=0,
+        save_steps=0,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    return preset(PRESET, "bench@v1", **{**values, **changes})
+
+
+def run_ftapp(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path, out: Path):
+    from ftapp.training.trainer import train
+
+    changes = {k: args.batch_size if v is None else v for k, v in spec.changes.items()}
+    config = bench_config(args, **changes)
+    now = "2026-01-01T00:00:00Z"
+    job = Job(
+        id=1, name="bench", status=JobStatus.RUNNING, config=config.to_dict(),
+        dataset_version_id=1, base_model=config.base_model, output_dir=str(out / "job"),
+        log_path=str(out / "job.log"), device=None, worker_id=None, child_pid=os.getpid(),
+        attempts=1, is_cancel_requested=False, step=0, total_steps=None, epoch=None, error=None,
+        metrics=None, created_at=now, created_by="bench", started_at=now, heartbeat_at=now,
+        finished_at=None,
+    )  # fmt: skip
+    dataset_version = DatasetVersion(
+        id=1, dataset_id=1, dataset="bench", version=1, content_hash="", n_examples=len(rows),
+        n_train=len(rows), n_validation=0, n_test=0, note="", created_at=now, created_by="bench",
+    )  # fmt: skip
+    meter = StepMeter()
+    outcome = train(job, config, dataset_version, rows, model_dir, [meter])
+    return meter, {"machine": outcome["machine"], "config": changes}
+
+
+def run_trl(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path, out: Path):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    config = bench_config(args)
+    # ftapp's train() sets these two; a plain script would get the same from torch's defaults
+    # on this machine (threads = cores) and from Trainer (seed), but set them for parity.
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
+    comparable = baseline_settings(config)
+    sft = SFTConfig(output_dir=str(out / "trl"), **comparable, **spec.changes)
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+    meter = StepMeter()
+    trainer = SFTTrainer(
+        model=str(model_dir),
+        args=sft,
+        train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in rows]),
+        peft_config=lora,
+        callbacks=[meter],
+    )
+    trainer.train()
+    return meter, {"sft": {**comparable, **spec.changes}, "bf16": sft.bf16}
+
+
+def baseline_settings(config: TrainConfig) -> dict[str, Any]:
+    """The SFTConfig fields the baseline sets; everything else is TRL's default."""
+    return {
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "max_length": config.max_length,
+        "seed": config.seed,
+        "use_cpu": True,
+        "report_to": "none",
+        "save_strategy": "no",
+    }
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def child_main(args: argparse.Namespace) -> int:
+    """One run in this process; its result as JSON in --result."""
+    spec = RUNS[args.one]
+    model_dir = Path(args.model_dir)
+    rows = make_rows(args.rows, args.seed)
+    out = Path(args.result).parent / slug(args.one)
+    load_start = os.getloadavg()[0]
+    runner = run_trl if spec.kind == "trl" else run_ftapp
+    meter, extra = runner(spec, args, rows, model_dir, out)
+    result = {
+        "name": args.one,
+        "started": STARTED,
+        "finished": time.perf_counter(),
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+        **meter.result(),
+        **extra,
+    }
+    Path(args.result).write_text(json.dumps(result))
+    return 0
+
+
+# --- the parent: peak, runs, report ----------------------------------------------------------
+
+
+def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeat: int = 8) -> float:
+    """FLOP/s of the fastest of `repeat` n x n x n matrix products (after two warm-ups)."""
+    torch.set_num_threads(threads)
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    for _ in range(2):
+        a @ b
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+@dataclass
+class Figures:
+    name: str
+    steps: int
+    sequences: int
+    real: int
+    input: int
+    loss: int
+    seconds: float
+    step_seconds: list[float]  # the timed steps
+    all_steps: list[float]  # every step, warm-up included
+    load_start: float
+    load_end: float
+    setup: float  # process start to the first step (imports, model, data preparation)
+    warmup: float  # the untimed first steps
+    finish: float  # after the last step (saving the adapter)
+    forwards: int
+    peak_rss: int
+    flags: dict[str, Any]
+
+    @property
+    def rate(self) -> float:
+        return self.real / self.seconds
+
+    @property
+    def padding_share(self) -> float:
+        return 1 - self.real / self.input
+
+
+def figures(result: dict[str, Any], skip: int) -> Figures:
+    ends = {int(k): v for k, v in result["step_end"].items()}
+    tokens = {int(k): v for k, v in result["tokens"].items()}
+    last = max(ends)
+    timed = range(skip + 1, last + 1)
+    total = {key: sum(tokens[s][key] for s in timed) for key in tokens[last]}
+    return Figures(
+        name=result["name"],
+        steps=len(timed),
+        sequences=total["sequences"],
+        real=total["real"],
+        input=total["input"],
+        loss=total["loss"],
+        seconds=ends[last] - ends[skip],
+        step_seconds=[ends[s] - ends[s - 1] for s in timed],
+        all_steps=[ends[s] - ends[s - 1] for s in range(1, last + 1)],
+        load_start=result["load_start"],
+        load_end=result["load_end"],
+        setup=ends[0] - result["started"],
+        warmup=ends[skip] - ends[0],
+        finish=result["finished"] - ends[last],
+        forwards=total["forwards"],
+        peak_rss=result["peak_rss"],
+        flags=result["flags"],
+    )
+
+
+def run_child(name: str, args: argparse.Namespace, model_dir: Path, workdir: Path) -> dict:
+    result = workdir / f"{slug(name)}.json"
+    log = workdir / f"{slug(name)}.log"
+    command = [
+        sys.executable, __file__, "--one", name, "--result", str(result),
+        "--model-dir", str(model_dir), "--steps", str(args.steps),
+        "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
+        "--threads", str(args.threads), "--seed", str(args.seed), "--rows", str(args.rows),
+    ]  # fmt: skip
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    with log.open("w") as handle:
+        done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        tail = log.read_text()[-4000:]
+        raise SystemExit(f"run {name!r} failed ({done.returncode}):\n{tail}")
+    return json.loads(result.read_text())
+
+
+def describe(fig: Figures, spec: RunSpec) -> list[str]:
+    """What the run did, as seen from inside the trainer."""
+    flags = fig.flags
+    loss = "assistant only" if spec.kind == "ftapp" else "full sequence"
+    ckpt = "on" if flags.get("gradient_checkpointing") else "off"
+    steps = " ".join(f"{seconds:.1f}" for seconds in fig.all_steps)
+    return [
+        spec.note,
+        f"{flags.get('batches')} batches, rows up to {flags.get('longest row')} tokens, "
+        f"{fig.forwards // fig.steps} forward(s) a step; grad ckpt {ckpt}; autocast "
+        f"{flags.get('autocast')}; weights {flags.get('weights dtype')}",
+        f"loss on {loss}; attention {flags.get('attention')}; {flags.get('threads')} threads; "
+        f"peak memory (RSS) {fig.peak_rss / 2**30:.1f} GiB",
+        f"setup {fig.setup:.1f} s, warm-up steps {fig.warmup:.1f} s, timed steps median "
+        f"{statistics.median(fig.step_seconds):.2f} s, after the last step {fig.finish:.1f} s",
+        f"seconds of each step: {steps}",
+    ]
+
+
+def print_report(
+    runs: list[Figures], n_params: int, peaks: dict[str, float], args: argparse.Namespace
+) -> None:
+    baseline = next((r for r in runs if r.name == "baseline"), runs[0])
+    header = (
+        f"{'run':<20} {'steps':>5} {'seqs':>5} {'real tok':>8} {'pad %':>5} {'loss tok':>8} "
+        f"{'seconds':>7} {'real tok/s':>10} {'ratio':>6} {'MFU %':>5} {'load':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for run in runs:
+        peak = peaks["bf16"] if run.flags.get("autocast") == "bfloat16" else peaks["fp32"]
+        mfu = 4 * n_params * run.rate / peak
+        print(
+            f"{run.name:<20} {run.steps:>5} {run.sequences:>5} {run.real:>8,} "
+            f"{100 * run.padding_share:>5.1f} {run.loss:>8,} {run.seconds:>7.1f} "
+            f"{run.rate:>10.1f} {run.rate / baseline.rate:>5.2f}x {100 * mfu:>5.1f} "
+            f"{run.load_start:>4.2f}-{run.load_end:<4.2f}"
+        )
+    print(
+        f"{'fastest of ' + str(args.repeat) + ' runs each; ' if args.repeat > 1 else ''}"
+        f"steps {args.skip + 1}-{args.steps} of each run are timed (the first {args.skip} are"
+        " warm-up); seqs: chats the model saw in them;\nreal tok: tokens that are not padding;"
+        " pad %: padding share of the input tokens; loss tok: tokens with a label;\n"
+        f"ratio: real tok/s / the baseline's; MFU: 4 N x real tok/s / measured matmul peak "
+        f"(bf16 peak for runs\nwith bf16 autocast, else fp32), N = {n_params / 1e6:.1f} M;"
+        " load: 1-minute load average at the start and end of the run"
+    )
+    ftapp = next((r for r in runs if r.name == "ftapp"), None)
+    if ftapp is not None and baseline.name == "baseline":
+        ratio = ftapp.rate / baseline.rate
+        verdict = "met" if ratio >= TARGET else "NOT met"
+        print(
+            f"\ntarget (the issue): ftapp at least {TARGET}x the baseline: {verdict} ({ratio:.2f}x)"
+        )
+    print("\nwhat each run did (as seen from inside the trainer):")
+    for run in runs:
+        for i, line in enumerate(describe(run, RUNS[run.name])):
+            print(f"  {run.name if i == 0 else '':<20} {line}")
+
+
+def print_settings(config: TrainConfig) -> None:
+    print(
+        f"\nbaseline: SFTTrainer(model=PATH, args=SFTConfig({', '.join(baseline_settings(config))}"
+        ", output_dir),\n  peft_config=LoraConfig(r, lora_alpha, lora_dropout, target_modules="
+        "'all-linear', task_type)), each the same value as the ftapp run;\n  everything else"
+        " TRL 1.16's defaults: packing=False (padded batches), gradient_checkpointing=True,\n"
+        "  bf16=True (TRL's default when fp16 is off: bf16 autocast on this CPU; fp32 weights),"
+        " assistant_only_loss=False,\n  lr_scheduler_type='linear', warmup 0, logging_steps=10,"
+        " tokenizer from the model folder\nftapp: train() with preset"
+        f" {PRESET!r} + max_steps, eval_steps=0, save_steps=0: packing='bfd' (padding-free),\n"
+        f"  gradient_checkpointing=False, precision 'auto' (bf16 autocast here), assistant-only"
+        f" loss (training\n  template twin), lr_scheduler_type={config.scheduler!r},"
+        f" warmup_ratio={config.warmup_ratio}, logging_steps=1; LoRA r={config.lora_rank},"
+        f" alpha={config.lora_alpha},\n  dropout={config.lora_dropout}, all-linear,"
+        f" lr={config.learning_rate}; per_device_train_batch_size counts packed rows of"
+        f" max_length tokens"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=10, help="optimizer steps per run (10)")
+    parser.add_argument("--skip", type=int, default=2, help="warm-up steps not timed (2)")
+    parser.add_argument("--batch-size", type=int, default=8, help="per-device batch (8)")
+    parser.add_argument("--max-length", type=int, default=512, help="max_length (512)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="(all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="data and training seed (0)")
+    parser.add_argument("--rows", type=int, default=1000, help="chats in the data set (1000)")
+    parser.add_argument(
+        "--runs",
+        default="baseline,ftapp",
+        help=f"comma-separated, or 'all': {', '.join(RUNS)} (baseline,ftapp)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds of all the runs; the fastest is shown (1)"
+    )
+    parser.add_argument("--models-dir", type=Path, default=None, help="FTAPP_HOME/models")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one:
+        return child_main(args)
+    names = list(RUNS) if args.runs == "all" else [n.strip() for n in args.runs.split(",")]
+    unknown = [n for n in names if n not in RUNS]
+    if unknown or args.steps <= args.skip:
+        parser.error(f"unknown run {unknown[0]!r}" if unknown else "--steps must exceed --skip")
+
+    model_dir = prepare_bundled_model(args.models_dir or load_settings().models_dir)
+    from transformers import AutoModelForCausalLM
+
+    n_params = AutoModelForCausalLM.from_pretrained(str(model_dir)).num_parameters()
+    rows = make_rows(args.rows, args.seed)
+    lengths = rendered_lengths(rows, model_dir)
+    cpu = _cpu_name()
+    print(
+        f"training benchmark: {model_dir.name} ({n_params / 1e6:.1f} M parameters), "
+        f"{args.rows:,} synthetic chats (seed {args.seed}), {args.steps} steps per run, "
+        f"batch size {args.batch_size}, max_length {args.max_length}"
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs ({cpu}), {args.threads} threads, Python "
+        f"{platform.python_version()}, torch {torch.__version__}, transformers "
+        f"{version('transformers')}, trl {version('trl')}, peft {version('peft')}, accelerate "
+        f"{version('accelerate')}; load average {os.getloadavg()[0]:.2f} at start"
+    )
+    print(
+        f"data: tokens per chat as rendered by the chat template: min {min(lengths)}, median "
+        f"{statistics.median(lengths):.0f}, mean {statistics.mean(lengths):.1f}, "
+        f"max {max(lengths)} ({sum(lengths):,} in all)"
+    )
+    peaks = {
+        "fp32": matmul_peak(torch.float32, args.threads),
+        "bf16": matmul_peak(torch.bfloat16, args.threads),
+    }
+    print(
+        f"peak: measured 2048x2048x2048 torch matmul on {args.threads} threads, fastest of 8 "
+        f"(not a datasheet figure): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 "
+        f"{peaks['bf16'] / 1e9:.1f} GFLOP/s"
+    )
+    print(
+        f"MFU convention: 4 N FLOPs per real token for LoRA (forward 2N, backward to the "
+        f"activations 2N, no weight\n  gradients of the frozen base); N = {n_params:,}, all of "
+        "the base model's parameters with the tied\n  embedding/LM-head matrix counted once (its"
+        " matmul in the head); attention's sequence-length term and\n  the LoRA matrices' own"
+        " FLOPs (under 5 %) are left out"
+    )
+    print_settings(bench_config(args))
+    print()
+
+    best: dict[str, Figures] = {}
+    with tempfile.TemporaryDirectory(prefix="ftapp-bench-train-") as tmp:
+        # Round-robin, so a change in the machine's other load falls on every kind of run.
+        for round_ in range(args.repeat):
+            for name in names:
+                start = time.perf_counter()
+                print(f"round {round_ + 1}: {name} ... ", end="", flush=True)
+                fig = figures(run_child(name, args, model_dir, Path(tmp)), args.skip)
+                print(
+                    f"{time.perf_counter() - start:.0f} s, {fig.rate:.1f} real tok/s, load "
+                    f"{fig.load_start:.2f}-{fig.load_end:.2f}",
+                    flush=True,
+                )
+                if name not in best or fig.rate > best[name].rate:
+                    best[name] = fig
+    results = [best[name] for name in names]
+    print()
+    print_report(results, n_params, peaks, args)
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    features = [f for f in ("avx512_bf16", "amx_bf16") if f in info]
+    return f"{name}, {'+'.join(features) or 'no bf16 instructions'}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
