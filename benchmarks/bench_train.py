@@ -84,7 +84,7 @@ RUNS: dict[str, RunSpec] = {
     "ftapp row/fwd drop 0": RunSpec(
         "ftapp",
         {"batch_size": 1, "gradient_accumulation": None, "lora_dropout": 0.0},
-        "both of the above",
+        "ftapp with batch_size=1, gradient_accumulation=--batch-size, lora_dropout=0",
     ),
 }
 
