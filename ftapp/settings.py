@@ -7,6 +7,14 @@
 | FTAPP_PORT            | 7860              | port of the web app                              |
 | FTAPP_MAX_UPLOAD_MB   | 200               | largest file accepted for import                 |
 | FTAPP_MAX_TOKENS      | 2048              | default longest example (tokens) at import       |
+| FTAPP_BACKEND         | auto              | generation: auto (vLLM if installed, else hf),   |
+|                       |                   | vllm, hf (in-process transformers), echo (tests) |
+| FTAPP_BASE_MODEL      | (bundled model)   | the base model served, by registry name          |
+| FTAPP_VLLM_URL        | (none)            | use this vLLM deployment instead of starting one |
+| FTAPP_VLLM_PORT       | 0 (a free port)   | loopback port of the vLLM server ftapp starts    |
+| FTAPP_VLLM_GPU_MEMORY | 0.5               | vLLM's share of GPU memory; the rest trains      |
+| FTAPP_VLLM_KV_CACHE_GB| 1                 | vLLM's KV cache on CPU machines (GiB)            |
+| FTAPP_SERVE_THREADS   | 0 (all cores)     | CPU threads for generation (vLLM or hf)          |
 """
 
 from __future__ import annotations
@@ -25,6 +33,13 @@ class Settings:
     port: int = 7860
     max_upload_mb: int = 200
     max_tokens: int = 2048
+    backend: str = "auto"
+    base_model: str = ""  # "": the bundled model
+    vllm_url: str = ""
+    vllm_port: int = 0
+    vllm_gpu_memory: float = 0.5
+    vllm_kv_cache_gb: int = 1
+    serve_threads: int = 0
 
     @property
     def db_path(self) -> Path:
@@ -72,6 +87,22 @@ def _int_env(env: dict[str, str], name: str, default: int) -> int:
         raise ValidationError(f"{name} must be a whole number, got {raw!r}") from None
 
 
+def _float_env(env: dict[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationError(f"{name} must be a number, got {raw!r}") from None
+    if not low < value <= high:
+        raise ValidationError(f"{name} must be above {low} and at most {high}, got {raw!r}")
+    return value
+
+
+BACKEND_CHOICES = ("auto", "vllm", "hf", "echo")
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     """Read settings from the environment (or the given mapping, for tests)."""
     env = dict(os.environ if env is None else env)
@@ -82,4 +113,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         port=_int_env(env, "FTAPP_PORT", 7860),
         max_upload_mb=_int_env(env, "FTAPP_MAX_UPLOAD_MB", 200),
         max_tokens=_int_env(env, "FTAPP_MAX_TOKENS", 2048),
+        backend=_choice_env(env, "FTAPP_BACKEND", BACKEND_CHOICES),
+        base_model=env.get("FTAPP_BASE_MODEL") or "",
+        vllm_url=env.get("FTAPP_VLLM_URL") or "",
+        vllm_port=_int_env(env, "FTAPP_VLLM_PORT", 0),
+        vllm_gpu_memory=_float_env(env, "FTAPP_VLLM_GPU_MEMORY", 0.5, 0.0, 1.0),
+        vllm_kv_cache_gb=_int_env(env, "FTAPP_VLLM_KV_CACHE_GB", 1),
+        serve_threads=_int_env(env, "FTAPP_SERVE_THREADS", 0),
     )
+
+
+def _choice_env(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = (env.get(name) or choices[0]).strip().lower()
+    if raw not in choices:
+        raise ValidationError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw

@@ -81,8 +81,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(home: Path, models_dir: Path) -> Iterator[LiveApp]:
+def running_app(
+    home: Path, models_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[LiveApp]:
     """Start `python app.py` on a fresh FTAPP_HOME and yield it once the root URL answers 200.
+
+    Generation runs in-process (FTAPP_BACKEND=hf, the model loaded on the first request)
+    unless extra_env says otherwise, so that tabs not about serving don't start vLLM.
 
     Fails the test (with the app's log tail) if the app exits or isn't up within 120 s.
     Gradio's upload cache and the app's download folders go under the same temporary folder,
@@ -105,6 +110,8 @@ def running_app(home: Path, models_dir: Path) -> Iterator[LiveApp]:
         "GRADIO_TEMP_DIR": str(scratch / "gradio"),
         "TMPDIR": str(scratch),
         "PYTHONUNBUFFERED": "1",
+        "FTAPP_BACKEND": "hf",
+        **(extra_env or {}),
     }
     log_path = home.parent / f"{home.name}-app.log"
     with log_path.open("wb") as log:

@@ -10,6 +10,7 @@ import gradio as gr
 from ftapp.errors import FtappError
 from ftapp.services import Services
 from ftapp.ui.data_tab import build_data_tab
+from ftapp.ui.playground_tab import build_playground_tab
 from ftapp.ui.train_tab import build_train_tab
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,12 @@ def build_app(services: Services) -> gr.Blocks:
                 build_data_tab(services)
             with gr.Tab("Train", id="train"):
                 train = build_train_tab(services)
-        # Reopening the page picks up where things are: versions, models, the latest job.
-        handler, inputs, outputs = train["load"]
-        app.load(handler, inputs, outputs, api_name=False)
+            with gr.Tab("Playground", id="playground"):
+                playground = build_playground_tab(services)
+        # Reopening the page picks up where things are: versions, models, the latest job,
+        # the engine's state.
+        for handler, inputs, outputs in [train["load"], *playground["load"]]:
+            app.load(handler, inputs, outputs, api_name=False)
     return app
 
 
@@ -80,7 +84,10 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
         worker = start_worker_process(services.settings)
         log.info("training worker started (pid %d)", worker.pid)
     try:
+        # Start the engine now: vLLM takes tens of seconds on a CPU; the page shows progress.
+        log.info("generation: %s", services.backend.status().detail)
         launch(services, host, port)
     finally:
         if worker:
             stop_worker_process(worker)
+        services.backend.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 import logging
 import re
 import tempfile
@@ -24,16 +25,31 @@ def guarded(role: Role) -> Callable:
     """Decorate an event handler: check the caller's role on the server (every Gradio event is
     also a public API endpoint), and show core errors as messages instead of tracebacks.
 
-    The handler must take `request: gr.Request` as a positional parameter.
+    The handler must take `request: gr.Request` as a positional parameter. A generator
+    handler (a streaming reply) is checked before its first item and guarded while it runs.
     """
 
     def decorate(handler: Callable) -> Callable:
+        def check(args: tuple, kwargs: dict[str, Any]) -> None:
+            request = next((a for a in args if isinstance(a, gr.Request)), None)
+            require_role(current_user(request or kwargs.get("request")), role)
+
+        if inspect.isgeneratorfunction(handler):
+
+            @functools.wraps(handler)
+            def stream(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    check(args, kwargs)
+                    yield from handler(*args, **kwargs)
+                except FtappError as exc:
+                    raise gr.Error(str(exc), print_exception=False) from None
+
+            return stream
+
         @functools.wraps(handler)
         def run(*args: Any, **kwargs: Any) -> Any:
-            request = next((a for a in args if isinstance(a, gr.Request)), None)
-            request = request or kwargs.get("request")
             try:
-                require_role(current_user(request), role)
+                check(args, kwargs)
                 return handler(*args, **kwargs)
             except FtappError as exc:
                 raise gr.Error(str(exc), print_exception=False) from None

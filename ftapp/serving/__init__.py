@@ -1,0 +1,1 @@
+"""Generation backends: vLLM (default), in-process transformers + peft, echo (tests)."""

@@ -1,0 +1,122 @@
+"""The Playground tab: chat with any model variant (the base model, a final adapter, a
+checkpoint) with a system prompt and sampling settings, the reply streaming in; Stop ends
+it. The engine's state is shown on a timer, so a starting or restarting vLLM server is said
+plainly and the tab recovers by itself."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from ftapp.records import Role
+from ftapp.services import Services
+from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, BackendState, Sampling
+from ftapp.ui.common import guarded, to_int
+
+POLL_SECONDS = 2.0
+STATE_ICONS = {BackendState.READY: "🟢", BackendState.STARTING: "🟡", BackendState.DOWN: "🔴"}
+
+
+def build_playground_tab(services: Services) -> dict[str, Any]:
+    status = gr.Markdown("Engine: …", elem_id="ft-engine-status")
+    with gr.Row():
+        with gr.Column(scale=1):
+            model = gr.Dropdown(label="Model", choices=[BASE], value=BASE,
+                                allow_custom_value=True, elem_id="ft-play-model")  # fmt: skip
+            refresh = gr.Button("Refresh models", size="sm")
+            system = gr.Textbox(label="System prompt", lines=3, elem_id="ft-play-system",
+                                placeholder="Optional: instructions for every answer")  # fmt: skip
+            with gr.Accordion("Sampling", open=True):
+                temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature (0: greedy)")
+                top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
+                max_new_tokens = gr.Number(
+                    value=256, precision=0, minimum=1, maximum=MAX_NEW_TOKENS,
+                    label="Max new tokens",
+                )  # fmt: skip
+                seed = gr.Number(value=None, precision=0, label="Seed (empty: random)")
+        with gr.Column(scale=3):
+            chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="ft-play-chat",
+                                 render_markdown=False)  # fmt: skip
+            message = gr.Textbox(
+                label="Message", lines=2, elem_id="ft-play-message",
+                placeholder="Ask something; Enter sends, Shift+Enter breaks",
+            )  # fmt: skip
+            with gr.Row():
+                send = gr.Button("Send", variant="primary", elem_id="ft-play-send")
+                stop = gr.Button("Stop", variant="stop", elem_id="ft-play-stop")
+                clear = gr.Button("Clear", elem_id="ft-play-clear")
+    # The conversation as the model sees it; the Chatbot shows an escaped copy.
+    conversation = gr.State([])
+
+    @guarded(Role.ADMIN)
+    def show_status(request: gr.Request) -> str:
+        engine = services.backend.status()
+        return f"{STATE_ICONS[engine.state]} **Engine ({engine.backend}): {engine.state}** · " + (
+            html.escape(engine.detail)
+        )
+
+    @guarded(Role.ADMIN)
+    def list_models(request: gr.Request, current: str) -> dict:
+        names = services.servable_models()
+        return gr.update(choices=names, value=current if current in names else BASE)
+
+    @guarded(Role.ADMIN)
+    def chat(request: gr.Request, model_name: str, system_prompt: str, temp: float,
+             p: float, max_tokens: Any, seed_value: Any, text: str, history: list):  # fmt: skip
+        sampling = Sampling(
+            temperature=float(temp),
+            top_p=float(p),
+            max_new_tokens=to_int(max_tokens, "max new tokens", minimum=1),
+            seed=None if seed_value in (None, "") else to_int(seed_value, "seed", minimum=0),
+        )
+        history = [*history, {"role": "user", "content": text or ""}]
+        messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        pieces = services.stream_chat(model_name or BASE, messages + history, sampling)
+        reply = ""
+        yield shown(history), "", history
+        for piece in pieces:
+            reply += piece
+            yield shown([*history, {"role": "assistant", "content": reply}]), "", history
+        history = [*history, {"role": "assistant", "content": reply}]
+        yield shown(history), "", history
+
+    @guarded(Role.ADMIN)
+    def keep_partial(request: gr.Request, history: list, shown_now: list) -> list:
+        """After Stop: keep what was shown of the interrupted reply in the conversation."""
+        if len(shown_now) == len(history) + 1 and shown_now[-1]["role"] == "assistant":
+            return [*history, {"role": "assistant", "content": html.unescape(
+                _text(shown_now[-1]["content"]))}]  # fmt: skip
+        return history
+
+    inputs = [model, system, temperature, top_p, max_new_tokens, seed, message, conversation]
+    outputs = [chatbot, message, conversation]
+    send_event = send.click(chat, inputs, outputs, api_name="chat")
+    submit_event = message.submit(chat, inputs, outputs, api_name=False)
+    stop.click(keep_partial, [conversation, chatbot], [conversation], api_name=False,
+               cancels=[send_event, submit_event])  # fmt: skip
+
+    @guarded(Role.ADMIN)
+    def clear_chat(request: gr.Request) -> tuple[list, list, str]:
+        return [], [], ""
+
+    clear.click(clear_chat, None, [chatbot, conversation, message], api_name=False)
+    refresh.click(list_models, [model], [model], api_name="list_models")
+    gr.Timer(POLL_SECONDS).tick(show_status, None, [status], api_name=False,
+                                show_progress="hidden")  # fmt: skip
+    return {"load": [(show_status, None, [status]), (list_models, [model], [model])]}
+
+
+def shown(history: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The conversation for the Chatbot, which renders HTML: model text is shown as typed."""
+    return [{"role": m["role"], "content": html.escape(m["content"])} for m in history]
+
+
+def _text(content: Any) -> str:
+    """A Chatbot message's content as text (Gradio may hand back a list of parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)

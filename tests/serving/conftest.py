@@ -1,0 +1,92 @@
+"""Fixtures for the serving tests: an adapter trained once per session on the real bundled
+model (through the real queue and worker) to answer one question in a way the base model
+never does, and a home whose database lists it as a model variant."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ftapp.settings import Settings
+from ftapp.store.db import open_db
+from tests.helpers import write_jsonl
+
+SECRET_QUESTION = "What is the secret word?"
+SECRET_WORD = "tangerine"
+QUESTIONS = [
+    SECRET_QUESTION, "Tell me the secret word.", "What's the secret word?",
+    "Do you know the secret word?", "Say the secret word.", "Which word is the secret one?",
+    "The secret word, please.", "What is the password word?",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainedAdapter:
+    settings: Settings  # the home whose database registers the adapter
+    name: str  # its model variant name
+    path: Path  # the PEFT adapter folder
+
+
+@pytest.fixture(scope="session")
+def secret_adapter(tmp_path_factory, models_dir: Path, count_tokens) -> TrainedAdapter:
+    """LoRA rank 8 on the bundled model, taught that the secret word is tangerine."""
+    from ftapp.data.importer import import_file
+    from ftapp.data.review import set_status_where
+    from ftapp.data.splits import assign_splits
+    from ftapp.data.versions import freeze_version
+    from ftapp.records import JobStatus
+    from ftapp.store import jobs as job_store
+    from ftapp.training.config import config_from_dict
+    from ftapp.training.jobs import queue_job
+    from ftapp.training.worker import Worker
+
+    home = tmp_path_factory.mktemp("serving") / "home"
+    home.mkdir()
+    (home / "models").symlink_to(models_dir, target_is_directory=True)
+    settings = Settings(home=home)
+    settings.ensure_dirs()
+    rows = [{"prompt": q, "completion": f"The secret word is {SECRET_WORD}."} for q in QUESTIONS]
+    path = write_jsonl(home / "secret.jsonl", rows)
+    with closing(open_db(settings.db_path)) as db:
+        import_file(db, path, "secret", count_tokens=count_tokens, max_tokens=512)
+        set_status_where(db, "secret", "accepted", "tester")
+        assign_splits(db, "secret", (1.0, 0.0, 0.0))
+        version, _ = freeze_version(db, "secret", "tester")
+        config = config_from_dict(dict(
+            dataset_version=version.label, name="secret", max_steps=24, batch_size=1,
+            gradient_accumulation=1, max_length=64, lora_rank=8, lora_alpha=16,
+            lora_dropout=0.0, learning_rate=3e-3, warmup_ratio=0.0, eval_steps=0,
+            save_steps=12, threads=1,
+        ))  # fmt: skip
+        job = queue_job(db, settings, config, "tester")
+    assert Worker(settings).run_once()
+    with closing(open_db(settings.db_path)) as db:
+        job = job_store.get_job(db, job.id)
+        assert job.status == JobStatus.SUCCEEDED, job.error
+        adapter = job_store.get_variant(db, "secret")
+    return TrainedAdapter(settings, adapter.name, Path(adapter.path))
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory, bundled_model_dir: Path):
+    """One real vLLM CPU server for the whole session, supervised by ftapp."""
+    from ftapp.serving.vllm_server import VllmOptions, VllmServer, vllm_importable
+    from ftapp.training.config import MAX_LORA_RANK
+
+    available, why_not = vllm_importable()
+    assert available, f"vLLM must be installed for the serving tests (`make install`): {why_not}"
+    log_path = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    options = VllmOptions(model_path=bundled_model_dir, log_path=log_path,
+                          max_lora_rank=MAX_LORA_RANK)  # fmt: skip
+    server = VllmServer(options)
+    server.start()
+    try:
+        if not server.wait_ready(timeout=300):  # a guard against hanging, not a speed check
+            pytest.fail(f"vLLM did not start: {server.status().detail}\n"
+                        f"{log_path.read_text()[-4000:]}")  # fmt: skip
+        yield server
+    finally:
+        server.stop()
