@@ -189,6 +189,7 @@ class Job:
     started_at: str | None
     heartbeat_at: str | None
     finished_at: str | None
+    waiting_reason: str | None = None  # a queued job that doesn't fit on the GPU yet: why
 
 
 @dataclass(frozen=True)

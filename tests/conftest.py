@@ -12,6 +12,8 @@ from ftapp.settings import Settings
 from ftapp.store.db import open_db
 
 REPO = Path(__file__).resolve().parent.parent
+# The trained adapter and the vLLM server are shared by tests/serving and tests/ui.
+pytest_plugins = ["tests.serving_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -58,10 +58,19 @@ def claim_next_job(db: sqlite_utils.Database, worker_id: str, device: str) -> Jo
         db.execute(
             "UPDATE jobs SET status = 'running', worker_id = ?, device = ?, child_pid = NULL, "
             "attempts = attempts + 1, started_at = COALESCE(started_at, ?), heartbeat_at = ?, "
-            "error = NULL WHERE id = ?",
+            "error = NULL, waiting_reason = NULL WHERE id = ?",
             [worker_id, device, now, now, row[0]],
         )
     return get_job(db, row[0])
+
+
+def next_queued_job(db: sqlite_utils.Database) -> Job | None:
+    """The job claim_next_job would take next, without taking it."""
+    row = db.execute(
+        "SELECT id FROM jobs WHERE status IN ('queued', 'interrupted') "
+        "AND is_cancel_requested = 0 ORDER BY id LIMIT 1"
+    ).fetchone()
+    return get_job(db, row[0]) if row else None
 
 
 def finish_job(

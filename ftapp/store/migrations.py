@@ -194,3 +194,10 @@ def m003_training(db: sqlite_utils.Database) -> None:
         )
         """,
     )
+
+
+@migrations()
+def m004_job_waiting_reason(db: sqlite_utils.Database) -> None:
+    """Why: one GPU shared by vLLM and training. A queued job that would not fit in the GPU
+    memory left beside vLLM waits, and says why, instead of dying out of memory."""
+    db.execute("ALTER TABLE jobs ADD COLUMN waiting_reason TEXT")

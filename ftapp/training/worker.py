@@ -60,11 +60,31 @@ class Worker:
         """Recover stale jobs, then run the next job if there is one. True if a job ran."""
         with closing(connect(self.settings.db_path)) as db:
             recover_stale_jobs(db)
+            if self.device.startswith("cuda") and not self._next_job_fits(db):
+                return False
             job = store.claim_next_job(db, self.worker_id, self.device)
         if job is None:
             return False
         self.run_job(job)
         return True
+
+    def _next_job_fits(self, db) -> bool:
+        """On a GPU shared with vLLM: whether the next job fits in the free memory now. If
+        not, the job stays queued and says why (the Train tab shows it)."""
+        from ftapp.models.registry import get_base_model
+        from ftapp.training.config import config_from_dict
+        from ftapp.training.gpu_memory import gpu_wait_reason
+
+        job = store.next_queued_job(db)
+        if job is None:
+            return True
+        index = int(self.device.partition(":")[2] or 0)
+        model = get_base_model(db, self.settings.models_dir, job.base_model)
+        config = config_from_dict(job.config)
+        reason = gpu_wait_reason(config, model.path, self.settings.vllm_gpu_memory, index)
+        if reason != job.waiting_reason:
+            store.update_job(db, job.id, waiting_reason=reason)
+        return reason is None
 
     def run_job(self, job: Job) -> None:
         log.info("job #%d %s: starting (attempt %d)", job.id, job.name, job.attempts)
@@ -237,10 +257,16 @@ def start_worker_process(settings: Settings) -> subprocess.Popen:
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.logs_dir / "worker.log", "ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "ftapp.cli", "worker", "--exit-with-parent"],
+            [sys.executable, "-m", "ftapp.cli", "worker", "--exit-with-parent",
+             "--device", default_device()],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "FTAPP_HOME": str(settings.home)},
         )  # fmt: skip
+
+
+def default_device() -> str:
+    """cuda:0 where an NVIDIA GPU is present (seen from its driver, without importing torch)."""
+    return "cuda:0" if Path("/proc/driver/nvidia/gpus").exists() else "cpu"
 
 
 def stop_worker_process(process: subprocess.Popen, grace: float = 20.0) -> None:

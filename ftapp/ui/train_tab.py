@@ -12,12 +12,13 @@ import gradio as gr
 import pandas as pd
 
 from ftapp.errors import ValidationError
-from ftapp.models.registry import list_base_models
+from ftapp.models.registry import get_base_model, list_base_models
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.store import jobs as job_store
 from ftapp.store.versions import all_versions
 from ftapp.training.config import PRESETS, SCHEDULERS, TrainConfig, config_from_dict
+from ftapp.training.gpu_memory import gpu_wait_reason
 from ftapp.training.jobs import cancel_job, job_progress, queue_job
 from ftapp.ui.common import current_user, download_path, escape_markdown, guarded
 
@@ -132,7 +133,12 @@ def build_train_tab(services: Services) -> None:
         config = config_of(version_label, model, values)
         with services.db() as db:
             job = queue_job(db, services.settings, config, current_user(request).name)
+            model_path = get_base_model(db, services.settings.models_dir, job.base_model).path
         gr.Info(f"Queued job #{job.id} ({job.name}).")
+        # On a GPU shared with vLLM: say now if the job will wait for memory, and why.
+        waiting = gpu_wait_reason(config, model_path, services.settings.vllm_gpu_memory)
+        if waiting:
+            gr.Warning(f"Job #{job.id} is {waiting}.")
         return job.id
 
     @guarded(Role.ADMIN)
@@ -225,6 +231,8 @@ def _status_markdown(progress: dict) -> str:
         text += f"\n\nAttempt {job.attempts} (resumed from its last checkpoint)."
     if job.error:
         text += f"\n\n**Reason:** {escape_markdown(job.error)}"
+    if job.waiting_reason and job.status.value == "queued":
+        text += f"\n\n**Waiting:** {escape_markdown(job.waiting_reason)}"
     return text
 
 

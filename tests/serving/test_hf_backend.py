@@ -9,7 +9,7 @@ import pytest
 from ftapp.errors import ServingError
 from ftapp.serving.backend import BASE, ChatRequest, Sampling, ServedModel
 from ftapp.serving.hf import HFBackend
-from tests.serving.conftest import SECRET_QUESTION, SECRET_WORD
+from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD
 
 GREEDY = Sampling(temperature=0, max_new_tokens=16)
 

@@ -17,7 +17,7 @@ from ftapp.serving.backend import BASE, BackendState, ChatRequest, Sampling, Ser
 from ftapp.serving.vllm_backend import VllmBackend
 from ftapp.store import jobs as job_store
 from ftapp.store.db import open_db
-from tests.serving.conftest import SECRET_QUESTION, SECRET_WORD
+from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD
 
 GREEDY = Sampling(temperature=0, max_new_tokens=16)
 pytestmark = pytest.mark.slow

@@ -1,6 +1,7 @@
-"""Fixtures for the serving tests: an adapter trained once per session on the real bundled
-model (through the real queue and worker) to answer one question in a way the base model
-never does, and a home whose database lists it as a model variant."""
+"""Session fixtures of the serving tests (tests/serving, tests/ui; loaded by tests/conftest.py):
+an adapter trained once per session on the real bundled model (through the real queue and
+worker) to answer one question in a way the base model never does, in a home whose database
+lists it as a model variant; and one real vLLM CPU server supervised by ftapp."""
 
 from __future__ import annotations
 
