@@ -151,7 +151,7 @@ def run_vllm(model_dir: Path, adapter: ServedModel, args, prompts, count_tokens,
     from ftapp.serving.vllm_server import VllmOptions, VllmServer
 
     options = VllmOptions(model_path=model_dir, log_path=tmp / "vllm.log",
-                          max_lora_rank=MAX_LORA_RANK, threads=args.threads)  # fmt: skip
+                          max_lora_rank=args.max_lora_rank, threads=args.threads)  # fmt: skip
     server = VllmServer(options)
     server.start()
     started = time.perf_counter()
@@ -159,7 +159,7 @@ def run_vllm(model_dir: Path, adapter: ServedModel, args, prompts, count_tokens,
         if not server.wait_ready(timeout=600):
             raise SystemExit(f"vLLM did not start: {server.status().detail}")
         print(f"vLLM ready after {time.perf_counter() - started:.0f} s (--max-lora-rank "
-              f"{MAX_LORA_RANK}, --max-loras {options.max_loras})", flush=True)  # fmt: skip
+              f"{options.max_lora_rank}, --max-loras {options.max_loras})", flush=True)  # fmt: skip
         return measure(VllmBackend(server=server), adapter, args, prompts, count_tokens)
     finally:
         server.stop()
@@ -219,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="(all cores)")
     parser.add_argument("--lora-rank", type=int, default=16, help="(16)")
     parser.add_argument("--backends", default="vllm,hf", help="(vllm,hf)")
+    parser.add_argument(
+        "--max-lora-rank", type=int, default=MAX_LORA_RANK,
+        help=f"vLLM --max-lora-rank ({MAX_LORA_RANK}: what training allows)",
+    )  # fmt: skip
     parser.add_argument("--models-dir", type=Path, default=None, help="FTAPP_HOME/models")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]

@@ -87,6 +87,8 @@ def server_env(options: VllmOptions) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
         "TOKENIZERS_PARALLELISM": "false",
+        # ftapp's grouped CPU LoRA ops (ftapp/serving/vllm_cpu_lora.py); no effect on CUDA.
+        "FTAPP_VLLM_CPU_LORA": os.environ.get("FTAPP_VLLM_CPU_LORA", "1"),
     }
     if options.threads:
         env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{options.threads - 1}"
