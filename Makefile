@@ -56,6 +56,7 @@ format: install
 bench: install model
 	$(PY) benchmarks/bench_import.py
 	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/bench_serve.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

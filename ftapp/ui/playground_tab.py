@@ -78,24 +78,16 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
         yield shown(history), "", history
         for piece in pieces:
             reply += piece
-            yield shown([*history, {"role": "assistant", "content": reply}]), "", history
-        history = [*history, {"role": "assistant", "content": reply}]
-        yield shown(history), "", history
-
-    @guarded(Role.ADMIN)
-    def keep_partial(request: gr.Request, history: list, shown_now: list) -> list:
-        """After Stop: keep what was shown of the interrupted reply in the conversation."""
-        if len(shown_now) == len(history) + 1 and shown_now[-1]["role"] == "assistant":
-            return [*history, {"role": "assistant", "content": html.unescape(
-                _text(shown_now[-1]["content"]))}]  # fmt: skip
-        return history
+            # The state follows the stream, so a reply cut short by Stop stays in the
+            # conversation as far as it got.
+            so_far = [*history, {"role": "assistant", "content": reply}]
+            yield shown(so_far), "", so_far
 
     inputs = [model, system, temperature, top_p, max_new_tokens, seed, message, conversation]
     outputs = [chatbot, message, conversation]
     send_event = send.click(chat, inputs, outputs, api_name="chat")
     submit_event = message.submit(chat, inputs, outputs, api_name=False)
-    stop.click(keep_partial, [conversation, chatbot], [conversation], api_name=False,
-               cancels=[send_event, submit_event])  # fmt: skip
+    stop.click(None, None, None, api_name=False, cancels=[send_event, submit_event])
 
     @guarded(Role.ADMIN)
     def clear_chat(request: gr.Request) -> tuple[list, list, str]:
@@ -111,12 +103,3 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
 def shown(history: list[dict[str, str]]) -> list[dict[str, str]]:
     """The conversation for the Chatbot, which renders HTML: model text is shown as typed."""
     return [{"role": m["role"], "content": html.escape(m["content"])} for m in history]
-
-
-def _text(content: Any) -> str:
-    """A Chatbot message's content as text (Gradio may hand back a list of parts)."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
-    return str(content)

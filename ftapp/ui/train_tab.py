@@ -34,7 +34,7 @@ FIELDS = {
     "learning_rate": ("Learning rate", None),
     "epochs": ("Epochs", None),
     "max_steps": ("Max steps (0: use epochs)", None),
-    "batch_size": ("Batch size", None),
+    "batch_size": ("Batch size (packed rows per forward pass)", None),
     "gradient_accumulation": ("Gradient accumulation", None),
     "max_length": ("Max length (tokens)", None),
     "warmup_ratio": ("Warm-up ratio", None),

@@ -7,67 +7,25 @@ screenshot in test-output/screenshots/ for a person to look at.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.live_app import REPO, LiveApp, running_app
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
+from tests.e2e.browser import expect, shot
+from tests.live_app import LiveApp, running_app
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]  # fmt: skip
-SCREENSHOTS = REPO / "test-output" / "screenshots"
-WAIT_MS = 30_000  # an event's round trip; the first import also loads the tokenizer
 ROWS = "[role=row]:has([role=gridcell])"  # a Dataframe's body rows (a grid of divs)
 DATASET = "browser-demo"
 HTML_PROMPT = "Format this: <b>bold</b>"
 HTML_ANSWER = "Like this: <script>alert(1)</script> done"
 
 
-expect.set_options(timeout=WAIT_MS)
-
-
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
     with running_app(tmp_path_factory.mktemp("live") / "home", models_dir) as live:
         yield live
-
-
-@pytest.fixture
-def page(app: LiveApp):
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("needs Debian's chromium (make browser)")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.dialogs = []  # any alert() would mean user text ran as script
-        page.errors = []
-        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-
-
-def shot(page, name: str, target=None) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
-    if target is None:
-        page.screenshot(path=path, full_page=True)
-    else:
-        target.scroll_into_view_if_needed()
-        target.screenshot(path=path)
 
 
 def focus_page_body(page) -> None:
