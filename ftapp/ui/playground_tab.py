@@ -12,11 +12,10 @@ import gradio as gr
 
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, BackendState, Sampling
+from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
 from ftapp.ui.common import guarded, to_int
 
 POLL_SECONDS = 2.0
-STATE_ICONS = {BackendState.READY: "🟢", BackendState.STARTING: "🟡", BackendState.DOWN: "🔴"}
 
 
 def build_playground_tab(services: Services) -> dict[str, Any]:
@@ -35,7 +34,8 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
                     value=256, precision=0, minimum=1, maximum=MAX_NEW_TOKENS,
                     label="Max new tokens",
                 )  # fmt: skip
-                seed = gr.Number(value=None, precision=0, label="Seed (empty: random)")
+                # A textbox, so "empty" can mean random (a Number field shows and sends 0).
+                seed = gr.Textbox(value="", label="Seed (empty: random)", elem_id="ft-play-seed")
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="ft-play-chat",
                                  render_markdown=False)  # fmt: skip
@@ -53,9 +53,7 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
     @guarded(Role.ADMIN)
     def show_status(request: gr.Request) -> str:
         engine = services.backend.status()
-        return f"{STATE_ICONS[engine.state]} **Engine ({engine.backend}): {engine.state}** · " + (
-            html.escape(engine.detail)
-        )
+        return f"**Engine ({engine.backend}): {engine.state}** · {html.escape(engine.detail)}"
 
     @guarded(Role.ADMIN)
     def list_models(request: gr.Request, current: str) -> dict:
@@ -69,7 +67,9 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
             temperature=float(temp),
             top_p=float(p),
             max_new_tokens=to_int(max_tokens, "max new tokens", minimum=1),
-            seed=None if seed_value in (None, "") else to_int(seed_value, "seed", minimum=0),
+            seed=None
+            if not str(seed_value or "").strip()
+            else to_int(str(seed_value).strip(), "seed", minimum=0),
         )
         history = [*history, {"role": "user", "content": text or ""}]
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
