@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ HEALTH_EVERY = 2.0  # seconds between health checks of a running server
 FAILED_CHECKS_BEFORE_RESTART = 3  # a hung server is restarted after this many failed checks
 RESTART_PAUSES = (1, 2, 5, 10, 30)  # seconds before each further restart try
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL at shutdown
+MAX_TMPDIR_LENGTH = 50  # vLLM adds a 36-character socket name; sockets allow 107 bytes
 
 
 def vllm_importable() -> tuple[bool, str]:
@@ -92,6 +94,10 @@ def server_env(options: VllmOptions) -> dict[str, str]:
     }
     if options.threads:
         env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{options.threads - 1}"
+    # vLLM puts its inter-process sockets in TMPDIR, and a socket path can't exceed 107 bytes:
+    # a long TMPDIR (a test's, a CI runner's) makes every start fail.
+    if len(tempfile.gettempdir()) > MAX_TMPDIR_LENGTH and Path("/tmp").is_dir():
+        env["TMPDIR"] = "/tmp"
     return env
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 
 import gradio as gr
 
@@ -83,6 +84,9 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
     if with_worker and os.environ.get("FTAPP_WORKER", "1") != "0":
         worker = start_worker_process(services.settings)
         log.info("training worker started (pid %d)", worker.pid)
+    # SIGTERM (systemd, a container stop, a supervisor) shuts down like Ctrl-C: Gradio closes,
+    # then the worker and the vLLM server are stopped below.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         # Start the engine now: vLLM takes tens of seconds on a CPU; the page shows progress.
         log.info("generation: %s", services.backend.status().detail)
@@ -91,3 +95,7 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
         if worker:
             stop_worker_process(worker)
         services.backend.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -2,6 +2,7 @@
 why, what a model name means, and the echo backend the fast tests use."""
 
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -118,8 +119,18 @@ def test_the_vllm_command_binds_loopback_with_runtime_lora_loading(tmp_path):
     assert "--served-model-name base" in joined and "--gpu-memory-utilization" not in joined
     assert "--gpu-memory-utilization 0.5" in " ".join(server_command(options, 1, cuda=True))
     env = server_env(options)
-    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["FTAPP_VLLM_CPU_LORA"] == "1"
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2" and env["VLLM_CPU_OMP_THREADS_BIND"] == "0-0"
+
+
+def test_a_long_tmpdir_is_not_handed_to_vllm(tmp_path, monkeypatch):
+    """vLLM's socket paths live in TMPDIR and may not exceed 107 bytes."""
+    long_dir = tmp_path / ("x" * 60)
+    long_dir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(long_dir))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    options = VllmOptions(model_path=tmp_path, log_path=tmp_path / "log", max_lora_rank=8)
+    assert server_env(options)["TMPDIR"] == "/tmp"
 
 
 def add_adapter_variant(db, folder: Path, name: str, base_model: str) -> Path:
