@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import threading
@@ -151,7 +152,8 @@ def run_vllm(model_dir: Path, adapter: ServedModel, args, prompts, count_tokens,
     from ftapp.serving.vllm_server import VllmOptions, VllmServer
 
     options = VllmOptions(model_path=model_dir, log_path=tmp / "vllm.log",
-                          max_lora_rank=args.max_lora_rank, threads=args.threads)  # fmt: skip
+                          max_lora_rank=args.max_lora_rank, threads=args.threads,
+                          extra_args=tuple(shlex.split(args.vllm_args)))  # fmt: skip
     server = VllmServer(options)
     server.start()
     started = time.perf_counter()
@@ -223,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-lora-rank", type=int, default=MAX_LORA_RANK,
         help=f"vLLM --max-lora-rank ({MAX_LORA_RANK}: what training allows)",
     )  # fmt: skip
+    parser.add_argument("--vllm-args", default="", help="more vLLM server flags, shell-quoted")
     parser.add_argument("--models-dir", type=Path, default=None, help="FTAPP_HOME/models")
     args = parser.parse_args(argv)
     args.concurrency = [int(c) for c in args.concurrency.split(",")]

@@ -15,11 +15,13 @@
 | FTAPP_VLLM_GPU_MEMORY | 0.5               | vLLM's share of GPU memory; the rest trains      |
 | FTAPP_VLLM_KV_CACHE_GB| 1                 | vLLM's KV cache on CPU machines (GiB)            |
 | FTAPP_SERVE_THREADS   | 0 (all cores)     | CPU threads for generation (vLLM or hf)          |
+| FTAPP_VLLM_ARGS       | (none)            | more flags for the vLLM server, shell-quoted     |
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,7 @@ class Settings:
     vllm_gpu_memory: float = 0.5
     vllm_kv_cache_gb: int = 1
     serve_threads: int = 0
+    vllm_args: tuple[str, ...] = ()
 
     @property
     def db_path(self) -> Path:
@@ -120,7 +123,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         vllm_gpu_memory=_float_env(env, "FTAPP_VLLM_GPU_MEMORY", 0.5, 0.0, 1.0),
         vllm_kv_cache_gb=_int_env(env, "FTAPP_VLLM_KV_CACHE_GB", 1),
         serve_threads=_int_env(env, "FTAPP_SERVE_THREADS", 0),
+        vllm_args=_args_env(env, "FTAPP_VLLM_ARGS"),
     )
+
+
+def _args_env(env: dict[str, str], name: str) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(env.get(name) or ""))
+    except ValueError as exc:
+        raise ValidationError(f"{name} is not valid shell quoting: {exc}") from None
 
 
 def _choice_env(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:

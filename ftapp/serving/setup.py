@@ -52,6 +52,7 @@ def make_backend(settings: Settings, base: BaseModel, cuda: bool = False) -> Bac
         kv_cache_gb=settings.vllm_kv_cache_gb,
         gpu_memory_utilization=settings.vllm_gpu_memory,
         threads=settings.serve_threads,
+        extra_args=settings.vllm_args,
     )
     return VllmBackend(server=VllmServer(options, cuda=cuda))
 

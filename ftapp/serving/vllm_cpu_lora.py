@@ -20,7 +20,7 @@ import os
 
 import torch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("vllm.ftapp_cpu_lora")  # under "vllm": its handlers print to vllm.log
 
 PATCHED_VLLM = "0.32."  # the torch_ops signatures below are this release's
 

@@ -55,6 +55,7 @@ class VllmOptions:
     kv_cache_gb: int = 1  # CPU only: VLLM_CPU_KVCACHE_SPACE
     gpu_memory_utilization: float = 0.5  # GPU only: the rest stays free for training
     threads: int = 0  # CPU only: cores for vLLM's OpenMP threads; 0: vLLM's default
+    extra_args: tuple[str, ...] = ()  # more vLLM flags (FTAPP_VLLM_ARGS), appended last
 
 
 def free_port() -> int:
@@ -76,7 +77,7 @@ def server_command(options: VllmOptions, port: int, cuda: bool) -> list[str]:
     ]  # fmt: skip
     if cuda:
         command += ["--gpu-memory-utilization", str(options.gpu_memory_utilization)]
-    return command
+    return command + list(options.extra_args)
 
 
 def server_env(options: VllmOptions) -> dict[str, str]:
@@ -118,7 +119,7 @@ class VllmServer:
         self._process: subprocess.Popen | None = None
         self._port = 0
         self._state = BackendState.STARTING
-        self._detail = "not started"
+        self._detail = "launching"
         self._since = time.monotonic()
         self.starts = 0  # how many times a process was started (restarts = starts - 1)
 

@@ -32,6 +32,11 @@ def test_serving_settings_are_read_and_checked(tmp_path):
         load_settings({"FTAPP_HOME": str(tmp_path), "FTAPP_BACKEND": "tgi"})
     with pytest.raises(ValidationError, match="FTAPP_VLLM_GPU_MEMORY must be above 0"):
         load_settings({"FTAPP_HOME": str(tmp_path), "FTAPP_VLLM_GPU_MEMORY": "1.5"})
+    args = load_settings({"FTAPP_HOME": str(tmp_path),
+                          "FTAPP_VLLM_ARGS": "--enforce-eager --dtype 'bfloat16'"})  # fmt: skip
+    assert args.vllm_args == ("--enforce-eager", "--dtype", "bfloat16")
+    with pytest.raises(ValidationError, match="FTAPP_VLLM_ARGS is not valid shell quoting"):
+        load_settings({"FTAPP_HOME": str(tmp_path), "FTAPP_VLLM_ARGS": "--x 'open"})
 
 
 @pytest.mark.parametrize(
@@ -118,6 +123,9 @@ def test_the_vllm_command_binds_loopback_with_runtime_lora_loading(tmp_path):
     assert "--enable-lora --max-lora-rank 64 --max-loras 4" in joined
     assert "--served-model-name base" in joined and "--gpu-memory-utilization" not in joined
     assert "--gpu-memory-utilization 0.5" in " ".join(server_command(options, 1, cuda=True))
+    extra = VllmOptions(model_path=tmp_path, log_path=tmp_path, max_lora_rank=8,
+                        extra_args=("--enforce-eager",))  # fmt: skip
+    assert server_command(extra, 1, cuda=False)[-1] == "--enforce-eager"
     env = server_env(options)
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["FTAPP_VLLM_CPU_LORA"] == "1"
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2" and env["VLLM_CPU_OMP_THREADS_BIND"] == "0-0"
