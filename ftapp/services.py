@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import sqlite_utils
 
@@ -59,11 +58,11 @@ class Services:
     @cached_property
     def backend(self) -> Backend:
         """The generation backend, started on first use (vLLM takes tens of seconds on CPU)."""
-        from ftapp.serving.setup import make_backend, start_backend
+        from ftapp.serving.setup import make_backend
+        from ftapp.training.gpu_memory import has_nvidia_gpu
 
-        cuda = Path("/proc/driver/nvidia/gpus").exists()  # no torch import in the web process
-        backend = make_backend(self.settings, self.served_base, cuda=cuda)
-        start_backend(backend)
+        backend = make_backend(self.settings, self.served_base, cuda=has_nvidia_gpu())
+        backend.start()
         return backend
 
     def servable_models(self) -> list[str]:

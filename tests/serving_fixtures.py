@@ -13,7 +13,7 @@ import pytest
 
 from ftapp.settings import Settings
 from ftapp.store.db import open_db
-from tests.helpers import write_jsonl
+from tests.helpers import make_version
 
 SECRET_QUESTION = "What is the secret word?"
 SECRET_WORD = "tangerine"
@@ -34,10 +34,6 @@ class TrainedAdapter:
 @pytest.fixture(scope="session")
 def secret_adapter(tmp_path_factory, models_dir: Path, count_tokens) -> TrainedAdapter:
     """LoRA rank 8 on the bundled model, taught that the secret word is tangerine."""
-    from ftapp.data.importer import import_file
-    from ftapp.data.review import set_status_where
-    from ftapp.data.splits import assign_splits
-    from ftapp.data.versions import freeze_version
     from ftapp.records import JobStatus
     from ftapp.store import jobs as job_store
     from ftapp.training.config import config_from_dict
@@ -50,14 +46,10 @@ def secret_adapter(tmp_path_factory, models_dir: Path, count_tokens) -> TrainedA
     settings = Settings(home=home)
     settings.ensure_dirs()
     rows = [{"prompt": q, "completion": f"The secret word is {SECRET_WORD}."} for q in QUESTIONS]
-    path = write_jsonl(home / "secret.jsonl", rows)
     with closing(open_db(settings.db_path)) as db:
-        import_file(db, path, "secret", count_tokens=count_tokens, max_tokens=512)
-        set_status_where(db, "secret", "accepted", "tester")
-        assign_splits(db, "secret", (1.0, 0.0, 0.0))
-        version, _ = freeze_version(db, "secret", "tester")
+        label = make_version(db, home, count_tokens, "secret", ratios=(1.0, 0.0, 0.0), rows=rows)
         config = config_from_dict(dict(
-            dataset_version=version.label, name="secret", max_steps=24, batch_size=1,
+            dataset_version=label, name="secret", max_steps=24, batch_size=1,
             gradient_accumulation=1, max_length=64, lora_rank=8, lora_alpha=16,
             lora_dropout=0.0, learning_rate=3e-3, warmup_ratio=0.0, eval_steps=0,
             save_steps=12, threads=1,

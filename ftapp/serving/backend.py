@@ -92,6 +92,10 @@ class ChatRequest:
 class Backend(Protocol):
     name: str
 
+    def start(self) -> None:
+        """Start what runs beside the app (a supervised vLLM server); returns at once."""
+        ...
+
     def status(self) -> BackendStatus:
         """Whether it can answer now, without waiting."""
         ...

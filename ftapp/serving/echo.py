@@ -11,6 +11,9 @@ from ftapp.serving.backend import BackendState, BackendStatus, ChatRequest
 class EchoBackend:
     name = "echo"
 
+    def start(self) -> None:
+        pass
+
     def status(self) -> BackendStatus:
         return BackendStatus(self.name, BackendState.READY, "echo (test backend)")
 

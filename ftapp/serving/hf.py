@@ -32,6 +32,9 @@ class HFBackend:
         self._tokenizer: Any = None
         self._adapters: dict[Path, str] = {}  # adapter folder -> PEFT adapter name
 
+    def start(self) -> None:
+        pass  # the model loads on the first request
+
     def status(self) -> BackendStatus:
         detail = f"transformers in-process, {self.base_model_path.name}"
         if self._model is None:

@@ -31,7 +31,7 @@ def served_base_model(db: sqlite_utils.Database, settings: Settings) -> BaseMode
 
 
 def make_backend(settings: Settings, base: BaseModel, cuda: bool = False) -> Backend:
-    """The configured backend, not started. A supervised vLLM server starts in start()."""
+    """The configured backend, not started: a supervised vLLM server starts in its start()."""
     if settings.vllm_url:
         return VllmBackend(url=settings.vllm_url)
     if settings.backend == "echo":
@@ -55,13 +55,6 @@ def make_backend(settings: Settings, base: BaseModel, cuda: bool = False) -> Bac
         extra_args=settings.vllm_args,
     )
     return VllmBackend(server=VllmServer(options, cuda=cuda))
-
-
-def start_backend(backend: Backend) -> None:
-    """Start what runs beside the app (the supervised vLLM server); others need nothing."""
-    server = getattr(backend, "server", None)
-    if server is not None:
-        server.start()
 
 
 def served_model(db: sqlite_utils.Database, base: BaseModel, name: str) -> ServedModel:

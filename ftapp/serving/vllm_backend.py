@@ -35,6 +35,10 @@ class VllmBackend:
     def url(self) -> str:
         return self._url or self.server.url  # type: ignore[union-attr]
 
+    def start(self) -> None:
+        if self.server is not None:
+            self.server.start()
+
     def status(self) -> BackendStatus:
         if self.server is not None:
             return self.server.status()

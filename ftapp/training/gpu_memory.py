@@ -26,6 +26,11 @@ CUDA_CONTEXT_GIB = 1.0  # the CUDA context, kernels and allocator slack of one p
 ACTIVATION_BYTES = 34
 
 
+def has_nvidia_gpu() -> bool:
+    """Whether an NVIDIA GPU is present, seen from its driver's files (no torch import)."""
+    return Path("/proc/driver/nvidia/gpus").exists()
+
+
 @dataclass(frozen=True)
 class GpuMemory:
     free_gib: float
@@ -48,20 +53,31 @@ def gpu_memory(index: int = 0) -> GpuMemory | None:
     return GpuMemory(free_mib / 1024, total_mib / 1024)
 
 
-def model_shape(model_path: Path) -> tuple[int, int, int]:
-    """(parameters, hidden size, layers) from the folder's files, without loading it."""
+@dataclass(frozen=True)
+class ModelShape:
+    parameters: int
+    hidden: int
+    layers: int
+    vocab: int
+
+
+def model_shape(model_path: Path) -> ModelShape:
+    """The model's size from the folder's files, without loading it."""
     config = json.loads((Path(model_path) / "config.json").read_text())
     config = config.get("text_config", config)
     dtype = str(config.get("torch_dtype") or config.get("dtype") or "bfloat16")
     bytes_per_param = 4 if "32" in dtype else 2
     weights = sum(f.stat().st_size for f in Path(model_path).glob("*.safetensors"))
     weights = weights or sum(f.stat().st_size for f in Path(model_path).glob("*.bin"))
-    return weights // bytes_per_param, config["hidden_size"], config["num_hidden_layers"]
+    vocab = int(config.get("vocab_size", 32000))
+    return ModelShape(weights // bytes_per_param, config["hidden_size"],
+                      config["num_hidden_layers"], vocab)  # fmt: skip
 
 
 def estimate_training_gib(config: TrainConfig, model_path: Path, bf16: bool = True) -> float:
     """GiB a LoRA job on one GPU is expected to use at its peak (an estimate that errs high)."""
-    params, hidden, layers = model_shape(model_path)
+    shape = model_shape(model_path)
+    params, hidden, layers = shape.parameters, shape.hidden, shape.layers
     weight_bytes = 0.5 if config.quantization == "4bit" else (2 if bf16 else 4)
     weights = params * weight_bytes
     # LoRA matrices on every linear layer: about 2 x rank x hidden per projection, seven
@@ -72,13 +88,8 @@ def estimate_training_gib(config: TrainConfig, model_path: Path, bf16: bool = Tr
         activations = tokens * hidden * (2 * layers + ACTIVATION_BYTES)
     else:
         activations = tokens * hidden * ACTIVATION_BYTES * layers
-    logits = tokens * _vocab_size(model_path) * 4 * 2  # fp32 logits and their gradient
+    logits = tokens * shape.vocab * 4 * 2  # fp32 logits and their gradient
     return (weights + lora + activations + logits) / GIB + CUDA_CONTEXT_GIB
-
-
-def _vocab_size(model_path: Path) -> int:
-    config = json.loads((Path(model_path) / "config.json").read_text())
-    return int(config.get("text_config", config).get("vocab_size", 32000))
 
 
 def wait_reason(need_gib: float, memory: GpuMemory | None, vllm_share: float) -> str | None:

@@ -265,8 +265,10 @@ def start_worker_process(settings: Settings) -> subprocess.Popen:
 
 
 def default_device() -> str:
-    """cuda:0 where an NVIDIA GPU is present (seen from its driver, without importing torch)."""
-    return "cuda:0" if Path("/proc/driver/nvidia/gpus").exists() else "cpu"
+    """cuda:0 where an NVIDIA GPU is present, else cpu."""
+    from ftapp.training.gpu_memory import has_nvidia_gpu
+
+    return "cuda:0" if has_nvidia_gpu() else "cpu"
 
 
 def stop_worker_process(process: subprocess.Popen, grace: float = 20.0) -> None:

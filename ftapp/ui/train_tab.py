@@ -6,7 +6,6 @@ running job."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -18,7 +17,7 @@ from ftapp.services import Services
 from ftapp.store import jobs as job_store
 from ftapp.store.versions import all_versions
 from ftapp.training.config import PRESETS, SCHEDULERS, TrainConfig, config_from_dict
-from ftapp.training.gpu_memory import gpu_wait_reason
+from ftapp.training.gpu_memory import gpu_wait_reason, has_nvidia_gpu
 from ftapp.training.jobs import cancel_job, job_progress, queue_job
 from ftapp.ui.common import current_user, download_path, escape_markdown, guarded
 
@@ -52,8 +51,7 @@ FIELDS = {
 
 
 def default_preset() -> str:
-    # The web process must not import torch: a GPU is recognised by its driver's files.
-    return "GPU default" if Path("/proc/driver/nvidia/gpus").exists() else "quick CPU demo"
+    return "GPU default" if has_nvidia_gpu() else "quick CPU demo"
 
 
 def build_train_tab(services: Services) -> None:

@@ -110,7 +110,7 @@ def test_auto_picks_a_supervised_vllm_server_where_vllm_is_installed(settings, m
     assert isinstance(chosen, VllmBackend) and chosen.server is not None
     assert chosen.server.options.max_lora_rank == MAX_LORA_RANK
     assert chosen.server.options.log_path == settings.logs_dir / "vllm.log"
-    assert chosen.status().state == "starting"  # not started: start_backend() does that
+    assert chosen.status().state == "starting"  # not started: its start() does that
 
 
 def test_the_vllm_command_binds_loopback_with_runtime_lora_loading(tmp_path):

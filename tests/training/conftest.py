@@ -20,7 +20,7 @@ from ftapp.settings import Settings
 from ftapp.store import jobs as store
 from ftapp.store.db import connect
 from ftapp.training.config import TrainConfig, config_from_dict
-from tests.helpers import write_jsonl
+from tests.helpers import make_version
 
 TINY_MODEL = "tiny"
 
@@ -51,31 +51,6 @@ def tiny(db, settings: Settings, tiny_model_dir: Path) -> str:
     from ftapp.models.registry import add_base_model
 
     return add_base_model(db, settings.models_dir, str(tiny_model_dir), name=TINY_MODEL).name
-
-
-def qa_rows(n: int) -> list[dict[str, str]]:
-    return [
-        {"prompt": f"What is {i} plus {i}?", "completion": f"{i} plus {i} is {2 * i}."}
-        for i in range(n)
-    ]
-
-
-def make_version(
-    db, folder: Path, count_tokens, name: str = "qa", n: int = 24,
-    ratios: tuple[float, float, float] = (0.75, 0.25, 0.0),
-) -> str:  # fmt: skip
-    """Import n examples, accept them all, split, freeze; returns the label "name@vN"."""
-    from ftapp.data.importer import import_file
-    from ftapp.data.review import set_status_where
-    from ftapp.data.splits import assign_splits
-    from ftapp.data.versions import freeze_version
-
-    path = write_jsonl(folder / f"{name}.jsonl", qa_rows(n))
-    import_file(db, path, name, count_tokens=count_tokens, max_tokens=512)
-    set_status_where(db, name, "accepted", "tester")
-    assign_splits(db, name, ratios)
-    version, _ = freeze_version(db, name, "tester")
-    return version.label
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ from ftapp.training.config import (
     preset,
 )
 from ftapp.training.jobs import check_config, queue_job
-from tests.training.conftest import make_version, tiny_config
+from tests.helpers import make_version
+from tests.training.conftest import tiny_config
 
 
 def test_yaml_round_trip_keeps_every_field():

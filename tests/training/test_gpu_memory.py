@@ -24,8 +24,9 @@ from tests.training.conftest import tiny_config
 
 
 def test_the_estimate_grows_with_the_batch_and_shrinks_with_checkpointing(bundled_model_dir):
-    params, hidden, layers = model_shape(bundled_model_dir)
-    assert 120e6 < params < 150e6 and (hidden, layers) == (576, 30)
+    shape = model_shape(bundled_model_dir)
+    params = shape.parameters
+    assert 120e6 < params < 150e6 and (shape.hidden, shape.layers, shape.vocab) == (576, 30, 49152)
     config = tiny_config("x@v1", batch_size=4, max_length=512)
     base = estimate_training_gib(config, bundled_model_dir)
     weights_gib = params * 2 / 2**30

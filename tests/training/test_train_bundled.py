@@ -13,7 +13,7 @@ from ftapp.store.versions import get_version_by_id
 from ftapp.training.config import TrainConfig, config_from_dict, config_from_yaml
 from ftapp.training.jobs import queue_job
 from ftapp.training.worker import Worker
-from tests.training.conftest import make_version
+from tests.helpers import make_version
 
 
 @pytest.mark.slow
