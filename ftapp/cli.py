@@ -8,6 +8,7 @@
     ftapp train CONFIG.yaml [--wait] | ftapp train --preset NAME --dataset-version D@v1
     ftapp jobs list | show ID | cancel ID
     ftapp worker [--device cpu|cuda:0]
+    ftapp arena ...  (see ftapp/cli_arena.py)
 
 Errors print one line to stderr and exit with status 2; nothing is left half-written.
 """
@@ -15,14 +16,16 @@ Errors print one line to stderr and exit with status 2; nothing is left half-wri
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import logging
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
+from ftapp.cli_arena import add_arena_commands
+from ftapp.cli_common import print_result as _print
+from ftapp.cli_common import services as _services
+from ftapp.cli_common import user as _user
 from ftapp.errors import FtappError
 from ftapp.records import ExampleStatus, OnError, SourceFormat
 
@@ -149,21 +152,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="GPUs one job spans (accelerate launch, data parallel)")  # fmt: skip
     worker.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     worker.set_defaults(handler=_worker)
+
+    add_arena_commands(commands)
     return parser
-
-
-def _services():
-    from ftapp.services import Services
-
-    return Services.from_env()
-
-
-def _user() -> str:
-    return f"cli:{getpass.getuser()}"
-
-
-def _print(value: Any, as_json: bool, text: str) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str) if as_json else text)
 
 
 # --- serve and models ----------------------------------------------------------------------

@@ -206,3 +206,94 @@ class ModelVariant:
     eval_loss: float | None
     is_best: bool
     created_at: str
+
+
+# --- arena ----------------------------------------------------------------------------------
+
+
+class VoteChoice(StrEnum):
+    A = "a"  # the left answer is better
+    B = "b"
+    TIE = "tie"
+    BOTH_BAD = "both_bad"
+
+
+class SessionStatus(StrEnum):
+    GENERATING = "generating"  # answers are being generated; reviewers can't start yet
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class BattleStatus(StrEnum):
+    GENERATING = "generating"
+    READY = "ready"
+    FAILED = "failed"  # a generation failed: it can't be judged
+
+
+@dataclass(frozen=True)
+class Contestant:
+    """What answers in a battle: a served model ("base" or a variant), optionally with a
+    system prompt (a prompt-engineered contestant)."""
+
+    name: str
+    model: str
+    system_prompt: str = ""
+
+
+@dataclass(frozen=True)
+class EvalSession:
+    id: int
+    name: str
+    instructions: str
+    source: str  # where the prompts came from, for people
+    contestants: list[Contestant]
+    sampling: dict[str, Any]
+    overlap: int  # how many reviewers should judge each battle
+    reviewers: list[str] | None  # None: every signed-in user may take part
+    status: SessionStatus
+    created_at: str
+    created_by: str
+    opened_at: str | None
+
+
+@dataclass(frozen=True)
+class Battle:
+    """Two answers to one prompt side by side. The conversations hold what reviewers see:
+    the prompt and each side's answers (a contestant's system prompt is not shown)."""
+
+    id: int
+    session_id: int | None  # None: a free battle
+    prompt_id: int | None
+    model_a: str  # the contestant on the left
+    model_b: str
+    conversation_a: list[dict[str, str]]
+    conversation_b: list[dict[str, str]]
+    sampling: dict[str, Any]
+    latency_a_ms: int | None
+    latency_b_ms: int | None
+    status: BattleStatus
+    error: str | None
+    created_at: str
+    created_by: str
+
+    @property
+    def prompt(self) -> list[dict[str, str]]:
+        """The messages before the first answer: the same on both sides."""
+        first_answer = next(
+            (i for i, m in enumerate(self.conversation_a) if m["role"] == "assistant"),
+            len(self.conversation_a),
+        )
+        return self.conversation_a[:first_answer]
+
+
+@dataclass(frozen=True)
+class Vote:
+    id: int
+    battle_id: int
+    reviewer: str
+    choice: VoteChoice
+    score_a: int | None
+    score_b: int | None
+    comment: str
+    is_early: bool  # cast while an answer was still streaming
+    created_at: str

@@ -1,5 +1,6 @@
 """Services: the one object the UI and the CLI get everything from (settings, database
-connections, the token counter of the default base model, the generation backend)."""
+connections, the token counter of the default base model, the generation backend and the
+thread that pre-generates evaluation sessions' answers)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
@@ -15,6 +17,9 @@ from ftapp.models.tokens import ChatTokenCounter
 from ftapp.serving.backend import Backend, ChatRequest, Sampling, check_messages
 from ftapp.settings import Settings, load_settings
 from ftapp.store.db import connect, open_db
+
+if TYPE_CHECKING:
+    from ftapp.arena.generation import AnswerGenerator
 
 
 @dataclass(frozen=True)
@@ -81,3 +86,16 @@ class Services:
             served = served_model(db, self.served_base, model)
         request = ChatRequest(served, check_messages(messages), sampling)
         return self.backend.stream_chat(request)
+
+    @cached_property
+    def answer_generator(self) -> AnswerGenerator:
+        """The thread that pre-generates evaluation sessions' answers, started on first use.
+        vLLM batches concurrent requests; the in-process backend answers one at a time."""
+        from ftapp.arena.generation import AnswerGenerator
+
+        workers = 8 if self.backend.name == "vllm" else 1
+        generator = AnswerGenerator(
+            self.db, self.stream_chat, workers, is_ready=lambda: self.backend.status().is_ready
+        )
+        generator.start()
+        return generator

@@ -11,13 +11,13 @@ The file is written next to its destination and renamed into place: no partial f
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from ftapp.errors import ValidationError
+from ftapp.files import atomic_write
 from ftapp.records import Split, parse_choice
 from ftapp.store import datasets as store
 from ftapp.store import versions as version_store
@@ -54,12 +54,9 @@ def export_dataset(
         records = [_prompt_completion(row, simple) for row in rows]
     else:
         records = [_messages(row) for row in rows]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    with partial.open("w", encoding="utf-8") as handle:
+    with atomic_write(out) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    os.replace(partial, out)
     return len(records)
 
 

@@ -57,8 +57,9 @@ def check_config(
 
 def _name_taken(db: sqlite_utils.Database, name: str) -> bool:
     return bool(db.execute(
-        "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ?",
-        [name, name],
+        "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ? "
+        "UNION SELECT 1 FROM prompt_variants WHERE name = ?",  # arena contestants share names
+        [name, name, name],
     ).fetchone())  # fmt: skip
 
 

@@ -1,0 +1,164 @@
+"""Taking the Arena's data away: every battle with its votes (CSV or JSONL), and the decided
+votes as a preference dataset in TRL's conversational format, which the Data tab imports, so
+the reviewers' judgements can train the next round.
+
+Preference rows: {"prompt": [messages], "chosen": [messages], "rejected": [messages]}, where
+"prompt" is what both sides saw before the first answer and chosen/rejected are the rest of
+each side's conversation. Votes on the same answers are added up (A = +1, B = -1), so two
+reviewers who disagree cancel out instead of producing a contradiction; ties, "both bad" and
+failed battles give no row. A contestant's hidden system prompt is not part of the prompt:
+the point is to teach a model to answer well without it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ftapp.errors import ValidationError
+from ftapp.files import atomic_write, spreadsheet_safe
+from ftapp.store import arena as store
+
+BATTLE_FORMATS = ("csv", "jsonl")
+COLUMNS = [
+    "battle_id", "session", "prompt", "model_a", "model_b", "answer_a", "answer_b",
+    "conversation_a", "conversation_b", "sampling", "latency_a_ms", "latency_b_ms",
+    "battle_status", "error", "battle_created_at", "reviewer", "choice", "winner",
+    "score_a", "score_b", "comment", "is_early", "voted_at",
+]  # fmt: skip
+
+
+def battle_records(db: sqlite_utils.Database, session: str | None = None) -> list[dict[str, Any]]:
+    """One record per vote, plus one per battle nobody voted on (vote fields empty)."""
+    session_id = store.get_session(db, session).id if session else None
+    sessions = {s.id: s.name for s in store.list_sessions(db)}
+    votes = defaultdict(list)
+    for battle, vote in store.voted_battles(db, session_id):
+        votes[battle.id].append(vote)
+    sql = "SELECT id FROM battles" + (" WHERE session_id = ?" if session_id else "")
+    records = []
+    for (battle_id,) in db.execute(sql + " ORDER BY id", [session_id] if session_id else []):
+        battle = store.get_battle(db, battle_id)
+        base = {
+            "battle_id": battle.id,
+            "session": sessions.get(battle.session_id, "") if battle.session_id else "",
+            "prompt": battle.prompt,
+            "model_a": battle.model_a,
+            "model_b": battle.model_b,
+            "answer_a": _last_answer(battle.conversation_a),
+            "answer_b": _last_answer(battle.conversation_b),
+            "conversation_a": battle.conversation_a,
+            "conversation_b": battle.conversation_b,
+            "sampling": battle.sampling,
+            "latency_a_ms": battle.latency_a_ms,
+            "latency_b_ms": battle.latency_b_ms,
+            "battle_status": battle.status.value,
+            "error": battle.error,
+            "battle_created_at": battle.created_at,
+        }
+        for vote in votes.get(battle.id) or [None]:
+            records.append({**base, **_vote_fields(battle, vote)})
+    return records
+
+
+def write_battles(
+    db: sqlite_utils.Database, out: Path | str, fmt: str = "csv", session: str | None = None
+) -> int:
+    """Write battle records to `out` as CSV or JSONL; returns how many rows were written."""
+    out = Path(out)
+    if fmt not in BATTLE_FORMATS:
+        raise ValidationError(f"battle export format must be one of {', '.join(BATTLE_FORMATS)}")
+    records = battle_records(db, session)
+    if not records:
+        raise ValidationError("nothing to export: no battles yet")
+    if fmt == "jsonl":
+        with atomic_write(out) as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    else:
+        with atomic_write(out, newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+            writer.writeheader()
+            for record in records:
+                writer.writerow({key: _csv_cell(value) for key, value in record.items()})
+    return len(records)
+
+
+def preference_records(
+    db: sqlite_utils.Database, session: str | None = None
+) -> list[dict[str, Any]]:
+    """TRL preference rows from the decided votes (see the module docstring)."""
+    session_id = store.get_session(db, session).id if session else None
+    net: dict[str, int] = defaultdict(int)
+    sides: dict[str, tuple[list, list, list]] = {}
+    for battle, vote in store.voted_battles(db, session_id):
+        if vote.choice not in ("a", "b") or battle.status != "ready":
+            continue
+        prompt = battle.prompt
+        rest_a = battle.conversation_a[len(prompt) :]
+        rest_b = battle.conversation_b[len(prompt) :]
+        if rest_a == rest_b:
+            continue  # the same answers on both sides teach nothing
+        # The same answers in either order are one comparison: key them in a fixed order.
+        first, second = sorted([rest_a, rest_b], key=lambda rest: json.dumps(rest))
+        key = json.dumps([prompt, first, second], ensure_ascii=False)
+        sides[key] = (prompt, first, second)
+        winner = rest_a if vote.choice == "a" else rest_b
+        net[key] += 1 if winner == first else -1
+    rows = []
+    for key, score in net.items():
+        if score == 0:
+            continue
+        prompt, first, second = sides[key]
+        chosen, rejected = (first, second) if score > 0 else (second, first)
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    return rows
+
+
+def write_preferences(
+    db: sqlite_utils.Database, out: Path | str, session: str | None = None
+) -> int:
+    out = Path(out)
+    if out.suffix.lower() != ".jsonl":
+        raise ValidationError(
+            f"{out.name}: the preference dataset is a JSONL file; name it *.jsonl"
+        )
+    rows = preference_records(db, session)
+    if not rows:
+        raise ValidationError("no decided votes yet (ties and 'both bad' give no preference)")
+    with atomic_write(out) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return len(rows)
+
+
+def _vote_fields(battle, vote) -> dict[str, Any]:
+    if vote is None:
+        return {key: None for key in ("reviewer", "choice", "winner", "score_a", "score_b",
+                                      "comment", "is_early", "voted_at")}  # fmt: skip
+    winner = {"a": battle.model_a, "b": battle.model_b}.get(vote.choice, vote.choice)
+    return {
+        "reviewer": vote.reviewer,
+        "choice": vote.choice.value,
+        "winner": winner,
+        "score_a": vote.score_a,
+        "score_b": vote.score_b,
+        "comment": vote.comment,
+        "is_early": vote.is_early,
+        "voted_at": vote.created_at,
+    }
+
+
+def _last_answer(conversation: list[dict[str, str]]) -> str:
+    return next((m["content"] for m in reversed(conversation) if m["role"] == "assistant"), "")
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        value = json.dumps(value, ensure_ascii=False)
+    return spreadsheet_safe(value)

@@ -1,0 +1,294 @@
+"""Evaluation sessions: the human evaluation workflow.
+
+An admin creates a session (prompts, two or more contestants, generation settings, how many
+reviewers should judge each battle, who may take part). Every contestant's answer to every
+prompt is generated once in the background (generation.py), so all reviewers judge the same
+outputs and never wait. When the answers are in, the session opens: one battle per prompt
+and pair of contestants, sides drawn at random.
+
+Each reviewer then gets a queue: battles they haven't judged, the least-judged first, so
+every battle reaches the overlap; a battle handed out is theirs until they vote, so a reload
+or another day picks up where they left off. The database makes "never the same battle
+twice" true even with many reviewers at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+import zlib
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlite_utils
+
+from ftapp.arena.contestants import resolve_contestants
+from ftapp.arena.prompts import Prompt
+from ftapp.auth import User
+from ftapp.errors import Forbidden, ValidationError
+from ftapp.models.registry import BaseModel
+from ftapp.records import EvalSession, Role, SessionStatus
+from ftapp.serving.backend import Sampling
+from ftapp.store import arena as store
+from ftapp.store.db import write_transaction
+
+SESSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$")
+MAX_OVERLAP = 50
+MAX_INSTRUCTIONS_CHARS = 10_000
+# A battle handed out but not voted on keeps its place in the overlap this long; after that
+# another reviewer may take it (its first reviewer can still vote on it).
+ASSIGNMENT_HOLD = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class GenerationProgress:
+    total: int
+    done: int
+    failed: int
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.done - self.failed
+
+
+@dataclass(frozen=True)
+class ReviewerProgress:
+    judged: int  # votes this reviewer cast in the session
+    remaining: int  # battles still open to them (the one in hand included)
+    session_votes: int  # votes counted towards the overlap, all reviewers
+    session_target: int  # battles x overlap
+
+    @property
+    def fraction(self) -> float:
+        total = self.judged + self.remaining
+        return self.judged / total if total else 1.0
+
+
+def create_session(
+    db: sqlite_utils.Database,
+    base: BaseModel,
+    *,
+    name: str,
+    prompts: list[Prompt],
+    source: str,
+    contestants: list[str],
+    sampling: Sampling,
+    overlap: int = 1,
+    instructions: str = "",
+    reviewers: list[str] | None = None,
+    user: str,
+) -> EvalSession:
+    """Check everything, then write the session, its prompts and its pending answers at once."""
+    name = (name or "").strip()
+    if not SESSION_NAME.match(name):
+        raise ValidationError(
+            f"session name {name!r}: use 1-80 letters, digits, spaces, '.', '_' or '-'"
+        )
+    chosen = resolve_contestants(db, base, contestants)
+    if len(chosen) < 2:
+        raise ValidationError("a session needs at least two contestants")
+    if not prompts:
+        raise ValidationError("a session needs at least one prompt")
+    if not (isinstance(overlap, int) and 1 <= overlap <= MAX_OVERLAP):
+        raise ValidationError(f"overlap must be a whole number from 1 to {MAX_OVERLAP}")
+    if len(instructions or "") > MAX_INSTRUCTIONS_CHARS:
+        raise ValidationError(f"the instructions are over {MAX_INSTRUCTIONS_CHARS:,} characters")
+    names = sorted({r.strip() for r in reviewers or [] if r.strip()})
+    row = {
+        "name": name,
+        "instructions": (instructions or "").strip(),
+        "source": source,
+        "contestants_json": json.dumps([asdict(c) for c in chosen]),
+        "sampling_json": json.dumps(asdict(sampling)),
+        "overlap": overlap,
+        "reviewers_json": json.dumps(names) if names else None,
+        "created_by": user,
+    }
+    session_id = store.insert_session(db, row, [(p.messages, p.reference) for p in prompts])
+    return store.get_session(db, session_id)
+
+
+def generation_progress(db: sqlite_utils.Database, session_id: int) -> GenerationProgress:
+    counts = store.answer_counts(db, session_id)
+    return GenerationProgress(sum(counts.values()), counts.get("done", 0), counts.get("failed", 0))
+
+
+def open_if_generated(
+    db: sqlite_utils.Database,
+    session_id: int,
+    *,
+    even_with_failures: bool = False,
+    rng: random.Random | None = None,
+) -> bool:
+    """Open the session once every answer is generated: one battle per prompt and pair of
+    contestants whose answers both exist, sides at random. With failed answers it waits for an
+    admin (retry them, or open without their battles). Returns whether it is open now."""
+    rng = rng or random.SystemRandom()
+    with write_transaction(db):
+        session = store.get_session(db, session_id)
+        if session.status != SessionStatus.GENERATING:
+            return session.status == SessionStatus.OPEN
+        progress = generation_progress(db, session_id)
+        if progress.remaining or (progress.failed and not even_with_failures):
+            return False
+        answers = {
+            (row["prompt_id"], row["contestant"]): row
+            for row in store.session_answers(db, session_id)
+            if row["status"] == "done"
+        }
+        names = [c.name for c in session.contestants]
+        n_battles = 0
+        for prompt in store.session_prompts(db, session_id):
+            for pair in itertools.combinations(names, 2):
+                found = [answers.get((prompt["id"], name)) for name in pair]
+                if None in found:
+                    continue
+                sides = list(zip(pair, found, strict=True))
+                rng.shuffle(sides)
+                store.insert_battle(db, _session_battle(session, prompt, sides))
+                n_battles += 1
+        if not n_battles:
+            raise ValidationError(f"session {session.name!r} has no pair of answers to judge")
+        store.set_session_status(db, session_id, SessionStatus.OPEN)
+    return True
+
+
+def retry_failed(db: sqlite_utils.Database, session_id: int) -> int:
+    with write_transaction(db):
+        session = store.get_session(db, session_id)
+        if session.status != SessionStatus.GENERATING:
+            raise ValidationError(f"session {session.name!r} is already {session.status}")
+        return store.retry_failed_answers(db, session_id)
+
+
+def close_session(db: sqlite_utils.Database, session_id: int) -> None:
+    store.set_session_status(db, session_id, SessionStatus.CLOSED)
+
+
+def may_take_part(session: EvalSession, user: User) -> bool:
+    return user.role == Role.ADMIN or session.reviewers is None or user.name in session.reviewers
+
+
+def sessions_for(db: sqlite_utils.Database, user: User) -> list[EvalSession]:
+    """The open sessions this user may judge, newest first."""
+    return [
+        s for s in store.list_sessions(db)
+        if s.status == SessionStatus.OPEN and may_take_part(s, user)
+    ]  # fmt: skip
+
+
+def next_battle(
+    db: sqlite_utils.Database,
+    session_id: int,
+    user: User,
+    now: datetime | None = None,
+) -> int | None:
+    """The battle this reviewer should judge next, handed to them; None when they are done.
+
+    Their unfinished battle comes first. Otherwise the least-judged battle they haven't seen,
+    among those below the overlap (votes plus battles in other reviewers' hands), in an order
+    of their own, so reviewers starting together spread over different battles."""
+    now = now or datetime.now(UTC)
+    hold_since = (now - ASSIGNMENT_HOLD).isoformat(timespec="milliseconds")
+    with write_transaction(db):
+        session = store.get_session(db, session_id)
+        _check_can_judge(session, user)
+        unfinished = db.execute(
+            "SELECT a.battle_id FROM battle_assignments a JOIN battles b ON b.id = a.battle_id "
+            "LEFT JOIN votes v ON v.battle_id = a.battle_id AND v.reviewer = a.reviewer "
+            "WHERE b.session_id = ? AND a.reviewer = ? AND v.id IS NULL "
+            "ORDER BY a.assigned_at, a.battle_id LIMIT 1",
+            [session_id, user.name],
+        ).fetchone()
+        if unfinished:
+            return unfinished[0]
+        salt = zlib.crc32(user.name.encode())
+        row = db.execute(
+            f"SELECT id FROM ({_TAKEN_SQL}) WHERE taken < ? "
+            "ORDER BY taken, (id * 2654435761 + ?) % 4294967296 LIMIT 1",
+            [hold_since, session_id, user.name, session.overlap, salt],
+        ).fetchone()
+        if row is None:
+            return None
+        store.assign(db, row[0], user.name)
+        return row[0]
+
+
+def reviewer_progress(
+    db: sqlite_utils.Database, session_id: int, reviewer: str, now: datetime | None = None
+) -> ReviewerProgress:
+    now = now or datetime.now(UTC)
+    hold_since = (now - ASSIGNMENT_HOLD).isoformat(timespec="milliseconds")
+    session = store.get_session(db, session_id)
+    judged = db.execute(
+        "SELECT COUNT(*) FROM votes v JOIN battles b ON b.id = v.battle_id "
+        "WHERE b.session_id = ? AND v.reviewer = ?",
+        [session_id, reviewer],
+    ).fetchone()[0]
+    in_hand = db.execute(
+        "SELECT COUNT(*) FROM battle_assignments a JOIN battles b ON b.id = a.battle_id "
+        "LEFT JOIN votes v ON v.battle_id = a.battle_id AND v.reviewer = a.reviewer "
+        "WHERE b.session_id = ? AND a.reviewer = ? AND v.id IS NULL",
+        [session_id, reviewer],
+    ).fetchone()[0]
+    open_to_them = db.execute(
+        f"SELECT COUNT(*) FROM ({_TAKEN_SQL}) WHERE taken < ?",
+        [hold_since, session_id, reviewer, session.overlap],
+    ).fetchone()[0]
+    n_battles, counted = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(MIN(n, ?)), 0) FROM (SELECT b.id, "
+        "(SELECT COUNT(*) FROM votes v WHERE v.battle_id = b.id) AS n "
+        "FROM battles b WHERE b.session_id = ? AND b.status = 'ready')",
+        [session.overlap, session_id],
+    ).fetchone()
+    return ReviewerProgress(judged, in_hand + open_to_them, counted, n_battles * session.overlap)
+
+
+# Battles of a session a reviewer hasn't been given, with how many judges each has: votes,
+# plus battles handed out since the hold time and not voted on yet.
+# Parameters: hold_since, session_id, reviewer.
+_TAKEN_SQL = """
+    SELECT b.id,
+        (SELECT COUNT(*) FROM votes v WHERE v.battle_id = b.id)
+        + (SELECT COUNT(*) FROM battle_assignments a
+           LEFT JOIN votes w ON w.battle_id = a.battle_id AND w.reviewer = a.reviewer
+           WHERE a.battle_id = b.id AND w.id IS NULL AND a.assigned_at > ?) AS taken
+    FROM battles b
+    WHERE b.session_id = ? AND b.status = 'ready' AND NOT EXISTS
+        (SELECT 1 FROM battle_assignments x WHERE x.battle_id = b.id AND x.reviewer = ?)
+"""
+
+
+def _check_can_judge(session: EvalSession, user: User) -> None:
+    if not may_take_part(session, user):
+        raise Forbidden(f"{user.name} is not a reviewer of session {session.name!r}")
+    if session.status != SessionStatus.OPEN:
+        state = "still generating answers" if session.status == "generating" else "closed"
+        raise ValidationError(f"session {session.name!r} is {state}")
+
+
+def _session_battle(session: EvalSession, prompt: dict, sides: list[tuple[str, dict]]) -> dict:
+    """A battle row from a prompt and its two answers, in the order they will be shown."""
+    (model_a, answer_a), (model_b, answer_b) = sides
+
+    def conversation(answer: dict) -> str:
+        return json.dumps(
+            [*prompt["messages"], {"role": "assistant", "content": answer["answer"]}],
+            ensure_ascii=False,
+        )
+
+    return {
+        "session_id": session.id,
+        "prompt_id": prompt["id"],
+        "model_a": model_a,
+        "model_b": model_b,
+        "conversation_a_json": conversation(answer_a),
+        "conversation_b_json": conversation(answer_b),
+        "sampling_json": json.dumps(session.sampling),
+        "latency_a_ms": answer_a["latency_ms"],
+        "latency_b_ms": answer_b["latency_ms"],
+        "status": "ready",
+        "created_by": session.created_by,
+    }

@@ -1,0 +1,233 @@
+"""`ftapp arena ...`: the Arena from a terminal, on the same core functions as the web app.
+
+ftapp arena contestants | add-prompt NAME --system TEXT [--model M] | pool NAME NAME...
+ftapp arena create-session NAME --contestants A,B[,C] (--version D@v1 | --prompts FILE)
+                           [--overlap N] [--reviewers R1,R2] [--instructions TEXT] ...
+ftapp arena sessions [--json] | generate | open NAME [--anyway] | close NAME
+ftapp arena leaderboard [--session NAME] [--json]
+ftapp arena export --out FILE [--format csv|jsonl|preference] [--session NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ftapp.cli_common import print_result, services, user
+
+
+def add_arena_commands(commands: Any) -> None:
+    arena = commands.add_parser("arena", help="blind battles, sessions, leaderboard")
+    actions = arena.add_subparsers(title="actions")
+
+    listing = actions.add_parser("contestants", help="what can take part in battles")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_contestants)
+    add = actions.add_parser("add-prompt", help="add a prompt-engineered contestant")
+    add.add_argument("name")
+    add.add_argument("--system", required=True, help="its system prompt")
+    add.add_argument("--model", default="base", help="the model it runs on (default base)")
+    add.set_defaults(handler=_add_prompt)
+    pool = actions.add_parser("pool", help="set the contestants free battles draw from")
+    pool.add_argument("names", nargs="+")
+    pool.set_defaults(handler=_pool)
+
+    create = actions.add_parser("create-session", help="create an evaluation session")
+    create.add_argument("name")
+    create.add_argument("--contestants", required=True, help="comma-separated, two or more")
+    source = create.add_mutually_exclusive_group(required=True)
+    source.add_argument("--version", help="a frozen dataset version, NAME@v1")
+    source.add_argument("--prompts", type=Path, help="a prompt file (JSONL, JSON, CSV, Parquet)")
+    create.add_argument("--split", default="test", help="the version's split (default test)")
+    create.add_argument("--overlap", type=int, default=1, help="reviewers per battle")
+    create.add_argument("--reviewers", default="", help="comma-separated; empty: everyone")
+    create.add_argument("--instructions", default="")
+    create.add_argument("--temperature", type=float, default=0.7)
+    create.add_argument("--top-p", type=float, default=0.95)
+    create.add_argument("--max-new-tokens", type=int, default=256)
+    create.add_argument("--seed", type=int)
+    create.set_defaults(handler=_create_session)
+
+    sessions = actions.add_parser("sessions", help="list evaluation sessions")
+    sessions.add_argument("--json", action="store_true")
+    sessions.set_defaults(handler=_sessions)
+    generate = actions.add_parser(
+        "generate", help="generate pending session answers now (the web app does it by itself)"
+    )
+    generate.add_argument("--workers", type=int, default=4)
+    generate.set_defaults(handler=_generate)
+    opening = actions.add_parser("open", help="open a session whose answers are generated")
+    opening.add_argument("name")
+    opening.add_argument("--anyway", action="store_true", help="leave out failed answers")
+    opening.set_defaults(handler=_open)
+    close = actions.add_parser("close", help="close a session: no more votes")
+    close.add_argument("name")
+    close.set_defaults(handler=_close)
+
+    board = actions.add_parser("leaderboard", help="ratings, verdicts, agreement")
+    board.add_argument("--session", help="one session (default: every vote)")
+    board.add_argument("--json", action="store_true")
+    board.set_defaults(handler=_leaderboard)
+    export = actions.add_parser("export", help="battles and votes, or a preference dataset")
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--format", default="csv", choices=["csv", "jsonl", "preference"])
+    export.add_argument("--session", help="one session (default: every battle)")
+    export.set_defaults(handler=_export)
+
+
+def _contestants(args: argparse.Namespace) -> int:
+    from ftapp.arena.contestants import all_contestants
+    from ftapp.store.arena import pool
+
+    app = services()
+    with app.db() as db:
+        found = all_contestants(db, app.served_base)
+        enabled = set(pool(db))
+    rows = [{**asdict(c), "in_pool": c.name in enabled} for c in found]
+    lines = [f"{r['name']:<32} {'pool' if r['in_pool'] else '    '}  {r['model']}"
+             + (f"  system: {r['system_prompt'][:60]!r}" if r["system_prompt"] else "")
+             for r in rows]  # fmt: skip
+    print_result(rows, args.json, "\n".join(lines))
+    return 0
+
+
+def _add_prompt(args: argparse.Namespace) -> int:
+    from ftapp.arena.contestants import add_prompt_variant
+
+    app = services()
+    with app.db() as db:
+        add_prompt_variant(db, app.served_base, args.name, args.system, model=args.model,
+                           user=user())  # fmt: skip
+    print(f"added prompt variant {args.name} ({args.model} with a system prompt)")
+    return 0
+
+
+def _pool(args: argparse.Namespace) -> int:
+    from ftapp.arena.contestants import set_pool
+
+    app = services()
+    with app.db() as db:
+        set_pool(db, app.served_base, args.names, user())
+    print(f"free battles draw from: {', '.join(args.names)}")
+    return 0
+
+
+def _create_session(args: argparse.Namespace) -> int:
+    from ftapp.arena.prompts import prompts_from_file, prompts_from_version
+    from ftapp.arena.sessions import create_session
+    from ftapp.serving.backend import Sampling
+
+    app = services()
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p,
+                        max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
+    with app.db() as db:
+        if args.version:
+            prompts, source = prompts_from_version(db, args.version, args.split)
+        else:
+            prompts, source = prompts_from_file(args.prompts)
+        session = create_session(
+            db, app.served_base, name=args.name, prompts=prompts, source=source,
+            contestants=_names(args.contestants), sampling=sampling, overlap=args.overlap,
+            instructions=args.instructions, reviewers=_names(args.reviewers), user=user(),
+        )  # fmt: skip
+    print(f"created session {session.name}: {len(prompts)} prompts from {source}, "
+          f"{len(session.contestants)} contestants; answers are generated by the web app "
+          "(or run `ftapp arena generate`)")  # fmt: skip
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    from ftapp.arena.sessions import generation_progress
+    from ftapp.store.arena import list_sessions
+
+    with services().db() as db:
+        rows = []
+        for s in list_sessions(db):
+            progress = generation_progress(db, s.id)
+            rows.append({"name": s.name, "status": s.status.value, "source": s.source,
+                         "contestants": [c.name for c in s.contestants], "overlap": s.overlap,
+                         "answers": asdict(progress), "created_at": s.created_at})  # fmt: skip
+    lines = [f"{r['name']:<24} {r['status']:<10} answers {r['answers']['done']}/"
+             f"{r['answers']['total']} ({r['answers']['failed']} failed)  "
+             f"{', '.join(r['contestants'])}" for r in rows]  # fmt: skip
+    print_result(rows, args.json, "\n".join(lines) or "no sessions")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ftapp.arena.generation import generate_pending
+    from ftapp.errors import ServingError
+
+    app = services()
+    try:
+        deadline = time.monotonic() + 600
+        while not (status := app.backend.status()).is_ready:
+            if time.monotonic() > deadline:
+                raise ServingError(f"the engine did not get ready: {status.detail}")
+            time.sleep(1)
+        count = generate_pending(app.db, app.stream_chat, workers=args.workers)
+    finally:
+        app.backend.close()
+    print(f"generated {count} answers")
+    return 0
+
+
+def _open(args: argparse.Namespace) -> int:
+    from ftapp.arena.sessions import open_if_generated
+    from ftapp.store.arena import get_session
+
+    with services().db() as db:
+        session = get_session(db, args.name)
+        is_open = open_if_generated(db, session.id, even_with_failures=args.anyway)
+    print(f"session {args.name} is " + ("open" if is_open else "still waiting for answers"))
+    return 0 if is_open else 1
+
+
+def _close(args: argparse.Namespace) -> int:
+    from ftapp.arena.sessions import close_session
+    from ftapp.store.arena import get_session
+
+    with services().db() as db:
+        close_session(db, get_session(db, args.name).id)
+    print(f"session {args.name} is closed")
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from ftapp.arena.leaderboard import leaderboard
+
+    with services().db() as db:
+        board = leaderboard(db, args.session)
+    lines = [f"{board.scope}: {board.n_votes} votes"]
+    lines += [f"  {r.model:<32} {r.rating:7.1f}  [{_num(r.lower)}, {_num(r.upper)}]  "
+              f"{r.n_votes} votes" for r in board.ratings]  # fmt: skip
+    lines += [f"  {v.text}" for v in board.verdicts]
+    lines.append(f"  position bias: {board.position_bias.text}")
+    lines.append(f"  Fleiss' kappa: {_num(board.fleiss_kappa, 2)}")
+    print_result(board.to_dict(), args.json, "\n".join(lines))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ftapp.arena.export import write_battles, write_preferences
+
+    with services().db() as db:
+        if args.format == "preference":
+            count = write_preferences(db, args.out, args.session)
+            what = "preference pairs"
+        else:
+            count = write_battles(db, args.out, args.format, args.session)
+            what = "rows"
+    print(f"wrote {count} {what} to {args.out}")
+    return 0
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,290 @@
+"""Tables of the Arena: `prompt_variants`, `arena_pool`, `eval_sessions`, `session_prompts`,
+`session_answers`, `battles`, `battle_assignments` and `votes`.
+
+Two writes are delicate: claiming answers to generate (one BEGIN IMMEDIATE transaction, so two
+generators never take the same answer) and votes (the database refuses a second vote by the
+same reviewer on a battle, and a trigger refuses any change to a cast vote).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import sqlite_utils
+
+from ftapp.errors import Conflict, NotFound
+from ftapp.records import (
+    Battle,
+    BattleStatus,
+    Contestant,
+    EvalSession,
+    SessionStatus,
+    Vote,
+    VoteChoice,
+)
+from ftapp.store.db import to_record, write_transaction
+from ftapp.timeutil import utc_now
+
+# --- prompt-engineered contestants and the free-battle pool ---------------------------------
+
+
+def insert_prompt_variant(
+    db: sqlite_utils.Database, name: str, model: str, system_prompt: str, user: str
+) -> None:
+    try:
+        db["prompt_variants"].insert(
+            {
+                "name": name,
+                "model": model,
+                "system_prompt": system_prompt,
+                "created_at": utc_now(),
+                "created_by": user,
+            }  # fmt: skip
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"a prompt variant named {name!r} already exists") from None
+
+
+def list_prompt_variants(db: sqlite_utils.Database) -> list[Contestant]:
+    rows = db.query("SELECT name, model, system_prompt FROM prompt_variants ORDER BY name")
+    return [Contestant(**row) for row in rows]
+
+
+def delete_prompt_variant(db: sqlite_utils.Database, name: str) -> None:
+    if db.execute("DELETE FROM prompt_variants WHERE name = ?", [name]).rowcount == 0:
+        raise NotFound(f"no prompt variant named {name!r}")
+    db.execute("DELETE FROM arena_pool WHERE contestant = ?", [name])
+
+
+def pool(db: sqlite_utils.Database) -> list[str]:
+    return [row["contestant"] for row in db.query("SELECT contestant FROM arena_pool ORDER BY 1")]
+
+
+def replace_pool(db: sqlite_utils.Database, names: list[str], user: str) -> None:
+    now = utc_now()
+    with write_transaction(db):
+        db.execute("DELETE FROM arena_pool")
+        for name in names:
+            db.execute("INSERT INTO arena_pool VALUES (?, ?, ?)", [name, now, user])
+
+
+# --- evaluation sessions --------------------------------------------------------------------
+
+
+def insert_session(
+    db: sqlite_utils.Database,
+    row: dict[str, Any],
+    prompts: list[tuple[list[dict[str, str]], str | None]],
+) -> int:
+    """The session, its prompts, and one pending answer per prompt and contestant, together."""
+    with write_transaction(db):
+        if db.execute("SELECT 1 FROM eval_sessions WHERE name = ?", [row["name"]]).fetchone():
+            raise Conflict(f"a session named {row['name']!r} already exists")
+        session_id = db["eval_sessions"].insert({**row, "created_at": utc_now()}).last_pk
+        contestants = [c["name"] for c in json.loads(row["contestants_json"])]
+        for position, (messages, reference) in enumerate(prompts):
+            prompt_id = (
+                db["session_prompts"]
+                .insert(
+                    {
+                        "session_id": session_id,
+                        "position": position,
+                        "messages_json": json.dumps(messages),
+                        "reference": reference,
+                    }  # fmt: skip
+                )
+                .last_pk
+            )
+            db["session_answers"].insert_all(
+                {"session_id": session_id, "prompt_id": prompt_id, "contestant": name}
+                for name in contestants
+            )
+    return session_id
+
+
+def get_session(db: sqlite_utils.Database, name_or_id: str | int) -> EvalSession:
+    column = "id" if isinstance(name_or_id, int) else "name"
+    row = next(db.query(f"SELECT * FROM eval_sessions WHERE {column} = ?", [name_or_id]), None)
+    if row is None:
+        raise NotFound(f"no evaluation session {name_or_id!r}")
+    return _session(row)
+
+
+def list_sessions(db: sqlite_utils.Database) -> list[EvalSession]:
+    return [_session(row) for row in db.query("SELECT * FROM eval_sessions ORDER BY id DESC")]
+
+
+def set_session_status(db: sqlite_utils.Database, session_id: int, status: SessionStatus) -> None:
+    changes: dict[str, Any] = {"status": status.value}
+    if status == SessionStatus.OPEN:
+        changes["opened_at"] = utc_now()
+    db["eval_sessions"].update(session_id, changes)
+
+
+def session_prompts(db: sqlite_utils.Database, session_id: int) -> list[dict[str, Any]]:
+    rows = db.query(
+        "SELECT * FROM session_prompts WHERE session_id = ? ORDER BY position", [session_id]
+    )
+    return [{**row, "messages": json.loads(row["messages_json"])} for row in rows]
+
+
+def session_answers(db: sqlite_utils.Database, session_id: int) -> list[dict[str, Any]]:
+    return list(
+        db.query("SELECT * FROM session_answers WHERE session_id = ? ORDER BY id", [session_id])
+    )
+
+
+def answer_counts(db: sqlite_utils.Database, session_id: int) -> dict[str, int]:
+    rows = db.execute(
+        "SELECT status, COUNT(*) FROM session_answers WHERE session_id = ? GROUP BY status",
+        [session_id],
+    ).fetchall()
+    return {status: count for status, count in rows}
+
+
+def claim_answers(db: sqlite_utils.Database, limit: int, stale_before: str) -> list[dict[str, Any]]:
+    """Take up to `limit` answers to generate: pending ones, and running ones claimed before
+    `stale_before` (their generator died). Marked running in the same transaction."""
+    now = utc_now()
+    with write_transaction(db):
+        rows = list(
+            db.query(
+                "SELECT a.*, p.messages_json, s.contestants_json, s.sampling_json "
+                "FROM session_answers a JOIN session_prompts p ON p.id = a.prompt_id "
+                "JOIN eval_sessions s ON s.id = a.session_id "
+                "WHERE s.status = 'generating' AND (a.status = 'pending' OR "
+                "(a.status = 'running' AND a.claimed_at < ?)) ORDER BY a.id LIMIT ?",
+                [stale_before, limit],
+            )
+        )
+        for row in rows:
+            db.execute(
+                "UPDATE session_answers SET status = 'running', claimed_at = ?, "
+                "attempts = attempts + 1 WHERE id = ?",
+                [now, row["id"]],
+            )
+    return rows
+
+
+def finish_answer(db: sqlite_utils.Database, answer_id: int, **changes: Any) -> None:
+    db["session_answers"].update(answer_id, {**changes, "finished_at": utc_now()})
+
+
+def retry_failed_answers(db: sqlite_utils.Database, session_id: int) -> int:
+    return db.execute(
+        "UPDATE session_answers SET status = 'pending', error = NULL "
+        "WHERE session_id = ? AND status = 'failed'",
+        [session_id],
+    ).rowcount
+
+
+def sessions_generating(db: sqlite_utils.Database) -> list[int]:
+    rows = db.execute("SELECT id FROM eval_sessions WHERE status = 'generating' ORDER BY id")
+    return [row[0] for row in rows]
+
+
+# --- battles, assignments, votes ------------------------------------------------------------
+
+
+def insert_battle(db: sqlite_utils.Database, row: dict[str, Any]) -> int:
+    return db["battles"].insert({**row, "created_at": utc_now()}).last_pk
+
+
+def get_battle(db: sqlite_utils.Database, battle_id: int) -> Battle:
+    row = next(db.query("SELECT * FROM battles WHERE id = ?", [battle_id]), None)
+    if row is None:
+        raise NotFound(f"no battle #{battle_id}")
+    return _battle(row)
+
+
+def update_battle(db: sqlite_utils.Database, battle_id: int, **changes: Any) -> None:
+    for side in ("a", "b"):
+        if f"conversation_{side}" in changes:
+            changes[f"conversation_{side}_json"] = json.dumps(changes.pop(f"conversation_{side}"))
+    db["battles"].update(battle_id, changes)
+
+
+def assign(db: sqlite_utils.Database, battle_id: int, reviewer: str) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO battle_assignments VALUES (?, ?, ?)",
+        [battle_id, reviewer, utc_now()],
+    )
+
+
+def is_assigned(db: sqlite_utils.Database, battle_id: int, reviewer: str) -> bool:
+    return bool(
+        db.execute(
+            "SELECT 1 FROM battle_assignments WHERE battle_id = ? AND reviewer = ?",
+            [battle_id, reviewer],
+        ).fetchone()
+    )
+
+
+def insert_vote(db: sqlite_utils.Database, row: dict[str, Any]) -> None:
+    """Raises Conflict when this reviewer already voted on this battle (the UNIQUE key)."""
+    try:
+        db["votes"].insert({**row, "created_at": utc_now()})
+    except sqlite3.IntegrityError as exc:
+        if "UNIQUE" not in str(exc):
+            raise
+        raise Conflict(
+            f"you already voted on battle #{row['battle_id']}; a vote is locked once cast"
+        ) from None
+
+
+def get_vote(db: sqlite_utils.Database, battle_id: int, reviewer: str) -> Vote | None:
+    row = next(
+        db.query("SELECT * FROM votes WHERE battle_id = ? AND reviewer = ?", [battle_id, reviewer]),
+        None,
+    )
+    return None if row is None else _vote(row)
+
+
+def voted_battles(
+    db: sqlite_utils.Database, session_id: int | None = None
+) -> list[tuple[Battle, Vote]]:
+    """Every vote with its battle, oldest first; one session's, or all (free battles too)."""
+    sql = (
+        "SELECT b.*, v.id AS v_id, v.reviewer AS v_reviewer, v.choice AS v_choice, "
+        "v.score_a AS v_score_a, v.score_b AS v_score_b, v.comment AS v_comment, "
+        "v.is_early AS v_is_early, v.created_at AS v_created_at "
+        "FROM votes v JOIN battles b ON b.id = v.battle_id"
+    )
+    params: list[Any] = []
+    if session_id is not None:
+        sql += " WHERE b.session_id = ?"
+        params.append(session_id)
+    pairs = []
+    for row in db.query(sql + " ORDER BY v.id", params):
+        vote = {k[2:]: row.pop(k) for k in list(row) if k.startswith("v_")}
+        pairs.append((_battle(row), _vote({**vote, "battle_id": row["id"]})))
+    return pairs
+
+
+def _session(row: dict[str, Any]) -> EvalSession:
+    reviewers = json.loads(row["reviewers_json"]) if row["reviewers_json"] else None
+    return to_record(
+        EvalSession,
+        row,
+        contestants=[Contestant(**c) for c in json.loads(row["contestants_json"])],
+        sampling=json.loads(row["sampling_json"]),
+        reviewers=reviewers,
+        status=SessionStatus(row["status"]),
+    )
+
+
+def _battle(row: dict[str, Any]) -> Battle:
+    return to_record(
+        Battle,
+        row,
+        conversation_a=json.loads(row["conversation_a_json"]),
+        conversation_b=json.loads(row["conversation_b_json"]),
+        sampling=json.loads(row["sampling_json"]),
+        status=BattleStatus(row["status"]),
+    )
+
+
+def _vote(row: dict[str, Any]) -> Vote:
+    return to_record(Vote, row, choice=VoteChoice(row["choice"]), is_early=bool(row["is_early"]))
