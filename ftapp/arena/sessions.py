@@ -66,6 +66,14 @@ class ReviewerProgress:
         return self.judged / total if total else 1.0
 
 
+@dataclass(frozen=True)
+class SessionSummary:
+    session: EvalSession
+    answers: GenerationProgress
+    n_battles: int
+    n_votes: int
+
+
 def create_session(
     db: sqlite_utils.Database,
     base: BaseModel,
@@ -113,6 +121,16 @@ def create_session(
 def generation_progress(db: sqlite_utils.Database, session_id: int) -> GenerationProgress:
     counts = store.answer_counts(db, session_id)
     return GenerationProgress(sum(counts.values()), counts.get("done", 0), counts.get("failed", 0))
+
+
+def session_summaries(db: sqlite_utils.Database) -> list[SessionSummary]:
+    """Every session, newest first, with its generation progress and vote counts."""
+    summaries = []
+    for session in store.list_sessions(db):
+        n_battles, n_votes = store.battle_and_vote_counts(db, session.id)
+        progress = generation_progress(db, session.id)
+        summaries.append(SessionSummary(session, progress, n_battles, n_votes))
+    return summaries
 
 
 def open_if_generated(

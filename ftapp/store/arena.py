@@ -222,6 +222,14 @@ def is_assigned(db: sqlite_utils.Database, battle_id: int, reviewer: str) -> boo
     )
 
 
+def battle_and_vote_counts(db: sqlite_utils.Database, session_id: int) -> tuple[int, int]:
+    return db.execute(
+        "SELECT (SELECT COUNT(*) FROM battles WHERE session_id = ?), (SELECT COUNT(*) FROM "
+        "votes v JOIN battles b ON b.id = v.battle_id WHERE b.session_id = ?)",
+        [session_id, session_id],
+    ).fetchone()
+
+
 def insert_vote(db: sqlite_utils.Database, row: dict[str, Any]) -> None:
     """Raises Conflict when this reviewer already voted on this battle (the UNIQUE key)."""
     try:

@@ -10,13 +10,17 @@ import gradio as gr
 
 from ftapp.errors import FtappError
 from ftapp.services import Services
+from ftapp.ui.arena_tab import build_arena_tab
 from ftapp.ui.data_tab import build_data_tab
+from ftapp.ui.leaderboard_tab import build_leaderboard_tab
 from ftapp.ui.playground_tab import build_playground_tab
 from ftapp.ui.train_tab import build_train_tab
 
 log = logging.getLogger(__name__)
 
-# Review shortcuts: a accept, r reject, j or → next, k or ← previous; ignored while typing.
+# Keyboard shortcuts, ignored while typing. Data review: a accept, r reject, j or → next,
+# k or ← previous. Arena: 1 A better, 2 B better, 3 tie, 4 both bad, n next battle. Each key
+# clicks the first of its buttons that is visible (one per Arena mode).
 SHORTCUTS_JS = """
 <script>
 document.addEventListener('keydown', (event) => {
@@ -24,12 +28,15 @@ document.addEventListener('keydown', (event) => {
   const typing = target && (target.isContentEditable ||
     ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
   if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
-  const ids = {a: 'ft-accept', r: 'ft-reject', j: 'ft-next', ArrowRight: 'ft-next',
-               k: 'ft-prev', ArrowLeft: 'ft-prev'};
-  const id = ids[event.key];
-  if (!id) return;
-  const button = document.getElementById(id);
-  if (button && button.offsetParent !== null) { event.preventDefault(); button.click(); }
+  const ids = {a: ['ft-accept'], r: ['ft-reject'], j: ['ft-next'], ArrowRight: ['ft-next'],
+               k: ['ft-prev'], ArrowLeft: ['ft-prev'],
+               '1': ['ft-s-vote-a', 'ft-f-vote-a'], '2': ['ft-s-vote-b', 'ft-f-vote-b'],
+               '3': ['ft-s-vote-tie', 'ft-f-vote-tie'],
+               '4': ['ft-s-vote-both_bad', 'ft-f-vote-both_bad'],
+               n: ['ft-s-next', 'ft-f-next']};
+  const button = (ids[event.key] || []).map((id) => document.getElementById(id))
+    .find((b) => b && b.offsetParent !== null && !b.disabled);
+  if (button) { event.preventDefault(); button.click(); }
 });
 </script>
 """
@@ -45,9 +52,14 @@ def build_app(services: Services) -> gr.Blocks:
                 train = build_train_tab(services)
             with gr.Tab("Playground", id="playground"):
                 playground = build_playground_tab(services)
+            with gr.Tab("Arena", id="arena"):
+                arena = build_arena_tab(services)
+            with gr.Tab("Leaderboard", id="leaderboard"):
+                board = build_leaderboard_tab(services)
         # Reopening the page picks up where things are: versions, models, the latest job,
-        # the engine's state.
-        for handler, inputs, outputs in [train["load"], *playground["load"]]:
+        # the engine's state, sessions and the leaderboard.
+        for handler, inputs, outputs in [train["load"], *playground["load"], *arena["load"],
+                                         board]:  # fmt: skip
             app.load(handler, inputs, outputs, api_name=False)
     return app
 
@@ -90,10 +102,13 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
     try:
         # Start the engine now: vLLM takes tens of seconds on a CPU; the page shows progress.
         log.info("generation: %s", services.backend.status().detail)
+        services.answer_generator.wake()  # evaluation sessions' answers, in the background
         launch(services, host, port)
     finally:
         if worker:
             stop_worker_process(worker)
+        if "answer_generator" in services.__dict__:
+            services.answer_generator.stop()
         services.backend.close()
 
 

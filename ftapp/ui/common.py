@@ -90,3 +90,10 @@ def escape_markdown(text: str) -> str:
 
     Quotes stay as they are: `&#x27;` would have its '#' escaped below and show as typed."""
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|~])", r"\\\1", html.escape(text, quote=False))
+
+
+def chat_messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A conversation for a gr.Chatbot, which renders HTML: model and user text is shown as
+    typed. System messages are not shown."""
+    return [{"role": m["role"], "content": html.escape(m["content"])} for m in conversation
+            if m["role"] in ("user", "assistant")]  # fmt: skip

@@ -13,7 +13,7 @@ import gradio as gr
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
-from ftapp.ui.common import guarded, to_int
+from ftapp.ui.common import chat_messages, guarded, to_int
 
 POLL_SECONDS = 2.0
 
@@ -75,13 +75,13 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         pieces = services.stream_chat(model_name or BASE, messages + history, sampling)
         reply = ""
-        yield shown(history), "", history
+        yield chat_messages(history), "", history
         for piece in pieces:
             reply += piece
             # The state follows the stream, so a reply cut short by Stop stays in the
             # conversation as far as it got.
             so_far = [*history, {"role": "assistant", "content": reply}]
-            yield shown(so_far), "", so_far
+            yield chat_messages(so_far), "", so_far
 
     inputs = [model, system, temperature, top_p, max_new_tokens, seed, message, conversation]
     outputs = [chatbot, message, conversation]
@@ -99,7 +99,3 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
                                 show_progress="hidden")  # fmt: skip
     return {"load": [(show_status, None, [status]), (list_models, [model], [model])]}
 
-
-def shown(history: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The conversation for the Chatbot, which renders HTML: model text is shown as typed."""
-    return [{"role": m["role"], "content": html.escape(m["content"])} for m in history]

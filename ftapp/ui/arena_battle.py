@@ -1,0 +1,154 @@
+"""The battle panel both Arena modes share: answers A and B side by side, the four votes,
+optional 1-5 scores and a comment, and the reveal after the vote.
+
+Which battle is shown lives in a gr.State (kept on the server, never sent to the browser);
+the core checks on every call that the battle was given to the signed-in reviewer. Model
+names appear only in the reveal, produced by the vote itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from ftapp.arena.battles import BattleView, battle_view, record_vote
+from ftapp.errors import ValidationError
+from ftapp.records import BattleStatus, Role, VoteChoice
+from ftapp.services import Services
+from ftapp.ui.common import chat_messages, current_user, escape_markdown, guarded
+
+# Labels with their keyboard shortcut.
+VOTES = {
+    VoteChoice.A: "A is better (1)",
+    VoteChoice.B: "B is better (2)",
+    VoteChoice.TIE: "Tie (3)",
+    VoteChoice.BOTH_BAD: "Both are bad (4)",
+}
+SCORES = ["1", "2", "3", "4", "5"]
+
+
+@dataclass
+class BattlePanel:
+    battle_id: gr.State
+    chat_a: gr.Chatbot
+    chat_b: gr.Chatbot
+    buttons: dict[VoteChoice, gr.Button]
+    score_a: gr.Radio
+    score_b: gr.Radio
+    comment: gr.Textbox
+    reveal: gr.Markdown
+    votes: list[Any]  # the vote events, for chaining
+
+    @property
+    def outputs(self) -> list[Any]:
+        """What `render` fills, in its order."""
+        return [self.chat_a, self.chat_b, self.reveal, *self.buttons.values(),
+                self.score_a, self.score_b, self.comment]  # fmt: skip
+
+
+def build_battle_panel(services: Services, prefix: str) -> BattlePanel:
+    """The panel; `prefix` keeps element ids unique (the shortcuts click them by id)."""
+    battle_id = gr.State(None)
+    with gr.Row(equal_height=True):
+        chat_a = gr.Chatbot(label="A", height=380, render_markdown=False,
+                            elem_id=f"ft-{prefix}-chat-a")  # fmt: skip
+        chat_b = gr.Chatbot(label="B", height=380, render_markdown=False,
+                            elem_id=f"ft-{prefix}-chat-b")  # fmt: skip
+    reveal = gr.Markdown("", elem_id=f"ft-{prefix}-reveal")
+    with gr.Row():
+        buttons = {
+            choice: gr.Button(label, interactive=False, elem_id=f"ft-{prefix}-vote-{choice}")
+            for choice, label in VOTES.items()
+        }
+    with gr.Accordion("Scores and comment (optional)", open=False):
+        with gr.Row():
+            score_a = gr.Radio(SCORES, label="Score for A (1-5)", elem_id=f"ft-{prefix}-score-a")
+            score_b = gr.Radio(SCORES, label="Score for B (1-5)", elem_id=f"ft-{prefix}-score-b")
+        comment = gr.Textbox(label="Comment", lines=2, elem_id=f"ft-{prefix}-comment")
+    panel = BattlePanel(battle_id, chat_a, chat_b, buttons, score_a, score_b, comment, reveal, [])
+    for choice, button in buttons.items():
+        panel.votes.append(
+            button.click(
+                _vote_handler(services, choice),
+                [battle_id, score_a, score_b, comment],
+                panel.outputs,
+                api_name=f"{prefix}_vote_{choice}",
+            )
+        )
+    return panel
+
+
+def _vote_handler(services: Services, choice: VoteChoice):
+    @guarded(Role.REVIEWER)
+    def vote(request: gr.Request, battle_id: int | None, score_a: str | None,
+             score_b: str | None, comment: str) -> tuple:  # fmt: skip
+        if battle_id is None:
+            raise ValidationError("there is no battle to vote on yet")
+        user = current_user(request)
+        with services.db() as db:
+            view = record_vote(
+                db, int(battle_id), user.name, choice.value,
+                score_a=_score(score_a), score_b=_score(score_b), comment=comment or "",
+            )  # fmt: skip
+        return render(view)
+
+    vote.__name__ = f"vote_{choice}"
+    return vote
+
+
+def current_view(services: Services, battle_id: int, reviewer: str) -> BattleView:
+    with services.db() as db:
+        return battle_view(db, battle_id, reviewer)
+
+
+def render(view: BattleView | None, note: str = "") -> tuple:
+    """The panel's outputs for a battle (or an empty panel with a note)."""
+    if view is None:
+        disabled = [gr.update(interactive=False)] * len(VOTES)
+        return ([], [], note, *disabled, None, None, "")
+    can_vote = not view.is_locked and view.status != BattleStatus.FAILED
+    if view.is_locked:
+        note = _reveal(view)
+    elif view.status == BattleStatus.FAILED:
+        note = (f"⚠️ {escape_markdown(view.error or 'an answer failed')}. This battle can't be "
+                "judged; start the next one.")  # fmt: skip
+    buttons = [gr.update(interactive=can_vote)] * len(VOTES)
+    scores = [gr.update(value=_score_text(s), interactive=can_vote) for s in _scores(view)]
+    comment = gr.update(value=view.vote.comment if view.vote else "", interactive=can_vote)
+    chats = (chat_messages(view.conversation_a), chat_messages(view.conversation_b))
+    return (*chats, note, *buttons, *scores, comment)
+
+
+def streaming(text_a: str, text_b: str, view: BattleView) -> tuple:
+    """The panel while answers stream in: votes are open already (a slow stream never
+    blocks voting)."""
+    conversation_a = [*view.conversation_a, {"role": "assistant", "content": text_a}]
+    conversation_b = [*view.conversation_b, {"role": "assistant", "content": text_b}]
+    return chat_messages(conversation_a), chat_messages(conversation_b)
+
+
+def _reveal(view: BattleView) -> str:
+    choice = VOTES[view.vote.choice].rsplit(" ", 1)[0]
+    early = " (cast while an answer was still coming in)" if view.vote.is_early else ""
+    return (
+        f"**A was {escape_markdown(view.model_a or '')}, B was "
+        f"{escape_markdown(view.model_b or '')}.** Your vote: {choice}{early}. Votes are final."
+    )
+
+
+def _scores(view: BattleView) -> tuple[int | None, int | None]:
+    return (view.vote.score_a, view.vote.score_b) if view.vote else (None, None)
+
+
+def _score(value: str | None) -> int | None:
+    if value in (None, ""):
+        return None
+    if str(value) not in SCORES:
+        raise ValidationError(f"a score is a whole number from 1 to 5, got {value!r}")
+    return int(value)
+
+
+def _score_text(value: int | None) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,210 @@
+"""Arena tab, Manage section (admins): prompt-engineered contestants, the pool free battles
+draw from, and evaluation sessions: create one, watch its answers being generated, retry
+failed answers or open without them, close it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ftapp.arena.contestants import add_prompt_variant, all_contestants, set_pool
+from ftapp.arena.prompts import prompts_from_file, prompts_from_version
+from ftapp.arena.sessions import (
+    SessionSummary,
+    close_session,
+    create_session,
+    open_if_generated,
+    retry_failed,
+    session_summaries,
+)
+from ftapp.errors import ValidationError
+from ftapp.records import Role
+from ftapp.services import Services
+from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
+from ftapp.store import arena as store
+from ftapp.store.versions import all_versions
+from ftapp.ui.common import current_user, escape_markdown, guarded, to_int
+
+POLL_SECONDS = 2.0
+SESSION_HEADERS = ["session", "status", "answers", "failed", "battles", "votes", "overlap",
+                   "contestants", "prompts from"]  # fmt: skip
+FROM_VERSION, FROM_FILE = "a dataset version's split", "an uploaded file"
+
+
+def build_manage_section(services: Services) -> list[tuple]:
+    """The admin forms; returns the (handler, inputs, outputs) to run when the page loads."""
+    gr.Markdown("### Contestants")
+    contestants_table = gr.Dataframe(headers=["name", "model", "system prompt", "in pool"],
+                                     interactive=False, wrap=True)  # fmt: skip
+    with gr.Accordion("Add a prompt-engineered contestant", open=False):
+        with gr.Row():
+            variant_name = gr.Textbox(label="Name", elem_id="ft-m-variant-name")
+            variant_model = gr.Dropdown([BASE], value=BASE, label="Runs on",
+                                        allow_custom_value=True)  # fmt: skip
+        variant_prompt = gr.Textbox(label="System prompt", lines=3, elem_id="ft-m-variant-prompt")
+        add_variant = gr.Button("Add contestant", elem_id="ft-m-add-variant")
+    pool = gr.CheckboxGroup(label="Free battles draw from", choices=[], elem_id="ft-m-pool")
+    save_pool = gr.Button("Save pool", elem_id="ft-m-save-pool")
+
+    gr.Markdown("### Evaluation sessions")
+    sessions_table = gr.Dataframe(headers=SESSION_HEADERS, interactive=False, wrap=True,
+                                  elem_id="ft-m-sessions")  # fmt: skip
+    with gr.Row():
+        chosen = gr.Dropdown(label="Session", choices=[], allow_custom_value=True, scale=3)
+        retry = gr.Button("Retry failed answers", size="sm")
+        open_anyway = gr.Button("Open without failed answers", size="sm")
+        close = gr.Button("Close session", size="sm", variant="stop")
+    with gr.Accordion("New session", open=False):
+        with gr.Row():
+            name = gr.Textbox(label="Name", elem_id="ft-m-session-name")
+            overlap = gr.Number(value=1, precision=0, minimum=1, label="Reviewers per battle",
+                                elem_id="ft-m-overlap")  # fmt: skip
+        instructions = gr.Textbox(label="Instructions for reviewers", lines=3)
+        session_contestants = gr.CheckboxGroup(label="Contestants (two or more)", choices=[],
+                                               elem_id="ft-m-contestants")  # fmt: skip
+        source = gr.Radio([FROM_VERSION, FROM_FILE], value=FROM_VERSION, label="Prompts from")
+        with gr.Row():
+            version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
+                                  elem_id="ft-m-version")  # fmt: skip
+            split = gr.Dropdown(["test", "validation", "train"], value="test", label="Split")
+            prompt_file = gr.File(label="Prompt file", type="filepath",
+                                  file_types=[".jsonl", ".json", ".csv", ".parquet"])  # fmt: skip
+        reviewers = gr.Textbox(label="Who may take part (comma-separated; empty: everyone)")
+        with gr.Row():
+            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
+            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
+            max_new_tokens = gr.Number(value=256, precision=0, minimum=1,
+                                       maximum=MAX_NEW_TOKENS, label="Max new tokens")  # fmt: skip
+            seed = gr.Textbox(value="", label="Seed (empty: random)")
+        create = gr.Button("Create session", variant="primary", elem_id="ft-m-create")
+    report = gr.Markdown("", elem_id="ft-m-report")
+
+    @guarded(Role.ADMIN)
+    def refresh(request: gr.Request, current: str | None):
+        with services.db() as db:
+            found = all_contestants(db, services.served_base)
+            enabled = set(store.pool(db))
+            summaries = session_summaries(db)
+            rows = [_session_row(summary) for summary in summaries]
+            versions = [v.label for v in all_versions(db)]
+        names = [c.name for c in found]
+        models = [c.name for c in found if c.name == c.model]
+        table = [[c.name, c.model, c.system_prompt, "yes" if c.name in enabled else ""]
+                 for c in found]  # fmt: skip
+        session_names = [summary.session.name for summary in summaries]
+        return (
+            table,
+            gr.update(choices=models),
+            gr.update(choices=names, value=[n for n in names if n in enabled]),
+            rows,
+            gr.update(choices=session_names, value=current if current in session_names else None),
+            gr.update(choices=names),
+            gr.update(choices=versions),
+        )
+
+    @guarded(Role.ADMIN)
+    def show_sessions(request: gr.Request) -> list[list]:
+        with services.db() as db:
+            return [_session_row(summary) for summary in session_summaries(db)]
+
+    @guarded(Role.ADMIN)
+    def add(request: gr.Request, new_name: str, model: str, system_prompt: str) -> str:
+        with services.db() as db:
+            added = add_prompt_variant(
+                db, services.served_base, new_name, system_prompt,
+                model=model or BASE, user=current_user(request).name,
+            )  # fmt: skip
+        return f"Added contestant **{escape_markdown(added.name)}**."
+
+    @guarded(Role.ADMIN)
+    def save(request: gr.Request, names: list[str]) -> str:
+        with services.db() as db:
+            set_pool(db, services.served_base, names or [], current_user(request).name)
+        return f"Free battles now draw from {len(names)} contestants."
+
+    @guarded(Role.ADMIN)
+    def create_new(request: gr.Request, new_name: str, n_overlap, text: str, picked: list[str],
+                   where: str, version_label: str, split_name: str, upload: str | None,
+                   who: str, temp: float, p: float, max_tokens, seed_value: str):  # fmt: skip
+        sampling = Sampling(
+            temperature=float(temp), top_p=float(p),
+            max_new_tokens=to_int(max_tokens, "max new tokens", minimum=1),
+            seed=to_int(seed_value, "seed", minimum=0) if str(seed_value or "").strip() else None,
+        )  # fmt: skip
+        with services.db() as db:
+            if where == FROM_FILE:
+                if not upload:
+                    raise ValidationError("choose a prompt file to upload")
+                prompts, source_label = prompts_from_file(Path(upload), Path(upload).name)
+            else:
+                if not version_label:
+                    raise ValidationError("choose a dataset version")
+                prompts, source_label = prompts_from_version(db, version_label, split_name)
+            session = create_session(
+                db, services.served_base, name=new_name, prompts=prompts, source=source_label,
+                contestants=picked or [], sampling=sampling,
+                overlap=to_int(n_overlap, "reviewers per battle", minimum=1), instructions=text,
+                reviewers=[r for r in (who or "").split(",")], user=current_user(request).name,
+            )  # fmt: skip
+        services.answer_generator.wake()
+        answers = len(prompts) * len(session.contestants)
+        return (f"Created session **{escape_markdown(session.name)}**: {answers} answers are "
+                "being generated; it opens to reviewers when they are in.")  # fmt: skip
+
+    def session_action(action):
+        @guarded(Role.ADMIN)
+        def run(request: gr.Request, session_name: str | None) -> str:
+            if not session_name:
+                raise ValidationError("choose a session first")
+            with services.db() as db:
+                target = store.get_session(db, session_name)
+                return action(db, target)
+
+        return run
+
+    def do_retry(db, target) -> str:
+        count = retry_failed(db, target.id)
+        services.answer_generator.wake()
+        return f"{count} failed answers of {escape_markdown(target.name)} will be generated again."
+
+    def do_open(db, target) -> str:
+        open_if_generated(db, target.id, even_with_failures=True)
+        return f"Session {escape_markdown(target.name)} is open."
+
+    def do_close(db, target) -> str:
+        close_session(db, target.id)
+        return f"Session {escape_markdown(target.name)} is closed: no more votes."
+
+    refresh_outputs = [contestants_table, variant_model, pool, sessions_table, chosen,
+                       session_contestants, version]  # fmt: skip
+    create_inputs = [name, overlap, instructions, session_contestants, source, version, split,
+                     prompt_file, reviewers, temperature, top_p, max_new_tokens, seed]  # fmt: skip
+    for event in [
+        add_variant.click(add, [variant_name, variant_model, variant_prompt], [report],
+                          api_name="arena_add_contestant"),
+        save_pool.click(save, [pool], [report], api_name="arena_save_pool"),
+        create.click(create_new, create_inputs, [report], api_name="arena_create_session"),
+        retry.click(session_action(do_retry), [chosen], [report], api_name="arena_retry"),
+        open_anyway.click(session_action(do_open), [chosen], [report], api_name="arena_open"),
+        close.click(session_action(do_close), [chosen], [report], api_name="arena_close"),
+    ]:  # fmt: skip
+        event.then(refresh, [chosen], refresh_outputs, api_name=False)
+    gr.Timer(POLL_SECONDS).tick(show_sessions, None, [sessions_table], api_name=False,
+                                show_progress="hidden")  # fmt: skip
+    return [(refresh, [chosen], refresh_outputs)]
+
+
+def _session_row(summary: SessionSummary) -> list:
+    session, answers = summary.session, summary.answers
+    return [
+        session.name,
+        session.status.value,
+        f"{answers.done}/{answers.total}",
+        answers.failed,
+        summary.n_battles,
+        summary.n_votes,
+        session.overlap,
+        ", ".join(c.name for c in session.contestants),
+        session.source,
+    ]

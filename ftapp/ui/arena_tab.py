@@ -1,0 +1,159 @@
+"""The Arena tab: blind battles for reviewers.
+
+- Evaluation sessions: pick a session you take part in, read its instructions, and judge its
+  battles one after the other (answers were generated beforehand, so nothing waits); a
+  progress bar, and a reload or another day picks up where you left off.
+- Free battle: write a prompt; two contestants drawn from the pool answer side by side,
+  streaming at once; follow up if you like; vote.
+- Manage (admins): contestants, the free-battle pool, sessions (arena_manage.py).
+
+Shortcuts (outside text fields): 1 A better, 2 B better, 3 tie, 4 both bad, n next battle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ftapp.arena.battles import follow_up, start_free_battle, stream_answers
+from ftapp.arena.sessions import next_battle, reviewer_progress, sessions_for
+from ftapp.records import BattleStatus, Role
+from ftapp.services import Services
+from ftapp.serving.backend import Sampling
+from ftapp.store import arena as store
+from ftapp.ui.arena_battle import build_battle_panel, current_view, render, streaming
+from ftapp.ui.arena_manage import build_manage_section
+from ftapp.ui.common import current_user, guarded
+
+FREE_SAMPLING = Sampling(temperature=0.7, top_p=0.95, max_new_tokens=512)
+
+
+def build_arena_tab(services: Services) -> dict[str, Any]:
+    with gr.Tabs():
+        with gr.Tab("Evaluation sessions", id="arena-sessions"):
+            session_load = _build_sessions_mode(services)
+        with gr.Tab("Free battle", id="arena-free"):
+            _build_free_mode(services)
+        with gr.Tab("Manage", id="arena-manage"):
+            manage_load = build_manage_section(services)
+    return {"load": [session_load, *manage_load]}
+
+
+def _build_sessions_mode(services: Services) -> tuple:
+    with gr.Row():
+        session = gr.Dropdown(label="Session", choices=[], allow_custom_value=True, scale=4,
+                              elem_id="ft-s-session")  # fmt: skip
+        refresh = gr.Button("↻ Refresh", size="sm", scale=1)
+    instructions = gr.Markdown("", elem_id="ft-s-instructions")
+    progress = gr.HTML("", elem_id="ft-s-progress")
+    panel = build_battle_panel(services, "s")
+    next_button = gr.Button("Next battle (n)", variant="primary", elem_id="ft-s-next")
+
+    @guarded(Role.REVIEWER)
+    def list_sessions(request: gr.Request, current: str | None):
+        with services.db() as db:
+            names = [s.name for s in sessions_for(db, current_user(request))]
+        return gr.update(choices=names, value=current if current in names else
+                         (names[0] if names else None))  # fmt: skip
+
+    @guarded(Role.REVIEWER)
+    def show_next(request: gr.Request, name: str | None):
+        """The battle to judge: the unfinished one, or the next in this reviewer's queue."""
+        if not name:
+            return (None, "No session selected: an admin opens sessions in Manage.", "",
+                    *render(None))  # fmt: skip
+        user = current_user(request)
+        with services.db() as db:
+            target = store.get_session(db, name)
+            battle_id = next_battle(db, target.id, user)
+            progress_html = _progress_html(reviewer_progress(db, target.id, user.name))
+        # An admin wrote the instructions as Markdown (gr.Markdown sanitizes any HTML).
+        text = target.instructions
+        if battle_id is None:
+            done = "**You have judged every battle open to you in this session. Thank you!**"
+            return None, text, progress_html, *render(None, done)
+        return (battle_id, text, progress_html,
+                *render(current_view(services, battle_id, user.name)))  # fmt: skip
+
+    @guarded(Role.REVIEWER)
+    def show_progress(request: gr.Request, name: str | None) -> str:
+        if not name:
+            return ""
+        with services.db() as db:
+            target = store.get_session(db, name)
+            return _progress_html(reviewer_progress(db, target.id, current_user(request).name))
+
+    outputs = [panel.battle_id, instructions, progress, *panel.outputs]
+    refresh.click(list_sessions, [session], [session], api_name="arena_sessions")
+    session.change(show_next, [session], outputs, api_name=False)
+    next_button.click(show_next, [session], outputs, api_name="session_next")
+    for vote in panel.votes:
+        vote.then(show_progress, [session], [progress], api_name=False)
+    return list_sessions, [session], [session]
+
+
+def _build_free_mode(services: Services) -> None:
+    gr.Markdown(
+        "Write a prompt: two models answer without saying who they are. Follow up as long as "
+        "you like, then vote; the names are shown after your vote."
+    )
+    panel = build_battle_panel(services, "f")
+    status = gr.Markdown("", elem_id="ft-f-status")
+    message = gr.Textbox(label="Your prompt", lines=2, elem_id="ft-f-message",
+                         placeholder="Ask something; Enter sends, Shift+Enter breaks")  # fmt: skip
+    with gr.Row():
+        send = gr.Button("Send", variant="primary", elem_id="ft-f-send")
+        stop = gr.Button("Stop", variant="stop", elem_id="ft-f-stop")
+        new = gr.Button("New battle (n)", elem_id="ft-f-next")
+
+    @guarded(Role.REVIEWER)
+    def send_message(request: gr.Request, battle_id: int | None, text: str):
+        """Start a battle with this prompt, or follow up in the current one; then stream
+        both answers."""
+        user = current_user(request)
+        with services.db() as db:
+            view = current_view(services, battle_id, user.name) if battle_id else None
+            if view is None or view.is_locked or view.status == BattleStatus.FAILED:
+                battle_id = start_free_battle(
+                    db, services.served_base, user.name, text, FREE_SAMPLING
+                )
+            else:
+                follow_up(db, battle_id, user.name, text)
+        view = current_view(services, battle_id, user.name)
+        yield (battle_id, "", "Generating…", *render(view))
+        stream = stream_answers(services.db, services.stream_chat, services.served_base,
+                                battle_id, user.name)  # fmt: skip
+        for text_a, text_b in stream:
+            yield (battle_id, gr.skip(), gr.skip(), *streaming(text_a, text_b, view),
+                   *[gr.skip()] * (len(panel.outputs) - 2))  # fmt: skip
+        final = current_view(services, battle_id, user.name)
+        note = "" if final.status == BattleStatus.READY else "Generation failed."
+        yield (battle_id, gr.skip(), note, *render(final))
+
+    @guarded(Role.REVIEWER)
+    def new_battle(request: gr.Request):
+        return None, "", "", *render(None, "Write a prompt to start a new battle.")
+
+    outputs = [panel.battle_id, message, status, *panel.outputs]
+    events = [
+        send.click(send_message, [panel.battle_id, message], outputs, api_name="free_send"),
+        message.submit(send_message, [panel.battle_id, message], outputs, api_name=False),
+    ]
+    stop.click(None, None, None, api_name=False, cancels=events).then(
+        lambda: "Stopped: the answers are kept as far as they got.", None, [status],
+        api_name=False,
+    )  # fmt: skip
+    new.click(new_battle, None, outputs, api_name="free_new", cancels=events)
+
+
+def _progress_html(progress) -> str:
+    total = progress.judged + progress.remaining
+    target = progress.session_target
+    session_share = f"{progress.session_votes / target:.0%}" if target else "-"
+    return (
+        f'<div class="ft-progress"><progress value="{progress.judged}" max="{max(total, 1)}" '
+        f'style="width:100%"></progress><div>You judged {progress.judged} of {total} '
+        f"battles · the session is {session_share} complete</div></div>"
+    )
+

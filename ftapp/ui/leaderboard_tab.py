@@ -1,0 +1,140 @@
+"""The Leaderboard tab (admins): for one session or all battles, a plain verdict per pair,
+Bradley-Terry ratings with 95% bootstrap intervals (table and plot), the win-rate matrix, votes
+per pair, the quality of the judging (position bias, per-reviewer counts, Cohen's and Fleiss'
+kappa), and exports: battles and votes as CSV or JSONL, and a preference dataset the Data tab
+imports."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from ftapp.arena.export import write_battles, write_preferences
+from ftapp.arena.leaderboard import Leaderboard, leaderboard
+from ftapp.records import Role
+from ftapp.services import Services
+from ftapp.store import arena as store
+from ftapp.ui.common import download_path, escape_markdown, guarded
+
+ALL = "All battles"
+RATING_HEADERS = ["model", "rating", "95% CI low", "95% CI high", "votes", "wins", "losses",
+                  "ties"]  # fmt: skip
+PAIR_HEADERS = ["model 1", "model 2", "votes", "model 1 wins", "model 2 wins", "ties",
+                "model 1 win rate"]  # fmt: skip
+REVIEWER_HEADERS = ["reviewer", "votes", "A better", "B better", "tie", "both bad"]
+AGREEMENT_HEADERS = ["reviewer 1", "reviewer 2", "shared battles", "agreement", "Cohen's kappa"]
+
+
+def build_leaderboard_tab(services: Services) -> tuple:
+    with gr.Row():
+        scope = gr.Dropdown([ALL], value=ALL, label="Scope", scale=4, allow_custom_value=True,
+                            elem_id="ft-lb-scope")  # fmt: skip
+        refresh = gr.Button("↻ Refresh", scale=1, elem_id="ft-lb-refresh")
+    summary = gr.Markdown("", elem_id="ft-lb-summary")
+    verdicts = gr.Markdown("", elem_id="ft-lb-verdicts")
+    with gr.Row():
+        ratings = gr.Dataframe(headers=RATING_HEADERS, interactive=False, label="Ratings",
+                               elem_id="ft-lb-ratings")  # fmt: skip
+        plot = gr.Plot(label="Ratings with 95% intervals")
+    matrix = gr.Dataframe(interactive=False, label="Win rate of row against column")
+    pairs = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, label="Votes per pair")
+    gr.Markdown("### Quality of the judging")
+    quality = gr.Markdown("", elem_id="ft-lb-quality")
+    with gr.Row():
+        reviewers = gr.Dataframe(headers=REVIEWER_HEADERS, interactive=False, label="Reviewers")
+        agreement = gr.Dataframe(headers=AGREEMENT_HEADERS, interactive=False,
+                                 label="Agreement on shared battles")  # fmt: skip
+    gr.Markdown("### Export")
+    with gr.Row():
+        csv_button = gr.Button("Battles and votes (CSV)")
+        jsonl_button = gr.Button("Battles and votes (JSONL)")
+        preference_button = gr.Button("Preference dataset (JSONL, for the Data tab)",
+                                      elem_id="ft-lb-export-preferences")  # fmt: skip
+    exported = gr.File(label="Download", elem_id="ft-lb-file")
+
+    @guarded(Role.ADMIN)
+    def show(request: gr.Request, chosen: str | None):
+        session = None if chosen in (None, "", ALL) else chosen
+        with services.db() as db:
+            names = [s.name for s in store.list_sessions(db)]
+            board = leaderboard(db, session)
+        return (gr.update(choices=[ALL, *names], value=chosen or ALL), *_render(board))
+
+    def exporter(fmt: str):
+        @guarded(Role.ADMIN)
+        def export(request: gr.Request, chosen: str | None) -> str:
+            session = None if chosen in (None, "", ALL) else chosen
+            suffix = "preferences.jsonl" if fmt == "preference" else f"battles.{fmt}"
+            out = download_path(f"arena-{session or 'all'}-{suffix}".replace(" ", "_"))
+            with services.db() as db:
+                if fmt == "preference":
+                    write_preferences(db, out, session)
+                else:
+                    write_battles(db, out, fmt, session)
+            return str(out)
+
+        export.__name__ = f"export_{fmt}"
+        return export
+
+    outputs = [scope, summary, verdicts, ratings, plot, matrix, pairs, quality, reviewers,
+               agreement]  # fmt: skip
+    refresh.click(show, [scope], outputs, api_name="leaderboard")
+    scope.change(show, [scope], outputs, api_name=False)
+    csv_button.click(exporter("csv"), [scope], [exported], api_name="export_battles_csv")
+    jsonl_button.click(exporter("jsonl"), [scope], [exported], api_name="export_battles_jsonl")
+    preference_button.click(exporter("preference"), [scope], [exported],
+                            api_name="export_preferences")  # fmt: skip
+    return show, [scope], outputs
+
+
+def _render(board: Leaderboard) -> tuple:
+    summary = (f"**{escape_markdown(board.scope)}**: {board.n_votes} votes on "
+               f"{board.n_battles_voted} battles.")  # fmt: skip
+    verdicts = "\n".join(f"- {escape_markdown(v.text)}" for v in board.verdicts) or "No votes yet."
+    ratings = [[r.model, round(r.rating, 1), _round(r.lower), _round(r.upper), r.n_votes, r.wins,
+                r.losses, r.ties] for r in board.ratings]  # fmt: skip
+    matrix = [[model, *[_percent(cell) for cell in row]]
+              for model, row in zip(board.matrix_models, board.matrix, strict=True)]  # fmt: skip
+    pairs = [[p.model_1, p.model_2, p.n, p.wins_1, p.wins_2, p.ties, _percent(p.win_rate_1)]
+             for p in board.pairs]  # fmt: skip
+    fleiss = "n/a" if board.fleiss_kappa is None else f"{board.fleiss_kappa:.2f}"
+    quality = (
+        f"- Position: {escape_markdown(board.position_bias.text)}\n"
+        f"- Fleiss' kappa over battles judged by two or more reviewers: {fleiss}"
+    )
+    reviewers = [[r.reviewer, r.n_votes, r.a, r.b, r.tie, r.both_bad] for r in board.reviewers]
+    agreement = [[p.reviewer_1, p.reviewer_2, p.n_shared, _percent(p.percent_agreement),
+                  "n/a" if p.kappa is None else round(p.kappa, 2)]
+                 for p in board.reviewer_pairs]  # fmt: skip
+    matrix_update = gr.update(value=matrix, headers=["", *board.matrix_models]) if matrix else []
+    return (summary, verdicts, ratings, _plot(board), matrix_update, pairs, quality, reviewers,
+            agreement)  # fmt: skip
+
+
+def _plot(board: Leaderboard):
+    """Ratings as points with their 95% intervals as error bars, best at the top."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in reversed(board.ratings)]
+    figure = Figure(figsize=(6, 0.6 * len(rows) + 1.2), layout="constrained")
+    axes = figure.subplots()
+    if not rows:
+        axes.text(0.5, 0.5, "No votes yet", ha="center", va="center")
+        axes.set_axis_off()
+        return figure
+    centre = [r.rating for r in rows]
+    # max(0, ...): an interval from identical resamples can miss its point by rounding.
+    low = [max(0.0, r.rating - (r.lower if r.lower is not None else r.rating)) for r in rows]
+    high = [max(0.0, (r.upper if r.upper is not None else r.rating) - r.rating) for r in rows]
+    axes.errorbar(centre, range(len(rows)), xerr=[low, high], fmt="o", capsize=4)
+    axes.set_yticks(range(len(rows)), [r.model for r in rows])
+    axes.set_xlabel("Bradley-Terry rating (base = 1000)")
+    axes.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
