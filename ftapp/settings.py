@@ -16,6 +16,7 @@
 | FTAPP_VLLM_KV_CACHE_GB| 1                 | vLLM's KV cache on CPU machines (GiB)            |
 | FTAPP_SERVE_THREADS   | 0 (all cores)     | CPU threads for generation (vLLM or hf)          |
 | FTAPP_VLLM_ARGS       | (none)            | more flags for the vLLM server, shell-quoted     |
+| FTAPP_ARENA_MAX_NEW_TOKENS | 512          | the longest answer in a free Arena battle        |
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Settings:
     vllm_kv_cache_gb: int = 1
     serve_threads: int = 0
     vllm_args: tuple[str, ...] = ()
+    arena_max_new_tokens: int = 512  # the longest answer in a free battle
 
     @property
     def db_path(self) -> Path:
@@ -124,7 +126,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         vllm_kv_cache_gb=_int_env(env, "FTAPP_VLLM_KV_CACHE_GB", 1),
         serve_threads=_int_env(env, "FTAPP_SERVE_THREADS", 0),
         vllm_args=_args_env(env, "FTAPP_VLLM_ARGS"),
+        arena_max_new_tokens=_bounded(_int_env(env, "FTAPP_ARENA_MAX_NEW_TOKENS", 512),
+                                      "FTAPP_ARENA_MAX_NEW_TOKENS", 1, 2048),  # fmt: skip
     )
+
+
+def _bounded(value: int, name: str, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise ValidationError(f"{name} must be from {low} to {high}, got {value}")
+    return value
 
 
 def _args_env(env: dict[str, str], name: str) -> tuple[str, ...]:

@@ -26,8 +26,6 @@ from ftapp.ui.arena_battle import build_battle_panel, current_view, render, stre
 from ftapp.ui.arena_manage import build_manage_section
 from ftapp.ui.common import current_user, guarded
 
-FREE_SAMPLING = Sampling(temperature=0.7, top_p=0.95, max_new_tokens=512)
-
 
 def build_arena_tab(services: Services) -> dict[str, Any]:
     with gr.Tabs():
@@ -115,9 +113,8 @@ def _build_free_mode(services: Services) -> None:
         with services.db() as db:
             view = current_view(services, battle_id, user.name) if battle_id else None
             if view is None or view.is_locked or view.status == BattleStatus.FAILED:
-                battle_id = start_free_battle(
-                    db, services.served_base, user.name, text, FREE_SAMPLING
-                )
+                sampling = Sampling(max_new_tokens=services.settings.arena_max_new_tokens)
+                battle_id = start_free_battle(db, services.served_base, user.name, text, sampling)
             else:
                 follow_up(db, battle_id, user.name, text)
         view = current_view(services, battle_id, user.name)
