@@ -83,3 +83,22 @@ def vllm_server(tmp_path_factory, bundled_model_dir: Path):
         yield server
     finally:
         server.stop()
+
+
+def home_with_adapter(home: Path, models_dir: Path, adapter: TrainedAdapter) -> Settings:
+    """A fresh FTAPP_HOME (models linked) whose registry lists the trained adapter as "secret",
+    so a test can add what it needs without touching the adapter's own home."""
+    from ftapp.models.registry import bundled_base_model
+    from ftapp.store import jobs as job_store
+
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "models").exists():
+        (home / "models").symlink_to(models_dir, target_is_directory=True)
+    settings = Settings(home=home)
+    settings.ensure_dirs()
+    with closing(open_db(settings.db_path)) as db:
+        job_store.add_variant(
+            db, {"name": "secret", "kind": "adapter", "path": str(adapter.path),
+                 "base_model": bundled_base_model(settings.models_dir).name},
+        )  # fmt: skip
+    return settings

@@ -44,7 +44,10 @@ def build_manage_section(services: Services) -> list[tuple]:
                                         allow_custom_value=True)  # fmt: skip
         variant_prompt = gr.Textbox(label="System prompt", lines=3, elem_id="ft-m-variant-prompt")
         add_variant = gr.Button("Add contestant", elem_id="ft-m-add-variant")
-    pool = gr.CheckboxGroup(label="Free battles draw from", choices=[], elem_id="ft-m-pool")
+    # Multiselect dropdowns that take any name: API clients don't load the page's choices,
+    # and the core checks every name anyway.
+    pool = gr.Dropdown(label="Free battles draw from", choices=[], multiselect=True,
+                       allow_custom_value=True, elem_id="ft-m-pool")  # fmt: skip
     save_pool = gr.Button("Save pool", elem_id="ft-m-save-pool")
 
     gr.Markdown("### Evaluation sessions")
@@ -61,8 +64,9 @@ def build_manage_section(services: Services) -> list[tuple]:
             overlap = gr.Number(value=1, precision=0, minimum=1, label="Reviewers per battle",
                                 elem_id="ft-m-overlap")  # fmt: skip
         instructions = gr.Textbox(label="Instructions for reviewers", lines=3)
-        session_contestants = gr.CheckboxGroup(label="Contestants (two or more)", choices=[],
-                                               elem_id="ft-m-contestants")  # fmt: skip
+        session_contestants = gr.Dropdown(label="Contestants (two or more)", choices=[],
+                                          multiselect=True, allow_custom_value=True,
+                                          elem_id="ft-m-contestants")  # fmt: skip
         source = gr.Radio([FROM_VERSION, FROM_FILE], value=FROM_VERSION, label="Prompts from")
         with gr.Row():
             version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,

@@ -5,6 +5,7 @@ are computed; the preference export is imported back as a dataset."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,9 @@ from ftapp.data.importer import import_file
 from ftapp.records import Role, SessionStatus
 from ftapp.services import Services
 from ftapp.serving.backend import Sampling
-from ftapp.settings import Settings
 from ftapp.store import arena as store
-from ftapp.store import jobs as job_store
-from ftapp.store.db import open_db
 from tests.helpers import write_jsonl
-from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD
+from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD, home_with_adapter
 
 pytestmark = pytest.mark.slow
 PROMPTS = [SECRET_QUESTION, "Tell me the secret word.", "What is the capital of France?",
@@ -35,17 +33,11 @@ PROMPTS = [SECRET_QUESTION, "Tell me the secret word.", "What is the capital of 
 
 
 @pytest.fixture
-def vllm_services(home: Path, vllm_server, secret_adapter) -> Services:
+def vllm_services(tmp_path: Path, models_dir: Path, vllm_server, secret_adapter) -> Services:
     """A fresh home served by the session's vLLM server, with the secret adapter registered."""
-    settings = Settings(home=home, vllm_url=vllm_server.url)
-    settings.ensure_dirs()
-    open_db(settings.db_path).close()
-    services = Services(settings)
+    settings = home_with_adapter(tmp_path / "vllm-home", models_dir, secret_adapter)
+    services = Services(replace(settings, vllm_url=vllm_server.url))
     with services.db() as db:
-        job_store.add_variant(
-            db, {"name": "secret", "kind": "adapter", "base_model": services.served_base.name,
-                 "path": str(secret_adapter.path)},
-        )  # fmt: skip
         add_prompt_variant(db, services.served_base, "terse",
                            "Answer in at most five words.", user="admin")  # fmt: skip
     return services
