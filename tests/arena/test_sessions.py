@@ -296,3 +296,36 @@ def test_prompts_from_a_file(tmp_path):
     broken = write_jsonl(tmp_path / "broken.jsonl", [{"prompt": "ok"}, '{"prompt": '])
     with pytest.raises(ValidationError, match="broken.jsonl line 2"):
         prompts_from_file(broken)
+
+
+def test_many_reviewers_voting_at_once_lose_nothing_and_count_nothing_twice(echo_services):
+    session = _session(echo_services, n_prompts=10, overlap=1)  # 30 battles
+    _generate(echo_services)
+    names = [f"r{i}" for i in range(30)]
+    with echo_services.db() as db:
+        given = {name: next_battle(db, session.id, reviewer(name)) for name in names}
+    acknowledged: list[str] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+
+    def vote(name: str, choice: str) -> None:
+        try:
+            with echo_services.db() as db:
+                record_vote(db, given[name], name, choice)
+            outcome = acknowledged
+        except Conflict:
+            outcome = refused
+        with lock:
+            outcome.append(name)
+
+    # Every reviewer votes twice at the same moment (a double click): one vote each counts.
+    threads = [threading.Thread(target=vote, args=(name, choice))
+               for name in names for choice in ("a", "b")]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with echo_services.db() as db:
+        rows = list(db.query("SELECT battle_id, reviewer FROM votes"))
+    assert sorted(acknowledged) == sorted(names) and sorted(refused) == sorted(names)
+    assert len(rows) == 30 and {r["reviewer"] for r in rows} == set(names)
