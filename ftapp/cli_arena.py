@@ -140,19 +140,24 @@ def _create_session(args: argparse.Namespace) -> int:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    from ftapp.arena.sessions import generation_progress
-    from ftapp.store.arena import list_sessions
+    from ftapp.arena.sessions import session_summaries
 
     with services().db() as db:
-        rows = []
-        for s in list_sessions(db):
-            progress = generation_progress(db, s.id)
-            rows.append({"name": s.name, "status": s.status.value, "source": s.source,
-                         "contestants": [c.name for c in s.contestants], "overlap": s.overlap,
-                         "answers": asdict(progress), "created_at": s.created_at})  # fmt: skip
-    lines = [f"{r['name']:<24} {r['status']:<10} answers {r['answers']['done']}/"
-             f"{r['answers']['total']} ({r['answers']['failed']} failed)  "
-             f"{', '.join(r['contestants'])}" for r in rows]  # fmt: skip
+        rows = [
+            {"name": s.session.name, "status": s.session.status.value,
+             "source": s.session.source, "contestants": [c.name for c in s.session.contestants],
+             "overlap": s.session.overlap, "answers": asdict(s.answers),
+             "battles": s.n_battles, "votes": s.n_votes, "failures": s.failures,
+             "created_at": s.session.created_at}
+            for s in session_summaries(db)
+        ]  # fmt: skip
+    lines = []
+    for r in rows:
+        answers = r["answers"]
+        lines.append(f"{r['name']:<24} {r['status']:<10} answers {answers['done']}/"
+                     f"{answers['total']} ({answers['failed']} failed)  {r['votes']} votes  "
+                     f"{', '.join(r['contestants'])}")  # fmt: skip
+        lines += [f"    failed: {reason}" for reason in r["failures"]]
     print_result(rows, args.json, "\n".join(lines) or "no sessions")
     return 0
 

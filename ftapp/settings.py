@@ -126,8 +126,9 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         vllm_kv_cache_gb=_int_env(env, "FTAPP_VLLM_KV_CACHE_GB", 1),
         serve_threads=_int_env(env, "FTAPP_SERVE_THREADS", 0),
         vllm_args=_args_env(env, "FTAPP_VLLM_ARGS"),
-        arena_max_new_tokens=_bounded(_int_env(env, "FTAPP_ARENA_MAX_NEW_TOKENS", 512),
-                                      "FTAPP_ARENA_MAX_NEW_TOKENS", 1, 2048),  # fmt: skip
+        arena_max_new_tokens=_bounded(
+            _int_env(env, "FTAPP_ARENA_MAX_NEW_TOKENS", 512), "FTAPP_ARENA_MAX_NEW_TOKENS", 1, 2048
+        ),  # fmt: skip
     )
 
 

@@ -72,6 +72,7 @@ class SessionSummary:
     answers: GenerationProgress
     n_battles: int
     n_votes: int
+    failures: list[str]  # why answers failed, each reason once
 
 
 def create_session(
@@ -129,7 +130,9 @@ def session_summaries(db: sqlite_utils.Database) -> list[SessionSummary]:
     for session in store.list_sessions(db):
         n_battles, n_votes = store.battle_and_vote_counts(db, session.id)
         progress = generation_progress(db, session.id)
-        summaries.append(SessionSummary(session, progress, n_battles, n_votes))
+        failures = sorted({a["error"] for a in store.session_answers(db, session.id)
+                           if a["status"] == "failed" and a["error"]})  # fmt: skip
+        summaries.append(SessionSummary(session, progress, n_battles, n_votes, failures))
     return summaries
 
 

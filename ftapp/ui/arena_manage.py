@@ -28,7 +28,7 @@ from ftapp.ui.common import current_user, escape_markdown, guarded, to_int
 
 POLL_SECONDS = 2.0
 SESSION_HEADERS = ["session", "status", "answers", "failed", "battles", "votes", "overlap",
-                   "contestants", "prompts from"]  # fmt: skip
+                   "contestants", "prompts from", "why answers failed"]  # fmt: skip
 FROM_VERSION, FROM_FILE = "a dataset version's split", "an uploaded file"
 
 
@@ -211,4 +211,5 @@ def _session_row(summary: SessionSummary) -> list:
         session.overlap,
         ", ".join(c.name for c in session.contestants),
         session.source,
+        "; ".join(summary.failures),
     ]

@@ -153,4 +153,3 @@ def _progress_html(progress) -> str:
         f'style="width:100%"></progress><div>You judged {progress.judged} of {total} '
         f"battles · the session is {session_share} complete</div></div>"
     )
-

@@ -98,4 +98,3 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
     gr.Timer(POLL_SECONDS).tick(show_status, None, [status], api_name=False,
                                 show_progress="hidden")  # fmt: skip
     return {"load": [(show_status, None, [status]), (list_models, [model], [model])]}
-
