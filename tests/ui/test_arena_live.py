@@ -16,10 +16,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from ftapp.arena.contestants import add_prompt_variant, set_pool
-from ftapp.services import Services
-from ftapp.settings import Settings
-from ftapp.store.db import open_db
+from tests.arena.conftest import arena_home
 from tests.helpers import write_jsonl
 from tests.live_app import LiveApp, running_app
 
@@ -36,14 +33,7 @@ def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
     home = tmp_path_factory.mktemp("arena") / "home"
     home.mkdir()
     (home / "models").symlink_to(models_dir, target_is_directory=True)
-    settings = Settings(home=home, backend="echo")
-    settings.ensure_dirs()
-    open_db(settings.db_path).close()
-    services = Services(settings)
-    with services.db() as db:
-        add_prompt_variant(db, services.served_base, "concise", "Be brief.", user="t")
-        add_prompt_variant(db, services.served_base, "pirate", "Talk like a pirate.", user="t")
-        set_pool(db, services.served_base, ["base", "concise", "pirate"], "t")
+    arena_home(home)
     with running_app(home, models_dir, {"FTAPP_BACKEND": "echo", "FTAPP_WORKER": "0"}) as live:
         yield live
 
