@@ -87,6 +87,8 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
     from ftapp.training.worker import start_worker_process, stop_worker_process
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: the vLLM health poll would fill the terminal.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         services = Services.from_env()
         prepare_bundled_model(services.settings.models_dir)
