@@ -18,6 +18,7 @@ from ftapp.records import Contestant
 from ftapp.serving.backend import BASE
 from ftapp.serving.setup import servable_models
 from ftapp.store import arena as store
+from ftapp.training.jobs import name_taken
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 MAX_SYSTEM_PROMPT_CHARS = 20_000
@@ -76,12 +77,8 @@ def add_prompt_variant(
     models = servable_models(db, base)
     if model not in models:
         raise ValidationError(f"unknown model {model!r}; choose from {', '.join(models)}")
-    taken = db.execute(
-        "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ?",
-        [name, name],
-    ).fetchone()
-    if name == BASE or taken:
-        raise Conflict(f"name {name!r} is already used by a model or a training job")
+    if name == BASE or name_taken(db, name):
+        raise Conflict(f"name {name!r} is already used by a model, a training job or a contestant")
     store.insert_prompt_variant(db, name, model, system_prompt, user)
     return Contestant(name, model, system_prompt)
 

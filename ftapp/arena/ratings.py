@@ -16,9 +16,10 @@ from scipy.optimize import minimize
 from scipy.special import expit, log_expit
 
 from ftapp.errors import ValidationError
+from ftapp.records import VoteChoice
 from ftapp.text import plural
 
-CHOICES = ("a", "b", "tie", "both_bad")
+CHOICES = tuple(choice.value for choice in VoteChoice)  # the four vote buttons
 # Points for the left model per choice: a tie and "both bad" are each half a win for both sides.
 _SCORE_A = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
 # Weight of the L2 prior on the natural-scale ratings, i.e. a normal prior with sd ~22

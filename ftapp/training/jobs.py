@@ -50,15 +50,17 @@ def check_config(
     if config.name:
         if not NAME.match(config.name):
             raise ValidationError("name: 1-80 letters, digits, '.', '_' or '-'")
-        if _name_taken(db, config.name):
+        if name_taken(db, config.name):
             raise Conflict(f"name: {config.name!r} is already used by another job or model")
     return CheckedConfig(config, version, base_model)
 
 
-def _name_taken(db: sqlite_utils.Database, name: str) -> bool:
+def name_taken(db: sqlite_utils.Database, name: str) -> bool:
+    """Whether a job, a model variant or an arena prompt variant has this name: they share
+    one namespace, so a name always means one thing."""
     return bool(db.execute(
         "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ? "
-        "UNION SELECT 1 FROM prompt_variants WHERE name = ?",  # arena contestants share names
+        "UNION SELECT 1 FROM prompt_variants WHERE name = ?",
         [name, name, name],
     ).fetchone())  # fmt: skip
 
@@ -86,7 +88,7 @@ def queue_job(db: sqlite_utils.Database, settings: Settings, config: TrainConfig
             # A job may have been given this very name by hand: its adapter variant (same
             # name) would be overwritten by ours.
             base, number = name, 1
-            while _name_taken(db, name):
+            while name_taken(db, name):
                 number += 1
                 name = f"{base}-{number}"
         final = TrainConfig(**{**config.to_dict(), "name": name})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import sqlite3
 
 import numpy as np
 import pytest
@@ -340,5 +341,15 @@ def test_verdicts_cover_every_pair_and_ignore_seats() -> None:
     assert verdicts(swapped, n_boot=200) == result
 
 
-def test_choices_are_the_four_buttons() -> None:
-    assert CHOICES == ("a", "b", "tie", "both_bad")
+def test_the_choices_are_what_the_database_accepts(db) -> None:
+    """The statistics know every vote the votes table can hold, and nothing else."""
+    db["battles"].insert({"model_a": "x", "model_b": "y", "conversation_a_json": "[]",
+                          "conversation_b_json": "[]", "sampling_json": "{}",
+                          "created_at": "t", "created_by": "t"})  # fmt: skip
+    for number, choice in enumerate(CHOICES):
+        db["votes"].insert({"battle_id": 1, "reviewer": f"r{number}", "choice": choice,
+                            "created_at": "t"})  # fmt: skip
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        db["votes"].insert({"battle_id": 1, "reviewer": "odd", "choice": "left",
+                            "created_at": "t"})  # fmt: skip
+    assert sorted(row["choice"] for row in db["votes"].rows) == sorted(CHOICES)
