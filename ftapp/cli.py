@@ -9,6 +9,7 @@
     ftapp jobs list | show ID | cancel ID
     ftapp worker [--device cpu|cuda:0]
     ftapp arena ...  (see ftapp/cli_arena.py)
+    ftapp users | backup | export-all | restore | spaces ...  (see ftapp/cli_admin.py)
 
 Errors print one line to stderr and exit with status 2; nothing is left half-written.
 """
@@ -22,6 +23,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from ftapp.cli_admin import add_admin_commands
 from ftapp.cli_arena import add_arena_commands
 from ftapp.cli_common import print_result as _print
 from ftapp.cli_common import services as _services
@@ -154,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
 
     add_arena_commands(commands)
+    add_admin_commands(commands)
     return parser
 
 

@@ -36,8 +36,12 @@ class OnError(StrEnum):
 
 
 class Role(StrEnum):
+    """What a user may do. Admins: everything. Reviewers: the Arena and their own progress.
+    Visitors (not signed in, Hugging Face sign-in only): the About page."""
+
     ADMIN = "admin"
     REVIEWER = "reviewer"
+    VISITOR = "visitor"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,17 @@
 | FTAPP_SERVE_THREADS   | 0 (all cores)     | CPU threads for generation (vLLM or hf)          |
 | FTAPP_VLLM_ARGS       | (none)            | more flags for the vLLM server, shell-quoted     |
 | FTAPP_ARENA_MAX_NEW_TOKENS | 512          | the longest answer in a free Arena battle        |
+| FTAPP_AUTH            | auto              | sign-in: auto (hf on a Space, else password),    |
+|                       |                   | password (`ftapp users`), hf (Hugging Face OAuth)|
+| FTAPP_ADMINS          | (none)            | hf sign-in: admins' Hugging Face usernames,      |
+|                       |                   | comma-separated; `*` makes everyone signed in one|
+| FTAPP_DEMO            | 0                 | 1: public demo (training limits, seeded dataset) |
+| FTAPP_DEMO_MAX_EXAMPLES | 200             | demo: most training examples a job may use       |
+| FTAPP_DEMO_MAX_STEPS  | 60                | demo: most optimizer steps a job may take        |
+| FTAPP_DEMO_MAX_MINUTES| 10                | demo: a job stops (and keeps its adapter) after  |
+| FTAPP_EPHEMERAL       | 0                 | 1: the home is lost on restart (a Space without  |
+|                       |                   | persistent storage); the page warns              |
+| FTAPP_BACKUP_MINUTES  | 0 (off)           | copy the database to FTAPP_HOME/backups this often|
 """
 
 from __future__ import annotations
@@ -45,6 +56,18 @@ class Settings:
     serve_threads: int = 0
     vllm_args: tuple[str, ...] = ()
     arena_max_new_tokens: int = 512  # the longest answer in a free battle
+    auth: str = "password"  # password (users in SQLite; none: single-user on loopback) or hf
+    admins: tuple[str, ...] = ()  # hf sign-in: admins' Hugging Face usernames ("*": everyone)
+    demo: bool = False
+    demo_max_examples: int = 200
+    demo_max_steps: int = 60
+    demo_max_minutes: int = 10
+    ephemeral: bool = False  # the home doesn't survive a restart: the page says so
+    backup_minutes: int = 0  # 0: no periodic database backup
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
 
     @property
     def db_path(self) -> Path:
@@ -129,7 +152,43 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         arena_max_new_tokens=_bounded(
             _int_env(env, "FTAPP_ARENA_MAX_NEW_TOKENS", 512), "FTAPP_ARENA_MAX_NEW_TOKENS", 1, 2048
         ),  # fmt: skip
+        auth=_auth_env(env),
+        admins=tuple(
+            name.strip() for name in (env.get("FTAPP_ADMINS") or "").split(",") if name.strip()
+        ),  # fmt: skip
+        demo=_flag_env(env, "FTAPP_DEMO"),
+        demo_max_examples=_bounded(
+            _int_env(env, "FTAPP_DEMO_MAX_EXAMPLES", 200), "FTAPP_DEMO_MAX_EXAMPLES", 1, 10**6
+        ),
+        demo_max_steps=_bounded(
+            _int_env(env, "FTAPP_DEMO_MAX_STEPS", 60), "FTAPP_DEMO_MAX_STEPS", 1, 10**6
+        ),
+        demo_max_minutes=_bounded(
+            _int_env(env, "FTAPP_DEMO_MAX_MINUTES", 10), "FTAPP_DEMO_MAX_MINUTES", 1, 24 * 60
+        ),
+        ephemeral=_flag_env(env, "FTAPP_EPHEMERAL"),
+        backup_minutes=_bounded(
+            _int_env(env, "FTAPP_BACKUP_MINUTES", 0), "FTAPP_BACKUP_MINUTES", 0, 7 * 24 * 60
+        ),
     )
+
+
+AUTH_CHOICES = ("auto", "password", "hf")
+
+
+def _auth_env(env: dict[str, str]) -> str:
+    """auto means Hugging Face sign-in inside a Space (Spaces set SPACE_ID), else passwords."""
+    chosen = _choice_env(env, "FTAPP_AUTH", AUTH_CHOICES)
+    if chosen == "auto":
+        return "hf" if env.get("SPACE_ID") else "password"
+    return chosen
+
+
+def _flag_env(env: dict[str, str], name: str) -> bool:
+    raw = (env.get(name) or "0").strip().lower()
+    if raw not in ("0", "1", "true", "false", "yes", "no"):
+        raise ValidationError(f"{name} must be 1 or 0, got {raw!r}")
+    return raw in ("1", "true", "yes")
 
 
 def _bounded(value: int, name: str, low: int, high: int) -> int:

@@ -82,12 +82,18 @@ def free_port() -> int:
 
 @contextmanager
 def running_app(
-    home: Path, models_dir: Path, extra_env: dict[str, str] | None = None
+    home: Path,
+    models_dir: Path | None,
+    extra_env: dict[str, str] | None = None,
+    app_dir: Path = REPO,
 ) -> Iterator[LiveApp]:
     """Start `python app.py` on a fresh FTAPP_HOME and yield it once the root URL answers 200.
 
     Generation runs in-process (FTAPP_BACKEND=hf, the model loaded on the first request)
     unless extra_env says otherwise, so that tabs not about serving don't start vLLM.
+
+    `models_dir` None leaves the home's models folder alone (the app prepares the bundled
+    model itself); `app_dir` is where `app.py` is run (the Space bundle runs its own).
 
     Fails the test (with the app's log tail) if the app exits or isn't up within 120 s.
     Gradio's upload cache and the app's download folders go under the same temporary folder,
@@ -95,7 +101,7 @@ def running_app(
     """
     home.mkdir(parents=True, exist_ok=True)
     models_link = home / "models"
-    if not models_link.exists():
+    if models_dir is not None and not models_link.exists():
         models_link.symlink_to(Path(models_dir).resolve(), target_is_directory=True)
     scratch = home.parent / f"{home.name}-tmp"
     scratch.mkdir(exist_ok=True)
@@ -117,7 +123,7 @@ def running_app(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "app.py"],
-            cwd=REPO,
+            cwd=app_dir,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

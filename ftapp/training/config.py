@@ -36,6 +36,8 @@ class TrainConfig:
     learning_rate: float = 2e-4
     epochs: float = 1.0
     max_steps: int = 0  # 0: train for `epochs`
+    # Wall-clock budget: training stops at the next step after it and keeps its adapter.
+    time_limit_minutes: float = 0.0  # 0: no limit
     batch_size: int = 8
     gradient_accumulation: int = 1
     max_length: int = 1024
@@ -148,6 +150,7 @@ def _check_ranges(config: TrainConfig) -> None:
         ("learning_rate", 0 < config.learning_rate < 1, "between 0 and 1"),
         ("epochs", config.epochs > 0 or config.max_steps > 0, "above 0 (or set max_steps)"),
         ("max_steps", config.max_steps >= 0, "0 (use epochs) or more"),
+        ("time_limit_minutes", config.time_limit_minutes >= 0, "0 (no limit) or more"),
         ("batch_size", 1 <= config.batch_size <= 1024, "between 1 and 1024"),
         ("gradient_accumulation", 1 <= config.gradient_accumulation <= 1024, "1 to 1024"),
         ("max_length", 16 <= config.max_length <= 131072, "between 16 and 131072"),

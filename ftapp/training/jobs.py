@@ -3,6 +3,7 @@ read its progress. The work itself happens in the worker (ftapp.training.worker)
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
@@ -41,6 +42,8 @@ def check_config(
         raise ValidationError(f"dataset_version: {exc}") from None
     if version.n_train == 0:
         raise ValidationError(f"dataset_version: {version.label} has an empty train split")
+    if settings.demo:
+        check_demo_limits(settings, config, version)
     try:
         base_model = get_base_model(db, settings.models_dir, config.base_model)
     except FtappError as exc:
@@ -53,6 +56,29 @@ def check_config(
         if name_taken(db, config.name):
             raise Conflict(f"name: {config.name!r} is already used by another job or model")
     return CheckedConfig(config, version, base_model)
+
+
+def check_demo_limits(settings: Settings, config: TrainConfig, version: DatasetVersion) -> None:
+    """The public demo shares one free CPU among its visitors: a job there trains on few
+    examples for a set number of steps (never "all epochs"), so every visitor's turn comes."""
+    if version.n_train > settings.demo_max_examples:
+        raise ValidationError(
+            f"dataset_version: {version.label} has {version.n_train} training examples; the "
+            f"demo trains on at most {settings.demo_max_examples} (FTAPP_DEMO_MAX_EXAMPLES)"
+        )
+    if not 1 <= config.max_steps <= settings.demo_max_steps:
+        raise ValidationError(
+            f"max_steps: the demo allows 1 to {settings.demo_max_steps} steps "
+            f"(FTAPP_DEMO_MAX_STEPS), got {config.max_steps}; 0 (train for epochs) is off there"
+        )
+
+
+def demo_time_limit(settings: Settings, config: TrainConfig) -> TrainConfig:
+    """The config a demo job runs with: its time limit at most FTAPP_DEMO_MAX_MINUTES (none
+    set counts as over). Outside the demo the config is unchanged."""
+    if not settings.demo or 0 < config.time_limit_minutes <= settings.demo_max_minutes:
+        return config
+    return dataclasses.replace(config, time_limit_minutes=float(settings.demo_max_minutes))
 
 
 def name_taken(db: sqlite_utils.Database, name: str) -> bool:
@@ -91,7 +117,7 @@ def queue_job(db: sqlite_utils.Database, settings: Settings, config: TrainConfig
             while name_taken(db, name):
                 number += 1
                 name = f"{base}-{number}"
-        final = TrainConfig(**{**config.to_dict(), "name": name})
+        final = dataclasses.replace(demo_time_limit(settings, config), name=name)
         store.update_job(
             db,
             job_id,

@@ -146,6 +146,10 @@ def train(
     )  # fmt: skip
     if config.early_stopping_patience and evaluate:
         callbacks = [*callbacks, EarlyStoppingCallback(config.early_stopping_patience)]
+    time_limit = None
+    if config.time_limit_minutes:
+        time_limit = time_limit_callback(config.time_limit_minutes)
+        callbacks = [*callbacks, time_limit]
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -167,6 +171,10 @@ def train(
     metrics["resumed_from"] = Path(last).name if last else None
     # TrainOutput keeps the step apart from its metrics; the adapter variant records it.
     metrics["global_step"] = result.global_step
+    # The job succeeds either way; this says its adapter is from fewer steps than planned.
+    metrics["stopped_at_time_limit"] = (
+        time_limit is not None and time_limit.stopped_at_step is not None
+    )
     if args.load_best_model_at_end and trainer.state.best_metric is not None:
         # The final adapter is the best checkpoint (load_best_model_at_end): its eval loss.
         metrics["eval_loss"] = trainer.state.best_metric
@@ -179,6 +187,47 @@ def train(
     trainer.save_model(str(adapter_dir))
     return {"metrics": metrics, "best_checkpoint": best, "adapter_dir": str(adapter_dir),
             "machine": machine.__dict__}  # fmt: skip
+
+
+def time_limit_callback(minutes: float) -> Any:
+    """A TrainerCallback that ends training at the first step end after `minutes` of wall time
+    since train begin. Training then finishes as usual (the adapter is saved, the job
+    succeeds); `stopped_at_step` says where it stopped, or stays None."""
+    from transformers import TrainerCallback  # here, not at the top: heavy imports are lazy
+
+    class TimeLimit(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.stopped_at_step: int | None = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            # Counted from here: loading the model and the data is not training time.
+            self.started = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            over = time.monotonic() - self.started >= minutes * 60
+            if _on_any_process(over, args.device) and self.stopped_at_step is None:
+                self.stopped_at_step = state.global_step
+                control.should_training_stop = True
+                log.info("time limit of %g minutes reached: stopping at step %d of %d",
+                         minutes, state.global_step, state.max_steps)  # fmt: skip
+            return control
+
+    return TimeLimit()
+
+
+def _on_any_process(flag: bool, device: Any) -> bool:
+    """Whether `flag` is true on any training process. Under `accelerate launch` every GPU's
+    process keeps its own clock; one stopping a step before the others would leave them
+    waiting for it forever, so they all stop when the first one's time is up."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def last_complete_checkpoint(output_dir: str) -> str | None:

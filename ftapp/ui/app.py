@@ -8,9 +8,13 @@ import signal
 
 import gradio as gr
 
+from ftapp.auth import User, check_can_start, single_user_mode, verify_password
 from ftapp.errors import FtappError
+from ftapp.records import Role
 from ftapp.services import Services
+from ftapp.ui.about_tab import build_about_tab
 from ftapp.ui.arena_tab import build_arena_tab
+from ftapp.ui.common import current_user, escape_markdown, guarded, role_gate
 from ftapp.ui.data_tab import build_data_tab
 from ftapp.ui.leaderboard_tab import build_leaderboard_tab
 from ftapp.ui.playground_tab import build_playground_tab
@@ -43,31 +47,76 @@ document.addEventListener('keydown', (event) => {
 
 
 def build_app(services: Services) -> gr.Blocks:
+    """The page. Every tab is built for everyone, then shown by role when the page loads; what
+    protects the data is the role check in every handler, not the hidden tabs."""
     with gr.Blocks(title="ftapp") as app:
         gr.Markdown("# ftapp\nFine-tune a language model on your own examples.")
-        with gr.Tabs():
-            with gr.Tab("Data", id="data"):
+        with gr.Tabs() as tabs:
+            with gr.Tab("About", id="about"):
+                about = build_about_tab(services)
+            with gr.Tab("Data", id="data", visible=False) as data_tab:
                 build_data_tab(services)
-            with gr.Tab("Train", id="train"):
+            with gr.Tab("Train", id="train", visible=False) as train_tab:
                 train = build_train_tab(services)
-            with gr.Tab("Playground", id="playground"):
+            with gr.Tab("Playground", id="playground", visible=False) as playground_tab:
                 playground = build_playground_tab(services)
-            with gr.Tab("Arena", id="arena"):
+            with gr.Tab("Arena", id="arena", visible=False) as arena_tab:
                 arena = build_arena_tab(services)
-            with gr.Tab("Leaderboard", id="leaderboard"):
+            with gr.Tab("Leaderboard", id="leaderboard", visible=False) as board_tab:
                 board = build_leaderboard_tab(services)
+        admin_tabs = [data_tab, train_tab, playground_tab, board_tab, arena["manage_tab"]]
+
+        @guarded(services, Role.VISITOR)
+        def show_page(request: gr.Request):
+            user = current_user(services, request)
+            is_admin, is_reviewer = user.role == Role.ADMIN, user.role != Role.VISITOR
+            landing = "data" if is_admin else "arena" if is_reviewer else "about"
+            return (
+                gr.Tabs(selected=landing),
+                _user_line(services, user),
+                gr.Group(visible=is_admin),
+                gr.Tab(visible=is_reviewer),
+                *[gr.Tab(visible=is_admin) for _ in admin_tabs],
+            )
+
+        page = [tabs, about.user_line, about.admin_box, arena_tab, *admin_tabs]
+        app.load(show_page, None, page, api_name=False)
+        app.load(*about.load, api_name=False)
         # Reopening the page picks up where things are: versions, models, the latest job,
-        # the engine's state, sessions and the leaderboard.
-        for handler, inputs, outputs in [train["load"], *playground["load"], *arena["load"],
-                                         board]:  # fmt: skip
-            app.load(handler, inputs, outputs, api_name=False)
+        # the engine's state, sessions and the leaderboard. Each load runs only for the roles
+        # that may see it (the gate fails silently otherwise, so no error pops up).
+        for role, loads in [
+            (Role.ADMIN, [train["load"], *playground["load"], *arena["admin_load"], board]),
+            (Role.REVIEWER, arena["reviewer_load"]),
+        ]:
+            gate = app.load(role_gate(services, role), None, None, api_name=False)
+            for handler, inputs, outputs in loads:
+                gate.success(handler, inputs, outputs, api_name=False)
     return app
+
+
+def _user_line(services: Services, user: User) -> str:
+    settings = services.settings
+    if settings.auth == "hf":
+        if not user.is_signed_in:
+            return "Sign in with your Hugging Face account to judge answers in the Arena."
+        return f"Signed in as **{escape_markdown(user.name)}** ({user.role})."
+    with services.db() as db:
+        if single_user_mode(db, settings):
+            return (
+                "Single-user mode: no sign-in, you are the admin, and only this computer can "
+                "open the app. Add users with `ftapp users add NAME --role admin`."
+            )
+    return (f"Signed in as **{escape_markdown(user.name)}** ({user.role}) · "
+            "[Sign out](/logout)")  # fmt: skip
 
 
 def launch(services: Services, host: str | None = None, port: int | None = None) -> None:
     settings = services.settings
     host = host or settings.host
     port = port or settings.port
+    with services.db() as db:
+        passwords = settings.auth == "password" and not single_user_mode(db, settings)
     app = build_app(services)
     print(f"ftapp is running at http://{host}:{port}  (data in {settings.home})", flush=True)
     app.queue(default_concurrency_limit=8).launch(
@@ -77,12 +126,20 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
         head=SHORTCUTS_JS,
         show_error=True,
         footer_links=["api"],
+        auth=(lambda name, password: _sign_in(services, name, password)) if passwords else None,
+        auth_message="Sign in with the name and password your ftapp admin gave you.",
     )
+
+
+def _sign_in(services: Services, name: str, password: str) -> bool:
+    with services.db() as db:
+        return verify_password(db, name, password)
 
 
 def main(host: str | None = None, port: int | None = None, with_worker: bool = True) -> None:
     """Build everything from the environment and serve: `python app.py` and `ftapp serve`.
     A training worker starts beside the app unless with_worker is False or FTAPP_WORKER=0."""
+    from ftapp.backup import BackupThread
     from ftapp.models.bundled import prepare_bundled_model
     from ftapp.training.worker import start_worker_process, stop_worker_process
 
@@ -91,13 +148,24 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         services = Services.from_env()
+        with services.db() as db:  # before anything starts: refuse an unsafe address first
+            check_can_start(db, services.settings, host or services.settings.host)
         prepare_bundled_model(services.settings.models_dir)
-    except FtappError as exc:  # a bad FTAPP_* setting, a missing model package
+        if services.settings.demo:
+            from ftapp.demo import seed_demo
+
+            with services.db() as db:
+                log.info("demo: %s", seed_demo(db, services.settings, services.served_base))
+    except FtappError as exc:  # a bad FTAPP_* setting, a missing model package, no users
         raise SystemExit(f"ftapp can't start: {exc}") from None
     worker = None
     if with_worker and os.environ.get("FTAPP_WORKER", "1") != "0":
         worker = start_worker_process(services.settings)
         log.info("training worker started (pid %d)", worker.pid)
+    backups = None
+    if services.settings.backup_minutes:
+        backups = BackupThread(services.settings)
+        backups.start()
     # SIGTERM (systemd, a container stop, a supervisor) shuts down like Ctrl-C: Gradio closes,
     # then the worker and the vLLM server are stopped below.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -109,6 +177,8 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
     finally:
         if worker:
             stop_worker_process(worker)
+        if backups:
+            backups.stop()
         if "answer_generator" in services.__dict__:
             services.answer_generator.stop()
         services.backend.close()

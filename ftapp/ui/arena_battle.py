@@ -81,12 +81,12 @@ def build_battle_panel(services: Services, prefix: str) -> BattlePanel:
 
 
 def _vote_handler(services: Services, choice: VoteChoice):
-    @guarded(Role.REVIEWER)
+    @guarded(services, Role.REVIEWER)
     def vote(request: gr.Request, battle_id: int | None, score_a: str | None,
              score_b: str | None, comment: str) -> tuple:  # fmt: skip
         if battle_id is None:
             raise ValidationError("there is no battle to vote on yet")
-        user = current_user(request)
+        user = current_user(services, request)
         with services.db() as db:
             view = record_vote(
                 db, int(battle_id), user.name, choice.value,

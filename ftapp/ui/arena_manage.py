@@ -84,7 +84,7 @@ def build_manage_section(services: Services) -> list[tuple]:
         create = gr.Button("Create session", variant="primary", elem_id="ft-m-create")
     report = gr.Markdown("", elem_id="ft-m-report")
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def refresh(request: gr.Request, current: str | None):
         with services.db() as db:
             found = all_contestants(db, services.served_base)
@@ -107,27 +107,27 @@ def build_manage_section(services: Services) -> list[tuple]:
             gr.update(choices=versions),
         )
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show_sessions(request: gr.Request) -> list[list]:
         with services.db() as db:
             return [_session_row(summary) for summary in session_summaries(db)]
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def add(request: gr.Request, new_name: str, model: str, system_prompt: str) -> str:
         with services.db() as db:
             added = add_prompt_variant(
                 db, services.served_base, new_name, system_prompt,
-                model=model or BASE, user=current_user(request).name,
+                model=model or BASE, user=current_user(services, request).name,
             )  # fmt: skip
         return f"Added contestant **{escape_markdown(added.name)}**."
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def save(request: gr.Request, names: list[str]) -> str:
         with services.db() as db:
-            set_pool(db, services.served_base, names or [], current_user(request).name)
+            set_pool(db, services.served_base, names or [], current_user(services, request).name)
         return f"Free battles now draw from {len(names)} contestants."
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def create_new(request: gr.Request, new_name: str, n_overlap, text: str, picked: list[str],
                    where: str, version_label: str, split_name: str, upload: str | None,
                    who: str, temp: float, p: float, max_tokens, seed_value: str):  # fmt: skip
@@ -149,7 +149,8 @@ def build_manage_section(services: Services) -> list[tuple]:
                 db, services.served_base, name=new_name, prompts=prompts, source=source_label,
                 contestants=picked or [], sampling=sampling,
                 overlap=to_int(n_overlap, "reviewers per battle", minimum=1), instructions=text,
-                reviewers=[r for r in (who or "").split(",")], user=current_user(request).name,
+                reviewers=[r for r in (who or "").split(",")],
+                user=current_user(services, request).name,
             )  # fmt: skip
         services.answer_generator.wake()
         answers = len(prompts) * len(session.contestants)
@@ -157,7 +158,7 @@ def build_manage_section(services: Services) -> list[tuple]:
                 "being generated; it opens to reviewers when they are in.")  # fmt: skip
 
     def session_action(action):
-        @guarded(Role.ADMIN)
+        @guarded(services, Role.ADMIN)
         def run(request: gr.Request, session_name: str | None) -> str:
             if not session_name:
                 raise ValidationError("choose a session first")

@@ -33,9 +33,9 @@ def build_arena_tab(services: Services) -> dict[str, Any]:
             session_load = _build_sessions_mode(services)
         with gr.Tab("Free battle", id="arena-free"):
             _build_free_mode(services)
-        with gr.Tab("Manage", id="arena-manage"):
+        with gr.Tab("Manage", id="arena-manage", visible=False) as manage_tab:
             manage_load = build_manage_section(services)
-    return {"load": [session_load, *manage_load]}
+    return {"reviewer_load": [session_load], "admin_load": manage_load, "manage_tab": manage_tab}
 
 
 def _build_sessions_mode(services: Services) -> tuple:
@@ -48,20 +48,20 @@ def _build_sessions_mode(services: Services) -> tuple:
     panel = build_battle_panel(services, "s")
     next_button = gr.Button("Next battle (n)", variant="primary", elem_id="ft-s-next")
 
-    @guarded(Role.REVIEWER)
+    @guarded(services, Role.REVIEWER)
     def list_sessions(request: gr.Request, current: str | None):
         with services.db() as db:
-            names = [s.name for s in sessions_for(db, current_user(request))]
+            names = [s.name for s in sessions_for(db, current_user(services, request))]
         return gr.update(choices=names, value=current if current in names else
                          (names[0] if names else None))  # fmt: skip
 
-    @guarded(Role.REVIEWER)
+    @guarded(services, Role.REVIEWER)
     def show_next(request: gr.Request, name: str | None):
         """The battle to judge: the unfinished one, or the next in this reviewer's queue."""
         if not name:
             return (None, "No session selected: an admin opens sessions in Manage.", "",
                     *render(None))  # fmt: skip
-        user = current_user(request)
+        user = current_user(services, request)
         with services.db() as db:
             target = store.get_session(db, name)
             battle_id = next_battle(db, target.id, user)
@@ -74,13 +74,15 @@ def _build_sessions_mode(services: Services) -> tuple:
         return (battle_id, text, progress_html,
                 *render(current_view(services, battle_id, user.name)))  # fmt: skip
 
-    @guarded(Role.REVIEWER)
+    @guarded(services, Role.REVIEWER)
     def show_progress(request: gr.Request, name: str | None) -> str:
         if not name:
             return ""
         with services.db() as db:
             target = store.get_session(db, name)
-            return _progress_html(reviewer_progress(db, target.id, current_user(request).name))
+            return _progress_html(
+                reviewer_progress(db, target.id, current_user(services, request).name)
+            )
 
     outputs = [panel.battle_id, instructions, progress, *panel.outputs]
     refresh.click(list_sessions, [session], [session], api_name="arena_sessions")
@@ -105,11 +107,11 @@ def _build_free_mode(services: Services) -> None:
         stop = gr.Button("Stop", variant="stop", elem_id="ft-f-stop")
         new = gr.Button("New battle (n)", elem_id="ft-f-next")
 
-    @guarded(Role.REVIEWER)
+    @guarded(services, Role.REVIEWER)
     def send_message(request: gr.Request, battle_id: int | None, text: str):
         """Start a battle with this prompt, or follow up in the current one; then stream
         both answers."""
-        user = current_user(request)
+        user = current_user(services, request)
         with services.db() as db:
             view = current_view(services, battle_id, user.name) if battle_id else None
             if view is None or view.is_locked or view.status == BattleStatus.FAILED:
@@ -128,7 +130,7 @@ def _build_free_mode(services: Services) -> None:
         note = "" if final.status == BattleStatus.READY else "Generation failed."
         yield (battle_id, gr.skip(), note, *render(final))
 
-    @guarded(Role.REVIEWER)
+    @guarded(services, Role.REVIEWER)
     def new_battle(request: gr.Request):
         return None, "", "", *render(None, "Write a prompt to start a new battle.")
 
@@ -137,10 +139,13 @@ def _build_free_mode(services: Services) -> None:
         send.click(send_message, [panel.battle_id, message], outputs, api_name="free_send"),
         message.submit(send_message, [panel.battle_id, message], outputs, api_name=False),
     ]
+    @guarded(services, Role.REVIEWER)
+    def stopped(request: gr.Request) -> str:
+        return "Stopped: the answers are kept as far as they got."
+
     stop.click(None, None, None, api_name=False, cancels=events).then(
-        lambda: "Stopped: the answers are kept as far as they got.", None, [status],
-        api_name=False,
-    )  # fmt: skip
+        stopped, None, [status], api_name=False
+    )
     new.click(new_battle, None, outputs, api_name="free_new", cancels=events)
 
 

@@ -8,31 +8,36 @@ import inspect
 import logging
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from ftapp.auth import User, require_role, resolve_user
+from ftapp.auth import RANK, User, require_role, resolve_user
 from ftapp.errors import FtappError
 from ftapp.records import Role
+
+if TYPE_CHECKING:
+    from ftapp.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def guarded(role: Role) -> Callable:
+def guarded(services: Services, role: Role) -> Callable:
     """Decorate an event handler: check the caller's role on the server (every Gradio event is
-    also a public API endpoint), and show core errors as messages instead of tracebacks.
+    also an API endpoint, hidden or not), and show core errors as messages, not tracebacks.
 
     The handler must take `request: gr.Request` as a positional parameter. A generator
     handler (a streaming reply) is checked before its first item and guarded while it runs.
+    The role is kept on the wrapper (`ftapp_role`): a test checks every event has one.
     """
 
     def decorate(handler: Callable) -> Callable:
         def check(args: tuple, kwargs: dict[str, Any]) -> None:
             request = next((a for a in args if isinstance(a, gr.Request)), None)
-            require_role(current_user(request or kwargs.get("request")), role)
+            require_role(current_user(services, request or kwargs.get("request")), role)
 
         if inspect.isgeneratorfunction(handler):
 
@@ -44,6 +49,7 @@ def guarded(role: Role) -> Callable:
                 except FtappError as exc:
                     raise gr.Error(str(exc), print_exception=False) from None
 
+            stream.ftapp_role = role
             return stream
 
         @functools.wraps(handler)
@@ -54,19 +60,55 @@ def guarded(role: Role) -> Callable:
             except FtappError as exc:
                 raise gr.Error(str(exc), print_exception=False) from None
 
+        run.ftapp_role = role
         return run
 
     return decorate
 
 
-def current_user(request: gr.Request | None) -> User:
-    return resolve_user(getattr(request, "username", None) if request else None)
+def role_gate(services: Services, role: Role) -> Callable:
+    """A page-load step that lets the steps chained after it with `.success()` run only for
+    users with `role`. It fails without a message: the page shows what the user may see."""
+
+    def gate(request: gr.Request) -> None:
+        user = current_user(services, request)
+        if RANK[user.role] < RANK[role]:
+            raise gr.Error("not for this role", visible=False, print_exception=False)
+
+    gate.ftapp_role = Role.VISITOR  # anyone may ask; it tells nothing but yes or no
+    return gate
+
+
+def current_user(services: Services, request: gr.Request | None) -> User:
+    """The signed-in user of a request, looked up on every call: a removed user or a changed
+    role takes effect at once."""
+    username = getattr(request, "username", None) if request else None
+    hf_username = signed_in_hf_username(request) if services.settings.auth == "hf" else None
+    with services.db() as db:
+        return resolve_user(db, services.settings, username, hf_username)
+
+
+def signed_in_hf_username(request: gr.Request | None) -> str | None:
+    """The Hugging Face account of the request's OAuth session (Gradio keeps it in the signed
+    session cookie), or None: not signed in, expired, or no OAuth in this app."""
+    # Not `request.session`: it asserts when the app has no SessionMiddleware (no LoginButton).
+    http_request = getattr(request, "request", None) if request else None
+    session = http_request.scope.get("session") if http_request is not None else None
+    info = (session or {}).get("oauth_info") or {}
+    expires_at = info.get("expires_at")
+    if expires_at is not None and expires_at < time.time():
+        return None
+    return (info.get("userinfo") or {}).get("preferred_username") or None
 
 
 def download_path(file_name: str) -> Path:
     """A fresh private folder for a file handed to the browser (Gradio copies it to its cache);
-    never a path inside FTAPP_HOME, which Gradio must not serve."""
-    return Path(tempfile.mkdtemp(prefix="ftapp-download-")) / Path(file_name).name
+    never a path inside FTAPP_HOME, which Gradio must not serve. Only the last part of
+    `file_name` is kept, so a name like "../../x" can't lead anywhere else."""
+    name = Path(file_name).name
+    if name in ("", ".", ".."):
+        name = "download"
+    return Path(tempfile.mkdtemp(prefix="ftapp-download-")) / name
 
 
 def notice(text: str) -> None:

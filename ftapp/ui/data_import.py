@@ -61,7 +61,7 @@ def build_import_section(services: Services) -> dict:
         )
         rejects_file = gr.File(label="Rejected rows (JSONL)", visible=False)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show_mapping(path: str | None, name: str | None, request: gr.Request):
         is_csv = bool(path) and file_type_of(path) == "csv"
         columns = [AUTO, *csv_header(Path(path))] if is_csv else [AUTO]
@@ -76,7 +76,7 @@ def build_import_section(services: Services) -> dict:
         api_name="import_columns",
     )  # fmt: skip
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def run_import(
         path: str | None,
         name: str,
@@ -113,7 +113,7 @@ def build_import_section(services: Services) -> dict:
                     on_error=on_error_value,
                     column_map=column_map or None,
                     max_bytes=services.max_upload_bytes,
-                    user=current_user(request).name,
+                    user=current_user(services, request).name,
                     progress=lambda fraction, message: progress(fraction, desc=message),
                 )
             except ImportRejected as exc:

@@ -126,30 +126,32 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
              for e in events],
         ]  # fmt: skip
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show(name, status, split, tag, text, at, request: gr.Request):
         return render(name, Filters.of(status, split, tag, text), at)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show_first(name, status, split, tag, text, at, request: gr.Request):
         return render(name, Filters.of(status, split, tag, text), 0)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def step(name, status, split, tag, text, at, delta: int, request: gr.Request):
         return render(name, Filters.of(status, split, tag, text), at + delta)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def select_row(name, status, split, tag, text, at, evt: gr.SelectData, request: gr.Request):
         page_start = (at // PAGE_SIZE) * PAGE_SIZE
         return render(name, Filters.of(status, split, tag, text), page_start + evt.index[0])
 
     def label_with(new_status: str):
-        @guarded(Role.ADMIN)
+        @guarded(services, Role.ADMIN)
         def label(name, status, split, tag, text, at, current_id, request: gr.Request):
             if current_id is None:
                 raise gr.Error("No example selected.")
             with services.db() as db:
-                review.set_status(db, [current_id], new_status, current_user(request).name)
+                review.set_status(
+                    db, [current_id], new_status, current_user(services, request).name
+                )
             view = render(name, Filters.of(status, split, tag, text), at)
             # Still showing the same example (it matches the filters): move on to the next.
             if view[4] == current_id:
@@ -159,21 +161,21 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
         return label
 
     def bulk_with(new_status: str):
-        @guarded(Role.ADMIN)
+        @guarded(services, Role.ADMIN)
         def bulk(name, status, split, tag, text, at, request: gr.Request):
             if not name:
                 raise gr.Error("No dataset selected.")
             selected = Filters.of(status, split, tag, text)
             with services.db() as db:
                 changed = review.set_status_where(
-                    db, name, new_status, current_user(request).name, **selected.__dict__
+                    db, name, new_status, current_user(services, request).name, **selected.__dict__
                 )
             gr.Info(f"{changed} examples set to {new_status}.")
             return render(name, selected, at)
 
         return bulk
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def save(name, status, split, tag, text, at, current_id, system, prompt, answer, tags, note,
              request: gr.Request):  # fmt: skip
         if current_id is None:
@@ -181,18 +183,21 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
         with services.db() as db:
             review.save_example(
                 db, current_id, system=system, prompt=prompt, answer=answer,
-                tags=review.parse_tags(tags), note=note or "", user=current_user(request).name,
+                tags=review.parse_tags(tags), note=note or "",
+                user=current_user(services, request).name,
                 count_tokens=services.count_tokens,
             )  # fmt: skip
         gr.Info(f"Example #{current_id} saved.")
         return render(name, Filters.of(status, split, tag, text), at)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def revert(name, status, split, tag, text, at, current_id, request: gr.Request):
         if current_id is None:
             raise gr.Error("No example selected.")
         with services.db() as db:
-            review.revert_example(db, current_id, current_user(request).name, services.count_tokens)
+            review.revert_example(
+                db, current_id, current_user(services, request).name, services.count_tokens
+            )
         return render(name, Filters.of(status, split, tag, text), at)
 
     dataset.change(show_first, view_inputs, view_outputs, api_name="review_open")
@@ -235,6 +240,7 @@ def _stepper(step, delta: int):
     def move(name, status, split, tag, text, at, request: gr.Request):
         return step(name, status, split, tag, text, at, delta, request)
 
+    move.ftapp_role = step.ftapp_role  # the guarded `step` checks the role
     return move
 
 

@@ -28,16 +28,16 @@ def build_data_tab(services: Services) -> None:
     review = build_review_section(services, dataset)
     versions = build_versions_section(services, dataset)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def reload_names(current: str | None, request: gr.Request):
         names = _dataset_names(services)
         return gr.update(choices=names, value=current if current in names else None)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def load_names(request: gr.Request):
         return gr.update(choices=_dataset_names(services), value=None)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def select_imported(name: str, current: str | None, request: gr.Request):
         names = _dataset_names(services)
         name = (name or "").strip()

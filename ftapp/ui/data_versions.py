@@ -63,11 +63,11 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
 
     outputs = [counts, histogram, versions, export_version]
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show(name, request: gr.Request):
         return render(name)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def split(name, train, validation, test, seed_value, request: gr.Request):
         if not name:
             raise gr.Error("No dataset selected.")
@@ -80,19 +80,21 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
             gr.Warning(f"Too few examples: the {' and '.join(empty)} split got none.")
         return render(name)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def freeze(name, note_text, request: gr.Request):
         if not name:
             raise gr.Error("No dataset selected.")
         with services.db() as db:
-            version, created = freeze_version(db, name, current_user(request).name, note_text)
+            version, created = freeze_version(
+                db, name, current_user(services, request).name, note_text
+            )
         if created:
             gr.Info(f"Frozen {version.label}: {version.n_examples} examples.")
         else:
             gr.Info(f"Nothing changed since {version.label}; no new version.")
         return render(name)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def export(name, which, fmt, split_name, request: gr.Request):
         if not name:
             raise gr.Error("No dataset selected.")
@@ -108,7 +110,7 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         gr.Info(f"Exported {count} examples.")
         return gr.update(value=str(out), visible=True)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show_stats(name, request: gr.Request):
         return render(name)[:2]
 

@@ -51,7 +51,7 @@ def build_leaderboard_tab(services: Services) -> tuple:
                                       elem_id="ft-lb-export-preferences")  # fmt: skip
     exported = gr.File(label="Download", elem_id="ft-lb-file")
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show(request: gr.Request, chosen: str | None):
         session = None if chosen in (None, "", ALL) else chosen
         with services.db() as db:
@@ -60,7 +60,7 @@ def build_leaderboard_tab(services: Services) -> tuple:
         return (gr.update(choices=[ALL, *names], value=chosen or ALL), *_render(board))
 
     def exporter(fmt: str):
-        @guarded(Role.ADMIN)
+        @guarded(services, Role.ADMIN)
         def export(request: gr.Request, chosen: str | None) -> str:
             session = None if chosen in (None, "", ALL) else chosen
             suffix = "preferences.jsonl" if fmt == "preference" else f"battles.{fmt}"

@@ -50,17 +50,17 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
     # The conversation as the model sees it; the Chatbot shows an escaped copy.
     conversation = gr.State([])
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show_status(request: gr.Request) -> str:
         engine = services.backend.status()
         return f"**Engine ({engine.backend}): {engine.state}** · {html.escape(engine.detail)}"
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def list_models(request: gr.Request, current: str) -> dict:
         names = services.servable_models()
         return gr.update(choices=names, value=current if current in names else BASE)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def chat(request: gr.Request, model_name: str, system_prompt: str, temp: float,
              p: float, max_tokens: Any, seed_value: Any, text: str, history: list):  # fmt: skip
         sampling = Sampling(
@@ -89,7 +89,7 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
     submit_event = message.submit(chat, inputs, outputs, api_name=False)
     stop.click(None, None, None, api_name=False, cancels=[send_event, submit_event])
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def clear_chat(request: gr.Request) -> tuple[list, list, str]:
         return [], [], ""
 

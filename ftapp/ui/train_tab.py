@@ -33,6 +33,7 @@ FIELDS = {
     "learning_rate": ("Learning rate", None),
     "epochs": ("Epochs", None),
     "max_steps": ("Max steps (0: use epochs)", None),
+    "time_limit_minutes": ("Time limit in minutes (0: none; stops and keeps the adapter)", None),
     "batch_size": ("Batch size (packed rows per forward pass)", None),
     "gradient_accumulation": ("Gradient accumulation", None),
     "max_length": ("Max length (tokens)", None),
@@ -59,6 +60,13 @@ def build_train_tab(services: Services) -> None:
     with gr.Row():
         with gr.Column(scale=2):
             gr.Markdown("### New training job")
+            if services.settings.demo:
+                settings = services.settings
+                gr.Markdown(
+                    f"Demo limits: at most {settings.demo_max_examples} training examples, "
+                    f"max steps 1 to {settings.demo_max_steps}, and a job stops after "
+                    f"{settings.demo_max_minutes} minutes (keeping its adapter)."
+                )
             # Custom values let API clients name any version or model; the core checks them.
             version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
                                   elem_id="ft-train-version")  # fmt: skip
@@ -99,7 +107,7 @@ def build_train_tab(services: Services) -> None:
         raw.update(zip(field_names, values, strict=True))
         return config_from_dict(raw)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def load_choices(current_job, request: gr.Request):
         with services.db() as db:
             versions = [v.label for v in all_versions(db)]
@@ -112,13 +120,13 @@ def build_train_tab(services: Services) -> None:
             job_id,
         )
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def apply_preset(name, request: gr.Request):
         values = dataclasses.asdict(TrainConfig(dataset_version="-", **PRESETS[name]))
         return [values[field] for field in field_names]
 
     # The request comes first: the hyperparameters follow as *values, in FIELDS order.
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def show_yaml(request: gr.Request, version_label: str, model: str, *values):
         config = config_of(version_label, model, values)
         out = download_path(f"train-{config.dataset_version.replace('@', '-')}.yaml")
@@ -126,11 +134,11 @@ def build_train_tab(services: Services) -> None:
         return gr.update(value=config.to_yaml(), visible=True), gr.update(value=str(out),
                                                                          visible=True)  # fmt: skip
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def queue(request: gr.Request, version_label: str, model: str, *values):
         config = config_of(version_label, model, values)
         with services.db() as db:
-            job = queue_job(db, services.settings, config, current_user(request).name)
+            job = queue_job(db, services.settings, config, current_user(services, request).name)
             model_path = get_base_model(db, services.settings.models_dir, job.base_model).path
         gr.Info(f"Queued job #{job.id} ({job.name}).")
         # On a GPU shared with vLLM: say now if the job will wait for memory, and why.
@@ -139,7 +147,7 @@ def build_train_tab(services: Services) -> None:
             gr.Warning(f"Job #{job.id} is {waiting}.")
         return job.id
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def cancel(job_id, request: gr.Request):
         if not job_id:
             raise ValidationError("Select a job first.")
@@ -150,11 +158,11 @@ def build_train_tab(services: Services) -> None:
         )
         return render(job_id)
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def pick_job(evt: gr.SelectData, request: gr.Request):
         return evt.row_value[0]
 
-    @guarded(Role.ADMIN)
+    @guarded(services, Role.ADMIN)
     def refresh(job_id, request: gr.Request):
         return render(job_id)
 
@@ -229,6 +237,9 @@ def _status_markdown(progress: dict) -> str:
         text += f"\n\nAttempt {job.attempts} (resumed from its last checkpoint)."
     if job.error:
         text += f"\n\n**Reason:** {escape_markdown(job.error)}"
+    if (job.metrics or {}).get("stopped_at_time_limit"):
+        minutes = job.config.get("time_limit_minutes")
+        text += f"\n\nStopped early at its time limit ({minutes:g} min), at step {job.step}."
     if job.waiting_reason and job.status.value == "queued":
         text += f"\n\n**Waiting:** {escape_markdown(job.waiting_reason)}"
     return text

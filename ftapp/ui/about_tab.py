@@ -1,0 +1,76 @@
+"""The About tab: what ftapp is, who you are signed in as, which engine answers, whether the
+data survives a restart, and (admins) one zip of everything. The only tab visitors who are
+not signed in can see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import gradio as gr
+
+from ftapp.records import Role
+from ftapp.services import Services
+from ftapp.ui.common import download_path, escape_markdown, guarded
+
+ABOUT = """
+## ftapp: fine-tune a language model on your own examples
+
+1. **Data**: upload examples (prompt/completion, chat messages, Alpaca, ShareGPT), fix the bad
+   ones, split them and freeze a version.
+2. **Train**: LoRA adapters trained in the background, with live loss curves.
+3. **Playground**: chat with the base model and every adapter.
+4. **Arena**: reviewers judge two anonymous answers side by side.
+5. **Leaderboard**: ratings with confidence intervals say whether the fine-tune is better.
+"""
+
+
+@dataclass(frozen=True)
+class AboutTab:
+    user_line: gr.Markdown
+    admin_box: gr.Group
+    load: tuple
+
+
+def build_about_tab(services: Services) -> AboutTab:
+    settings = services.settings
+    gr.Markdown(ABOUT)
+    user_line = gr.Markdown("", elem_id="ft-user-line")
+    if settings.auth == "hf":
+        gr.LoginButton(elem_id="ft-login")
+    if settings.ephemeral:
+        gr.Markdown(
+            "**Warning: this Space has no persistent storage.** Everything here (datasets, "
+            "adapters, votes) is lost when it restarts. Admins can download it all below.",
+            elem_id="ft-ephemeral-warning",
+        )
+    if settings.demo:
+        gr.Markdown(
+            f"**Demo mode.** Training is limited to {settings.demo_max_examples} examples, "
+            f"{settings.demo_max_steps} steps and {settings.demo_max_minutes} minutes a job, "
+            "so this free machine stays usable. A sample dataset is ready in the Data tab.",
+            elem_id="ft-demo-note",
+        )
+    engine = gr.Markdown("", elem_id="ft-engine")
+    with gr.Group(visible=False) as admin_box:
+        gr.Markdown(
+            "### Everything in one file\nThe database (a consistent copy), uploads, adapters "
+            "and exports, as a zip; unzip into an empty FTAPP_HOME to restore."
+        )
+        export_button = gr.Button("Export everything", elem_id="ft-export-everything")
+        exported = gr.File(label="Download", elem_id="ft-everything-file")
+
+    @guarded(services, Role.VISITOR)
+    def engine_status(request: gr.Request) -> str:
+        status = services.backend.status()
+        return f"Generation: {escape_markdown(status.detail)}"
+
+    @guarded(services, Role.ADMIN)
+    def export_everything(request: gr.Request) -> str:
+        from ftapp.backup import export_everything as write_zip
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return str(write_zip(settings, download_path(f"ftapp-everything-{stamp}.zip")))
+
+    export_button.click(export_everything, None, exported, api_name="export_everything")
+    return AboutTab(user_line, admin_box, (engine_status, None, [engine]))

@@ -1,0 +1,232 @@
+"""Every event of the page is an API endpoint, so every one must check the caller's role on the
+server. These tests take the list of events from the app itself (a new event without a check
+fails them), then call each one over HTTP, the way a browser or a script would, including the
+events hidden from the API page: as a reviewer, as an admin, and without signing in.
+
+The app runs as a real subprocess with password sign-in (users in its SQLite database) and
+the echo backend; tests/ui/test_hf_signin_live.py does the same with Hugging Face sign-in."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ftapp.auth import add_user, remove_user
+from ftapp.records import Role
+from ftapp.services import Services
+from ftapp.settings import Settings
+from ftapp.store.db import open_db
+from tests.arena.conftest import arena_home
+from tests.gradio_events import EventResult, call_event, dependencies, signed_in_client
+from tests.live_app import REPO, free_port, running_app
+
+pytestmark = pytest.mark.slow
+PASSWORDS = {"alice": "alice-secret-1", "rita": "rita-secret-1", "bob": "bob-secret-1"}
+ROLE_REFUSALS = ("needs an admin", "sign in first")
+# The named endpoints a reviewer may call; every other named endpoint is for admins. Changing a
+# role means changing this list too, on purpose.
+VOTES = ("a", "b", "tie", "both_bad")
+REVIEWER_ENDPOINTS = {"arena_sessions", "session_next", "free_send", "free_new",
+                      *(f"{mode}_vote_{choice}" for mode in "sf" for choice in VOTES)}  # fmt: skip
+
+
+def event_roles(settings: Settings) -> dict[int, Role]:
+    """The role each event of the page requires, read from the handlers' guards (the same code
+    and settings as the app under test, so the event numbers match)."""
+    from ftapp.ui.app import build_app
+
+    app = build_app(Services(settings))
+    roles = {}
+    for index, block_fn in app.fns.items():
+        handler = block_fn.fn
+        if handler is None or handler.__module__.startswith("gradio"):
+            continue  # a js-only event, or Gradio's own (the sign-in button's label)
+        roles[index] = getattr(handler, "ftapp_role", None)
+    return roles
+
+
+def default_inputs(config: dict[str, Any], dependency: dict[str, Any]) -> list[Any]:
+    """Each input component's initial value: what the page would send before anyone types."""
+    components = {c["id"]: c for c in config["components"]}
+    values = []
+    for component_id in dependency["inputs"]:
+        component = components[component_id]
+        values.append(None if component["type"] == "state" else component["props"].get("value"))
+    return values
+
+
+def call_every_event(client: httpx.Client) -> dict[int, EventResult]:
+    config = client.get("config").json()
+    results = {}
+    for dependency in config["dependencies"]:
+        if not dependency["backend_fn"]:
+            continue
+        event_data = {"index": [0, 0], "value": "", "row_value": [], "col_value": [],
+                      "selected": True} if dependency["collects_event_data"] else None  # fmt: skip
+        results[dependency["id"]] = call_event(
+            client, dependency["id"], default_inputs(config, dependency), event_data
+        )
+    return results
+
+
+def is_role_refusal(result: EventResult) -> bool:
+    return not result.success and any(text in result.error for text in ROLE_REFUSALS)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
+    home = tmp_path_factory.mktemp("roles") / "home"
+    home.mkdir()
+    (home / "models").symlink_to(models_dir, target_is_directory=True)
+    arena_home(home)
+    db = open_db(home / "ftapp.db")
+    add_user(db, "alice", "admin", PASSWORDS["alice"], "test")
+    add_user(db, "rita", "reviewer", PASSWORDS["rita"], "test")
+    add_user(db, "bob", "reviewer", PASSWORDS["bob"], "test")
+    db.close()
+    with running_app(home, models_dir, {"FTAPP_BACKEND": "echo", "FTAPP_WORKER": "0"}) as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def roles(app) -> dict[int, Role]:
+    return event_roles(Settings(home=app.home, backend="echo"))
+
+
+def client_for(app, name: str) -> httpx.Client:
+    return signed_in_client(app.url, name, PASSWORDS[name])
+
+
+def test_every_event_has_a_role_check(app, roles):
+    unguarded = [index for index, role in roles.items() if role is None]
+    assert not unguarded, f"events without a role check: {unguarded}"
+    live_ids = [d["id"] for d in dependencies(client_for(app, "alice")) if d["backend_fn"]]
+    assert sorted(roles) == sorted(live_ids), "the in-process page differs from the app's"
+    names = {d["id"]: d["api_name"] for d in dependencies(client_for(app, "alice"))
+             if d["api_visibility"] == "public"}  # fmt: skip
+    below_admin = {names[i] for i, role in roles.items() if i in names and role != Role.ADMIN}
+    assert below_admin == REVIEWER_ENDPOINTS
+    counts = {role: list(roles.values()).count(role) for role in Role}
+    assert counts[Role.ADMIN] > 50 and counts[Role.REVIEWER] > 10 and counts[Role.VISITOR] >= 3
+
+
+def test_a_reviewer_is_refused_every_admin_event(app, roles):
+    results = call_every_event(client_for(app, "rita"))
+    for index, role in roles.items():
+        result = results[index]
+        if role == Role.ADMIN:
+            assert is_role_refusal(result), f"event {index} let a reviewer through: {result}"
+            assert "rita is a reviewer; this needs an admin" in result.error
+        else:
+            assert not is_role_refusal(result), f"event {index} refused a reviewer: {result}"
+    # The checks ran before anything was done: no dataset, job or session was created.
+    assert app.query("SELECT count(*) AS n FROM datasets")[0]["n"] == 0
+    assert app.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
+
+
+def test_an_admin_passes_every_role_check(app, roles):
+    results = call_every_event(client_for(app, "alice"))
+    refused = {i: r.error for i, r in results.items() if is_role_refusal(r)}
+    assert not refused
+
+
+def test_nobody_gets_in_without_signing_in(app):
+    anonymous = httpx.Client(base_url=app.url, timeout=30)
+    assert anonymous.get("config").status_code == 401
+    assert anonymous.get("gradio_api/info").status_code == 401
+    joined = anonymous.post(
+        "gradio_api/queue/join",
+        json={
+            "data": [],
+            "fn_index": 0,
+            "session_hash": "x",
+            "event_data": None,
+            "trigger_id": None,
+        },
+    )
+    assert joined.status_code in (401, 403)
+    wrong = anonymous.post("login", data={"username": "rita", "password": "not it at all"})
+    assert wrong.status_code == 400
+    unknown = anonymous.post("login", data={"username": "mallory", "password": "whatever1"})
+    assert unknown.status_code == 400
+
+
+def test_sign_out_ends_the_session(app):
+    client = client_for(app, "rita")
+    assert client.get("config").status_code == 200
+    client.get("logout")
+    assert client.get("config").status_code == 401
+
+
+def test_a_removed_user_is_refused_at_the_next_request(app):
+    client = client_for(app, "bob")
+    sessions = next(d for d in dependencies(client) if d["api_name"] == "arena_sessions")
+    assert call_event(client, sessions["id"], [None]).success
+    db = open_db(app.db_path)
+    try:
+        remove_user(db, "bob")
+    finally:
+        db.close()
+    refused = call_event(client, sessions["id"], [None])
+    assert not refused.success and "sign in first" in refused.error
+    db = open_db(app.db_path)
+    try:  # put bob back for the other tests of the module
+        add_user(db, "bob", "reviewer", PASSWORDS["bob"], "test")
+    finally:
+        db.close()
+
+
+def test_reviewers_never_see_each_others_votes(app, roles):
+    marker = "bob-private-comment-7731"
+    bob = client_for(app, "bob")
+    by_name = {d["api_name"]: d for d in dependencies(bob)}
+    config = bob.get("config").json()
+    page = "bobs-page"
+    sent = call_event(bob, by_name["free_send"]["id"], [None, "Tell me about tangerines."],
+                      session_hash=page)  # fmt: skip
+    assert sent.success, sent.error
+    vote = by_name["f_vote_a"]
+    data = default_inputs(config, vote)
+    data[-1] = marker  # the comment box
+    voted = call_event(bob, vote["id"], data, session_hash=page)
+    assert voted.success, voted.error
+    assert app.query("SELECT count(*) AS n FROM votes WHERE comment = ?", [marker])[0]["n"] == 1
+    # Everything rita may call, called: no response carries bob's vote.
+    rita_results = call_every_event(client_for(app, "rita"))
+    for index in roles:
+        assert marker not in repr(rita_results[index].output), f"event {index} leaked a vote"
+
+
+def test_without_users_the_app_refuses_to_serve_beyond_loopback(tmp_path: Path):
+    home = tmp_path / "home"
+    env = {**os.environ, "FTAPP_HOME": str(home), "FTAPP_HOST": "0.0.0.0",
+           "FTAPP_PORT": str(free_port()), "FTAPP_BACKEND": "echo",
+           "FTAPP_WORKER": "0"}  # fmt: skip
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode != 0
+    assert "ftapp users add NAME --role admin" in done.stderr
+    assert "0.0.0.0" in done.stderr
+    assert time.monotonic() - started < 120
+    # It refused before starting anything: no worker log, no model preparation.
+    assert not (home / "logs" / "worker.log").exists()
+
+
+def test_with_users_it_serves_on_every_interface(tmp_path: Path, models_dir: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    db = open_db(home / "ftapp.db")
+    add_user(db, "alice", "admin", PASSWORDS["alice"], "test")
+    db.close()
+    extra = {"FTAPP_HOST": "0.0.0.0", "FTAPP_BACKEND": "echo", "FTAPP_WORKER": "0"}
+    with running_app(home, models_dir, extra) as live:
+        assert httpx.get(live.url + "config", timeout=30).status_code == 401  # sign-in needed
+        assert client_for(live, "alice").get("config").status_code == 200
