@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from pathlib import Path
 
 import gradio as gr
 
@@ -146,6 +147,7 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: the vLLM health poll would fill the terminal.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    log.info("ftapp from %s", Path(__file__).resolve().parent.parent)
     try:
         services = Services.from_env()
         with services.db() as db:  # before anything starts: refuse an unsafe address first

@@ -230,3 +230,71 @@ def test_with_users_it_serves_on_every_interface(tmp_path: Path, models_dir: Pat
     with running_app(home, models_dir, extra) as live:
         assert httpx.get(live.url + "config", timeout=30).status_code == 401  # sign-in needed
         assert client_for(live, "alice").get("config").status_code == 200
+
+
+# --- files: only through Gradio's upload and download handling --------------------------------
+
+
+def _import_with(client: httpx.Client, file_data: Any, name: str) -> EventResult:
+    config = client.get("config").json()
+    event = next(d for d in config["dependencies"] if d["api_name"] == "import_file")
+    data = default_inputs(config, event)
+    data[0], data[1] = file_data, name
+    return call_event(client, event["id"], data)
+
+
+def _upload(client: httpx.Client, file_name: str, content: bytes) -> str:
+    response = client.post("gradio_api/upload", files={"files": (file_name, content)})
+    response.raise_for_status()
+    return response.json()[0]
+
+
+def test_nothing_under_the_home_is_served(app):
+    alice = client_for(app, "alice")
+    for path in [app.db_path, app.home / "models" / "SmolLM2-135M-Instruct" / "config.json",
+                 Path("/etc/passwd")]:  # fmt: skip
+        for url in (f"gradio_api/file={path}", f"file={path}",
+                    f"gradio_api/file=../../../../../../..{path}"):  # fmt: skip
+            response = alice.get(url)
+            assert response.status_code in (403, 404), f"{url} answered {response.status_code}"
+            assert b"SQLite format" not in response.content
+
+
+def test_a_file_input_naming_a_path_outside_the_upload_cache_is_refused(app):
+    alice = client_for(app, "alice")
+    before = app.query("SELECT count(*) AS n FROM datasets")[0]["n"]
+    for path in (str(app.db_path), "/etc/passwd", "../../../../etc/passwd",
+                 str(app.home / "uploads")):  # fmt: skip
+        result = _import_with(alice, {"path": path, "meta": {"_type": "gradio.FileData"}},
+                              "stolen")  # fmt: skip
+        assert not result.success, f"{path} was read"
+    assert app.query("SELECT count(*) AS n FROM datasets")[0]["n"] == before
+
+
+def test_an_uploaded_file_name_with_path_parts_stays_in_the_upload_cache(app):
+    alice = client_for(app, "alice")
+    row = b'{"prompt": "What is 2+2?", "completion": "4"}\n'
+    stored = _upload(alice, "../../../../escape.jsonl", row)
+    cache = Path(app.home.parent / f"{app.home.name}-tmp" / "gradio").resolve()
+    assert Path(stored).resolve().is_relative_to(cache)
+    assert not list(app.home.parent.glob("escape.jsonl"))
+    assert not Path("/escape.jsonl").exists()
+    # Importing it works, and the name it is stored under can't lead anywhere either.
+    result = _import_with(alice, {"path": stored, "meta": {"_type": "gradio.FileData"}},
+                          "from-a-strange-name")  # fmt: skip
+    assert result.success, result.error
+
+
+def test_names_that_look_like_paths_are_refused(app):
+    alice = client_for(app, "alice")
+    stored = _upload(alice, "ok.jsonl", b'{"prompt": "Hi", "completion": "Hello"}\n')
+    before = app.query("SELECT count(*) AS n FROM datasets")[0]["n"]
+    for name in ("../../evil", "/etc/evil", "..", "a/b"):
+        result = _import_with(alice, {"path": stored, "meta": {"_type": "gradio.FileData"}}, name)
+        assert not result.success and "name" in result.error.lower(), (name, result)
+    assert app.query("SELECT count(*) AS n FROM datasets")[0]["n"] == before
+    config = alice.get("config").json()
+    add = next(d for d in config["dependencies"] if d["api_name"] == "arena_add_contestant")
+    refused = call_event(alice, add["id"], ["../../evil", "base", "Be brief."])
+    assert not refused.success and "name" in refused.error.lower()
+    assert not app.query("SELECT * FROM prompt_variants WHERE name LIKE '%evil%'")
