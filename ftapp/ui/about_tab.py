@@ -1,4 +1,4 @@
-"""The About tab: what ftapp is, who you are signed in as, which engine answers, whether the
+"""The About tab: what ftapp is, which engine answers, whether the
 data survives a restart, and (admins) one zip of everything. The only tab visitors who are
 not signed in can see."""
 
@@ -27,7 +27,6 @@ ABOUT = """
 
 @dataclass(frozen=True)
 class AboutTab:
-    user_line: gr.Markdown
     admin_box: gr.Group
     load: tuple
 
@@ -35,9 +34,6 @@ class AboutTab:
 def build_about_tab(services: Services) -> AboutTab:
     settings = services.settings
     gr.Markdown(ABOUT)
-    user_line = gr.Markdown("", elem_id="ft-user-line")
-    if settings.auth == "hf":
-        gr.LoginButton(elem_id="ft-login")
     if settings.ephemeral:
         gr.Markdown(
             "**Warning: this Space has no persistent storage.** Everything here (datasets, "
@@ -73,4 +69,4 @@ def build_about_tab(services: Services) -> AboutTab:
         return str(write_zip(settings, download_path(f"ftapp-everything-{stamp}.zip")))
 
     export_button.click(export_everything, None, exported, api_name="export_everything")
-    return AboutTab(user_line, admin_box, (engine_status, None, [engine]))
+    return AboutTab(admin_box, (engine_status, None, [engine]))

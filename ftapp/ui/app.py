@@ -49,29 +49,45 @@ document.addEventListener('keydown', (event) => {
 
 def build_app(services: Services) -> gr.Blocks:
     """The page. Every tab is built for everyone, then shown by role when the page loads; what
-    protects the data is the role check in every handler, not the hidden tabs."""
+    protects the data is the role check in every handler, not the hidden tabs. In single-user
+    mode everyone is the admin, so every tab shows from the start."""
+    with services.db() as db:
+        everyone_admin = single_user_mode(db, services.settings)
     with gr.Blocks(title="ftapp") as app:
-        gr.Markdown("# ftapp\nFine-tune a language model on your own examples.")
+        with gr.Row():
+            gr.Markdown("# ftapp\nFine-tune a language model on your own examples.")
+            with gr.Column(scale=0, min_width=320):
+                user_line = gr.Markdown("", elem_id="ft-user-line")  # who, and sign out
+                if services.settings.auth == "hf":
+                    gr.LoginButton(elem_id="ft-login")
+                elif not everyone_admin:  # Gradio's password sign-in
+                    gr.Button("Sign out", link="/logout", link_target="_self", size="sm",
+                              elem_id="ft-sign-out")  # fmt: skip
         with gr.Tabs() as tabs:
+            with gr.Tab("Data", id="data", visible=everyone_admin) as data_tab:
+                build_data_tab(services)
+            with gr.Tab("Train", id="train", visible=everyone_admin) as train_tab:
+                train = build_train_tab(services)
+            with gr.Tab("Playground", id="playground", visible=everyone_admin) as playground_tab:
+                playground = build_playground_tab(services)
+            with gr.Tab("Arena", id="arena", visible=everyone_admin) as arena_tab:
+                arena = build_arena_tab(services, show_manage=everyone_admin)
+            with gr.Tab("Leaderboard", id="leaderboard", visible=everyone_admin) as board_tab:
+                board = build_leaderboard_tab(services)
             with gr.Tab("About", id="about"):
                 about = build_about_tab(services)
-            with gr.Tab("Data", id="data", visible=False) as data_tab:
-                build_data_tab(services)
-            with gr.Tab("Train", id="train", visible=False) as train_tab:
-                train = build_train_tab(services)
-            with gr.Tab("Playground", id="playground", visible=False) as playground_tab:
-                playground = build_playground_tab(services)
-            with gr.Tab("Arena", id="arena", visible=False) as arena_tab:
-                arena = build_arena_tab(services)
-            with gr.Tab("Leaderboard", id="leaderboard", visible=False) as board_tab:
-                board = build_leaderboard_tab(services)
         admin_tabs = [data_tab, train_tab, playground_tab, board_tab, arena["manage_tab"]]
 
         @guarded(services, Role.VISITOR)
         def show_page(request: gr.Request):
             user = current_user(services, request)
             is_admin, is_reviewer = user.role == Role.ADMIN, user.role != Role.VISITOR
+            # Where a signed-in user lands (the About tab is the only one shown before this
+            # runs); in single-user mode the page already shows Data, and may have moved on.
             landing = "data" if is_admin else "arena" if is_reviewer else "about"
+            if everyone_admin:  # every tab shows already: changing them would re-render them
+                return (gr.skip(), _user_line(services, user), gr.Group(visible=is_admin),
+                        *[gr.skip()] * (1 + len(admin_tabs)))  # fmt: skip
             return (
                 gr.Tabs(selected=landing),
                 _user_line(services, user),
@@ -80,7 +96,7 @@ def build_app(services: Services) -> gr.Blocks:
                 *[gr.Tab(visible=is_admin) for _ in admin_tabs],
             )
 
-        page = [tabs, about.user_line, about.admin_box, arena_tab, *admin_tabs]
+        page = [tabs, user_line, about.admin_box, arena_tab, *admin_tabs]
         app.load(show_page, None, page, api_name=False)
         app.load(*about.load, api_name=False)
         # Reopening the page picks up where things are: versions, models, the latest job,
@@ -108,8 +124,7 @@ def _user_line(services: Services, user: User) -> str:
                 "Single-user mode: no sign-in, you are the admin, and only this computer can "
                 "open the app. Add users with `ftapp users add NAME --role admin`."
             )
-    return (f"Signed in as **{escape_markdown(user.name)}** ({user.role}) · "
-            "[Sign out](/logout)")  # fmt: skip
+    return f"Signed in as **{escape_markdown(user.name)}** ({user.role})"
 
 
 def launch(services: Services, host: str | None = None, port: int | None = None) -> None:

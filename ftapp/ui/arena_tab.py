@@ -27,13 +27,14 @@ from ftapp.ui.arena_manage import build_manage_section
 from ftapp.ui.common import current_user, guarded
 
 
-def build_arena_tab(services: Services) -> dict[str, Any]:
+def build_arena_tab(services: Services, show_manage: bool) -> dict[str, Any]:
+    """The Arena's three modes; Manage (admins) is hidden until the page knows the role."""
     with gr.Tabs():
         with gr.Tab("Evaluation sessions", id="arena-sessions"):
             session_load = _build_sessions_mode(services)
         with gr.Tab("Free battle", id="arena-free"):
             _build_free_mode(services)
-        with gr.Tab("Manage", id="arena-manage", visible=False) as manage_tab:
+        with gr.Tab("Manage", id="arena-manage", visible=show_manage) as manage_tab:
             manage_load = build_manage_section(services)
     return {"reviewer_load": [session_load], "admin_load": manage_load, "manage_tab": manage_tab}
 
@@ -139,6 +140,7 @@ def _build_free_mode(services: Services) -> None:
         send.click(send_message, [panel.battle_id, message], outputs, api_name="free_send"),
         message.submit(send_message, [panel.battle_id, message], outputs, api_name=False),
     ]
+
     @guarded(services, Role.REVIEWER)
     def stopped(request: gr.Request) -> str:
         return "Stopped: the answers are kept as far as they got."
