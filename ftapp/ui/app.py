@@ -77,6 +77,9 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("About", id="about"):
                 about = build_about_tab(services)
         admin_tabs = [data_tab, train_tab, playground_tab, board_tab, arena["manage_tab"]]
+        # Polling timers of admin tabs: started only for admins (for anyone else each tick
+        # would be refused, with an error on their screen).
+        admin_timers = [*train["timers"], *playground["timers"], *arena["timers"]]
 
         @guarded(services, Role.VISITOR)
         def show_page(request: gr.Request):
@@ -85,18 +88,20 @@ def build_app(services: Services) -> gr.Blocks:
             # Where a signed-in user lands (the About tab is the only one shown before this
             # runs); in single-user mode the page already shows Data, and may have moved on.
             landing = "data" if is_admin else "arena" if is_reviewer else "about"
+            timers = [gr.Timer(active=is_admin) for _ in admin_timers]
             if everyone_admin:  # every tab shows already: changing them would re-render them
                 return (gr.skip(), _user_line(services, user), gr.Group(visible=is_admin),
-                        *[gr.skip()] * (1 + len(admin_tabs)))  # fmt: skip
+                        *[gr.skip()] * (1 + len(admin_tabs)), *timers)  # fmt: skip
             return (
                 gr.Tabs(selected=landing),
                 _user_line(services, user),
                 gr.Group(visible=is_admin),
                 gr.Tab(visible=is_reviewer),
                 *[gr.Tab(visible=is_admin) for _ in admin_tabs],
+                *timers,
             )
 
-        page = [tabs, user_line, about.admin_box, arena_tab, *admin_tabs]
+        page = [tabs, user_line, about.admin_box, arena_tab, *admin_tabs, *admin_timers]
         app.load(show_page, None, page, api_name=False)
         app.load(*about.load, api_name=False)
         # Reopening the page picks up where things are: versions, models, the latest job,

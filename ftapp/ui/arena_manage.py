@@ -32,8 +32,9 @@ SESSION_HEADERS = ["session", "status", "answers", "failed", "battles", "votes",
 FROM_VERSION, FROM_FILE = "a dataset version's split", "an uploaded file"
 
 
-def build_manage_section(services: Services) -> list[tuple]:
-    """The admin forms; returns the (handler, inputs, outputs) to run when the page loads."""
+def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
+    """The admin forms; returns the (handler, inputs, outputs) to run when the page loads, and
+    the timer that refreshes the sessions table."""
     gr.Markdown("### Contestants")
     contestants_table = gr.Dataframe(headers=["name", "model", "system prompt", "in pool"],
                                      interactive=False, wrap=True)  # fmt: skip
@@ -195,9 +196,9 @@ def build_manage_section(services: Services) -> list[tuple]:
         close.click(session_action(do_close), [chosen], [report], api_name="arena_close"),
     ]:  # fmt: skip
         event.then(refresh, [chosen], refresh_outputs, api_name=False)
-    gr.Timer(POLL_SECONDS).tick(show_sessions, None, [sessions_table], api_name=False,
-                                show_progress="hidden")  # fmt: skip
-    return [(refresh, [chosen], refresh_outputs)]
+    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
+    timer.tick(show_sessions, None, [sessions_table], api_name=False, show_progress="hidden")
+    return [(refresh, [chosen], refresh_outputs)], timer
 
 
 def _session_row(summary: SessionSummary) -> list:

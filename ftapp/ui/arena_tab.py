@@ -35,8 +35,9 @@ def build_arena_tab(services: Services, show_manage: bool) -> dict[str, Any]:
         with gr.Tab("Free battle", id="arena-free"):
             _build_free_mode(services)
         with gr.Tab("Manage", id="arena-manage", visible=show_manage) as manage_tab:
-            manage_load = build_manage_section(services)
-    return {"reviewer_load": [session_load], "admin_load": manage_load, "manage_tab": manage_tab}
+            manage_load, manage_timer = build_manage_section(services)
+    return {"reviewer_load": [session_load], "admin_load": manage_load, "manage_tab": manage_tab,
+            "timers": [manage_timer]}  # fmt: skip
 
 
 def _build_sessions_mode(services: Services) -> tuple:

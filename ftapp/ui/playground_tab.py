@@ -95,6 +95,7 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
 
     clear.click(clear_chat, None, [chatbot, conversation, message], api_name=False)
     refresh.click(list_models, [model], [model], api_name="list_models")
-    gr.Timer(POLL_SECONDS).tick(show_status, None, [status], api_name=False,
-                                show_progress="hidden")  # fmt: skip
-    return {"load": [(show_status, None, [status]), (list_models, [model], [model])]}
+    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
+    timer.tick(show_status, None, [status], api_name=False, show_progress="hidden")
+    return {"load": [(show_status, None, [status]), (list_models, [model], [model])],
+            "timers": [timer]}  # fmt: skip

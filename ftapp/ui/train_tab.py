@@ -95,7 +95,7 @@ def build_train_tab(services: Services) -> None:
             variants = gr.Dataframe(headers=["variant", "kind", "step", "eval loss", "best"],
                                     interactive=False, label="Model variants")  # fmt: skip
             log_view = gr.Code(label="Log (tail)", language=None, lines=12)
-    timer = gr.Timer(POLL_SECONDS)
+    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
     field_names = list(FIELDS)
     field_inputs = [inputs[name] for name in field_names]
     job_outputs = [jobs_table, status, loss_plot, lr_plot, variants, log_view]
@@ -197,7 +197,7 @@ def build_train_tab(services: Services) -> None:
     selected.change(refresh, [selected], job_outputs, api_name="job_progress")
     cancel_button.click(cancel, [selected], job_outputs, api_name="cancel_job")
     timer.tick(refresh, [selected], job_outputs, api_name=False, show_progress="hidden")
-    return {"load": (load_choices, [selected], [version, base_model, selected])}
+    return {"load": (load_choices, [selected], [version, base_model, selected]), "timers": [timer]}
 
 
 def _input(field: str, label: str, choices: list[str] | None, value):
