@@ -80,6 +80,8 @@ def build_app(services: Services) -> gr.Blocks:
         # Polling timers of admin tabs: started only for admins (for anyone else each tick
         # would be refused, with an error on their screen).
         admin_timers = [*train["timers"], *playground["timers"], *arena["timers"]]
+        for timer in admin_timers:  # single-user mode: running from the start, never updated
+            timer.active = everyone_admin
 
         @guarded(services, Role.VISITOR)
         def show_page(request: gr.Request):
@@ -89,9 +91,11 @@ def build_app(services: Services) -> gr.Blocks:
             # runs); in single-user mode the page already shows Data, and may have moved on.
             landing = "data" if is_admin else "arena" if is_reviewer else "about"
             timers = [gr.Timer(active=is_admin) for _ in admin_timers]
-            if everyone_admin:  # every tab shows already: changing them would re-render them
+            # In single-user mode every tab and timer runs already: updating them on load made
+            # long Playground streams hang the browser (tests/e2e/test_playground_browser.py).
+            if everyone_admin:
                 return (gr.skip(), _user_line(services, user), gr.Group(visible=is_admin),
-                        *[gr.skip()] * (1 + len(admin_tabs)), *timers)  # fmt: skip
+                        *[gr.skip()] * (1 + len(admin_tabs) + len(timers)))  # fmt: skip
             return (
                 gr.Tabs(selected=landing),
                 _user_line(services, user),

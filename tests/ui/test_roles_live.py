@@ -298,3 +298,17 @@ def test_names_that_look_like_paths_are_refused(app):
     refused = call_event(alice, add["id"], ["../../evil", "base", "Be brief."])
     assert not refused.success and "name" in refused.error.lower()
     assert not app.query("SELECT * FROM prompt_variants WHERE name LIKE '%evil%'")
+
+
+def test_gradio_client_as_a_reviewer_is_refused_admin_endpoints(app):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    rita = Client(app.url, auth=("rita", PASSWORDS["rita"]), verbose=False)
+    for api_name, args in [("/list_datasets", (None,)), ("/leaderboard", ("All battles",)),
+                           ("/export_preferences", ("All battles",)), ("/arena_close", ("x",)),
+                           ("/train_preset", ("quick CPU demo",))]:  # fmt: skip
+        with pytest.raises(AppError, match="rita is a reviewer; this needs an admin"):
+            rita.predict(*args, api_name=api_name)
+    # The same client may do what reviewers do.
+    assert rita.predict(None, api_name="/arena_sessions") is not None
