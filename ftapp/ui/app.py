@@ -123,17 +123,18 @@ def build_app(services: Services) -> gr.Blocks:
 
 def _user_line(services: Services, user: User) -> str:
     settings = services.settings
-    if settings.auth == "hf":
-        if not user.is_signed_in:
+    if not user.is_signed_in:
+        if settings.auth == "hf":
             return "Sign in with your Hugging Face account to judge answers in the Arena."
-        return f"Signed in as **{escape_markdown(user.name)}** ({user.role})."
-    with services.db() as db:
-        if single_user_mode(db, settings):
-            return (
-                "Single-user mode: no sign-in, you are the admin, and only this computer can "
-                "open the app. Add users with `ftapp users add NAME --role admin`."
-            )
-    return f"Signed in as **{escape_markdown(user.name)}** ({user.role})"
+        return "Users were added after this app started: restart it to get the sign-in page."
+    if settings.auth == "password":
+        with services.db() as db:
+            if single_user_mode(db, settings):
+                return (
+                    "Single-user mode: no sign-in, you are the admin, and only this computer "
+                    "can open the app. Add users with `ftapp users add NAME --role admin`."
+                )
+    return f"Signed in as **{escape_markdown(user.name)}** ({user.role})."
 
 
 def launch(services: Services, host: str | None = None, port: int | None = None) -> None:

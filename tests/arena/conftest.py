@@ -3,16 +3,19 @@ tell who answered), with prompt-engineered contestants beside the base model."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from ftapp.arena.contestants import add_prompt_variant, set_pool
-from ftapp.auth import User
+from ftapp.auth import User, add_user
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.settings import Settings
 from ftapp.store.db import open_db
+from tests.live_app import LiveApp, running_app
 
 CONTESTANTS = ["base", "concise", "pirate"]
 
@@ -29,6 +32,29 @@ def arena_home(home: Path) -> Services:
         add_prompt_variant(db, services.served_base, "pirate", "Talk like a pirate.", user="t")
         set_pool(db, services.served_base, CONTESTANTS, "t")
     return services
+
+
+@contextmanager
+def running_arena_app(
+    home: Path,
+    models_dir: Path,
+    users: dict[str, tuple[str, str]] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LiveApp]:
+    """The real app on the echo backend, without a worker, on a fresh `home` (the bundled model
+    linked, the arena's contestants) with password users, name: (role, password)."""
+    home.mkdir(parents=True)
+    (home / "models").symlink_to(models_dir, target_is_directory=True)
+    arena_home(home)
+    db = open_db(home / "ftapp.db")
+    try:
+        for name, (role, password) in (users or {}).items():
+            add_user(db, name, role, password, "test")
+    finally:
+        db.close()
+    env = {"FTAPP_BACKEND": "echo", "FTAPP_WORKER": "0", **(extra_env or {})}
+    with running_app(home, models_dir, env) as live:
+        yield live
 
 
 @pytest.fixture

@@ -8,11 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.auth import add_user
-from ftapp.store.db import open_db
-from tests.arena.conftest import arena_home
+from tests.arena.conftest import running_arena_app
 from tests.e2e.browser import expect, shot
-from tests.live_app import running_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 PASSWORDS = {"alice": "alice-secret-1", "rita": "rita-secret-1"}
@@ -21,15 +18,8 @@ ADMIN_TABS = ("Data", "Train", "Playground", "Leaderboard")
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
-    home = tmp_path_factory.mktemp("signin") / "home"
-    home.mkdir()
-    (home / "models").symlink_to(models_dir, target_is_directory=True)
-    arena_home(home)
-    db = open_db(home / "ftapp.db")
-    add_user(db, "alice", "admin", PASSWORDS["alice"], "test")
-    add_user(db, "rita", "reviewer", PASSWORDS["rita"], "test")
-    db.close()
-    with running_app(home, models_dir, {"FTAPP_BACKEND": "echo", "FTAPP_WORKER": "0"}) as live:
+    users = {"alice": ("admin", PASSWORDS["alice"]), "rita": ("reviewer", PASSWORDS["rita"])}
+    with running_arena_app(tmp_path_factory.mktemp("signin") / "home", models_dir, users) as live:
         yield live
 
 

@@ -16,9 +16,9 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from tests.arena.conftest import arena_home
+from tests.arena.conftest import running_arena_app
 from tests.helpers import write_jsonl
-from tests.live_app import LiveApp, running_app
+from tests.live_app import LiveApp
 
 pytestmark = pytest.mark.slow
 SECRET_NAMES = ("concise", "pirate")  # "base" is in every echo answer: all three run on it
@@ -30,11 +30,7 @@ VOTE_VIEW = ("chat_a", "chat_b", "reveal", "score_a", "score_b", "comment")
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
-    home = tmp_path_factory.mktemp("arena") / "home"
-    home.mkdir()
-    (home / "models").symlink_to(models_dir, target_is_directory=True)
-    arena_home(home)
-    with running_app(home, models_dir, {"FTAPP_BACKEND": "echo", "FTAPP_WORKER": "0"}) as live:
+    with running_arena_app(tmp_path_factory.mktemp("arena") / "home", models_dir) as live:
         yield live
 
 

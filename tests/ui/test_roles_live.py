@@ -23,12 +23,14 @@ from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.settings import Settings
 from ftapp.store.db import open_db
-from tests.arena.conftest import arena_home
+from tests.arena.conftest import running_arena_app
 from tests.gradio_events import EventResult, call_event, dependencies, signed_in_client
-from tests.live_app import REPO, free_port, running_app
+from tests.live_app import REPO, free_port
 
 pytestmark = pytest.mark.slow
-PASSWORDS = {"alice": "alice-secret-1", "rita": "rita-secret-1", "bob": "bob-secret-1"}
+USERS = {"alice": ("admin", "alice-secret-1"), "rita": ("reviewer", "rita-secret-1"),
+         "bob": ("reviewer", "bob-secret-1")}  # fmt: skip
+PASSWORDS = {name: password for name, (_, password) in USERS.items()}
 ROLE_REFUSALS = ("needs an admin", "sign in first")
 # The named endpoints a reviewer may call; every other named endpoint is for admins. Changing a
 # role means changing this list too, on purpose.
@@ -83,15 +85,7 @@ def is_role_refusal(result: EventResult) -> bool:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
     home = tmp_path_factory.mktemp("roles") / "home"
-    home.mkdir()
-    (home / "models").symlink_to(models_dir, target_is_directory=True)
-    arena_home(home)
-    db = open_db(home / "ftapp.db")
-    add_user(db, "alice", "admin", PASSWORDS["alice"], "test")
-    add_user(db, "rita", "reviewer", PASSWORDS["rita"], "test")
-    add_user(db, "bob", "reviewer", PASSWORDS["bob"], "test")
-    db.close()
-    with running_app(home, models_dir, {"FTAPP_BACKEND": "echo", "FTAPP_WORKER": "0"}) as live:
+    with running_arena_app(home, models_dir, USERS) as live:
         yield live
 
 
@@ -221,13 +215,8 @@ def test_without_users_the_app_refuses_to_serve_beyond_loopback(tmp_path: Path):
 
 
 def test_with_users_it_serves_on_every_interface(tmp_path: Path, models_dir: Path):
-    home = tmp_path / "home"
-    home.mkdir()
-    db = open_db(home / "ftapp.db")
-    add_user(db, "alice", "admin", PASSWORDS["alice"], "test")
-    db.close()
-    extra = {"FTAPP_HOST": "0.0.0.0", "FTAPP_BACKEND": "echo", "FTAPP_WORKER": "0"}
-    with running_app(home, models_dir, extra) as live:
+    alice = {"alice": USERS["alice"]}
+    with running_arena_app(tmp_path / "home", models_dir, alice, {"FTAPP_HOST": "0.0.0.0"}) as live:
         assert httpx.get(live.url + "config", timeout=30).status_code == 401  # sign-in needed
         assert client_for(live, "alice").get("config").status_code == 200
 
