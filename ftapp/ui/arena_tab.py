@@ -24,7 +24,7 @@ from ftapp.serving.backend import Sampling
 from ftapp.store import arena as store
 from ftapp.ui.arena_battle import build_battle_panel, current_view, render, streaming
 from ftapp.ui.arena_manage import build_manage_section
-from ftapp.ui.common import current_user, guarded
+from ftapp.ui.common import current_user, guarded, paced
 
 
 def build_arena_tab(services: Services, show_manage: bool) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def _build_free_mode(services: Services) -> None:
         yield (battle_id, "", "Generating…", *render(view))
         stream = stream_answers(services.db, services.stream_chat, services.served_base,
                                 battle_id, user.name)  # fmt: skip
-        for text_a, text_b in stream:
+        for text_a, text_b in paced(stream):
             yield (battle_id, gr.skip(), gr.skip(), *streaming(text_a, text_b, view),
                    *[gr.skip()] * (len(panel.outputs) - 2))  # fmt: skip
         final = current_view(services, battle_id, user.name)

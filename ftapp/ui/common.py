@@ -9,9 +9,9 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import gradio as gr
 
@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from ftapp.services import Services
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How often a streaming reply redraws the page. Every update re-renders the whole reply in
+# the browser; at vLLM's token rate a long reply kept Chromium's main thread so busy that a
+# click on Stop waited for seconds. Ten redraws a second still reads as live typing.
+STREAM_INTERVAL_SECONDS = 0.1
 
 
 def guarded(services: Services, role: Role) -> Callable:
@@ -139,3 +146,30 @@ def chat_messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
     typed. System messages are not shown."""
     return [{"role": m["role"], "content": html.escape(m["content"])} for m in conversation
             if m["role"] in ("user", "assistant")]  # fmt: skip
+
+
+def paced(
+    updates: Iterator[T],
+    interval: float = STREAM_INTERVAL_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[T]:
+    """Pass on the updates of a stream at most once per `interval` seconds, each one the latest
+    state, and always the last state. Closing this generator (Stop, a closed page) closes the
+    stream it reads, so whatever the stream saves when it ends is saved."""
+    last_sent_at: float | None = None
+    latest: T | None = None
+    unsent = False
+    try:
+        for update in updates:
+            now = clock()
+            if last_sent_at is None or now - last_sent_at >= interval:
+                last_sent_at, unsent = now, False
+                yield update
+            else:
+                latest, unsent = update, True
+        if unsent:
+            yield latest  # type: ignore[misc]
+    finally:
+        close = getattr(updates, "close", None)
+        if close is not None:
+            close()

@@ -6,6 +6,7 @@ plainly and the tab recovers by itself."""
 from __future__ import annotations
 
 import html
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -13,7 +14,7 @@ import gradio as gr
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
-from ftapp.ui.common import chat_messages, guarded, to_int
+from ftapp.ui.common import chat_messages, guarded, paced, to_int
 
 POLL_SECONDS = 2.0
 
@@ -74,13 +75,10 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
         history = [*history, {"role": "user", "content": text or ""}]
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         pieces = services.stream_chat(model_name or BASE, messages + history, sampling)
-        reply = ""
         yield chat_messages(history), "", history
-        for piece in pieces:
-            reply += piece
-            # The state follows the stream, so a reply cut short by Stop stays in the
-            # conversation as far as it got.
-            so_far = [*history, {"role": "assistant", "content": reply}]
+        # The state follows the stream, so a reply cut short by Stop stays in the
+        # conversation as far as it got.
+        for so_far in paced(conversation_so_far(history, pieces)):
             yield chat_messages(so_far), "", so_far
 
     inputs = [model, system, temperature, top_p, max_new_tokens, seed, message, conversation]
@@ -99,3 +97,11 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
     timer.tick(show_status, None, [status], api_name=False, show_progress="hidden")
     return {"load": [(show_status, None, [status]), (list_models, [model], [model])],
             "timers": [timer]}  # fmt: skip
+
+
+def conversation_so_far(history: list[dict], pieces: Iterator[str]) -> Iterator[list[dict]]:
+    """The conversation with the reply as far as it has come, after each piece of it."""
+    reply = ""
+    for piece in pieces:
+        reply += piece
+        yield [*history, {"role": "assistant", "content": reply}]
