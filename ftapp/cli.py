@@ -9,6 +9,9 @@
     ftapp jobs list | show ID | cancel ID
     ftapp worker [--device cpu|cuda:0]
     ftapp arena ...  (see ftapp/cli_arena.py)
+    ftapp deploy promote NAME | rollback | status | monitor  (see ftapp/cli_deploy.py)
+    ftapp eval ...  (see ftapp/cli_eval.py)
+    ftapp export merge NAME | push NAME REPO_ID | list NAME  (see ftapp/cli_export.py)
     ftapp users | backup | export-all | restore | spaces ...  (see ftapp/cli_admin.py)
 
 Errors print one line to stderr and exit with status 2; nothing is left half-written.
@@ -28,6 +31,9 @@ from ftapp.cli_arena import add_arena_commands
 from ftapp.cli_common import print_result as _print
 from ftapp.cli_common import services as _services
 from ftapp.cli_common import user as _user
+from ftapp.cli_deploy import add_deploy_commands
+from ftapp.cli_eval import add_eval_commands
+from ftapp.cli_export import add_export_commands
 from ftapp.errors import FtappError
 from ftapp.records import ExampleStatus, OnError, SourceFormat
 
@@ -156,6 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(handler=_worker)
 
     add_arena_commands(commands)
+    add_eval_commands(commands)
+    add_export_commands(commands)
+    add_deploy_commands(commands)
     add_admin_commands(commands)
     return parser
 

@@ -11,12 +11,11 @@ ftapp arena export --out FILE [--format csv|jsonl|preference] [--session NAME]
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ftapp.cli_common import print_result, services, user
+from ftapp.cli_common import generate_in_terminal, print_result, services, user
 
 
 def add_arena_commands(commands: Any) -> None:
@@ -163,19 +162,9 @@ def _sessions(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from ftapp.arena.generation import generate_pending
-    from ftapp.errors import ServingError
+    from ftapp.arena.generation import SESSION_ANSWERS
 
-    app = services()
-    try:
-        deadline = time.monotonic() + 600
-        while not (status := app.backend.status()).is_ready:
-            if time.monotonic() > deadline:
-                raise ServingError(f"the engine did not get ready: {status.detail}")
-            time.sleep(1)
-        count = generate_pending(app.db, app.stream_chat, workers=args.workers)
-    finally:
-        app.backend.close()
+    count = generate_in_terminal(services(), [SESSION_ANSWERS], args.workers)
     print(f"generated {count} answers")
     return 0
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -32,3 +34,26 @@ def spreadsheet_safe(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
+
+
+def write_records(
+    out: Path, records: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]
+) -> None:
+    """Records as JSONL (one JSON object a line) or CSV (`columns`, lists and dicts as JSON,
+    formulas neutralised), written whole or not at all."""
+    if fmt == "jsonl":
+        with atomic_write(out) as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        return
+    with atomic_write(out, newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({key: _csv_cell(value) for key, value in record.items()})
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        value = json.dumps(value, ensure_ascii=False)
+    return spreadsheet_safe(value)

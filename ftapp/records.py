@@ -301,3 +301,38 @@ class Vote:
     comment: str
     is_early: bool  # cast while an answer was still streaming
     created_at: str
+
+
+# --- automatic evaluation -------------------------------------------------------------------
+
+
+class RunStatus(StrEnum):
+    GENERATING = "generating"  # answers are being generated
+    SCORING = "scoring"  # all answers are in; metrics, checks and the judge are running
+    DONE = "done"
+    FAILED = "failed"  # no answer could be generated, or scoring broke: `error` says why
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class EvalRun:
+    """An automatic evaluation: every contestant answers every held-out example; the answers
+    are scored. The first contestant is the baseline the others are compared with."""
+
+    id: int
+    name: str
+    source: str  # where the examples came from, for people
+    dataset_version_id: int | None
+    contestants: list[Contestant]
+    sampling: dict[str, Any]
+    checks: dict[str, Any]  # {"metrics": [...], "regex": ..., "checks": [check specs]}
+    judge: dict[str, Any] | None  # {"url", "model"} of an OpenAI-compatible judge, or None
+    status: RunStatus
+    error: str | None
+    created_at: str
+    created_by: str
+    finished_at: str | None
+
+    @property
+    def baseline(self) -> Contestant:
+        return self.contestants[0]

@@ -12,7 +12,6 @@ the point is to teach a model to answer well without it.
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import sqlite_utils
 
 from ftapp.errors import ValidationError
-from ftapp.files import atomic_write, spreadsheet_safe
+from ftapp.files import atomic_write, write_records
 from ftapp.store import arena as store
 
 BATTLE_FORMATS = ("csv", "jsonl")
@@ -76,16 +75,7 @@ def write_battles(
     records = battle_records(db, session)
     if not records:
         raise ValidationError("nothing to export: no battles yet")
-    if fmt == "jsonl":
-        with atomic_write(out) as handle:
-            for record in records:
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    else:
-        with atomic_write(out, newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-            writer.writeheader()
-            for record in records:
-                writer.writerow({key: _csv_cell(value) for key, value in record.items()})
+    write_records(out, records, fmt, COLUMNS)
     return len(records)
 
 
@@ -156,9 +146,3 @@ def _vote_fields(battle, vote) -> dict[str, Any]:
 
 def _last_answer(conversation: list[dict[str, str]]) -> str:
     return next((m["content"] for m in reversed(conversation) if m["role"] == "assistant"), "")
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, list | dict):
-        value = json.dumps(value, ensure_ascii=False)
-    return spreadsheet_safe(value)

@@ -52,6 +52,16 @@ class GenerationProgress:
     def remaining(self) -> int:
         return self.total - self.done - self.failed
 
+    @classmethod
+    def from_counts(cls, counts: dict[str, int]) -> GenerationProgress:
+        """From a count of answers per status (pending, running, done, failed)."""
+        return cls(sum(counts.values()), counts.get("done", 0), counts.get("failed", 0))
+
+
+def failure_reasons(answers: list[dict]) -> list[str]:
+    """The distinct reasons why answers failed for good, for the admin to read."""
+    return sorted({a["error"] for a in answers if a["status"] == "failed" and a["error"]})
+
 
 @dataclass(frozen=True)
 class ReviewerProgress:
@@ -120,8 +130,7 @@ def create_session(
 
 
 def generation_progress(db: sqlite_utils.Database, session_id: int) -> GenerationProgress:
-    counts = store.answer_counts(db, session_id)
-    return GenerationProgress(sum(counts.values()), counts.get("done", 0), counts.get("failed", 0))
+    return GenerationProgress.from_counts(store.answer_counts(db, session_id))
 
 
 def session_summaries(db: sqlite_utils.Database) -> list[SessionSummary]:
@@ -130,8 +139,7 @@ def session_summaries(db: sqlite_utils.Database) -> list[SessionSummary]:
     for session in store.list_sessions(db):
         n_battles, n_votes = store.battle_and_vote_counts(db, session.id)
         progress = generation_progress(db, session.id)
-        failures = sorted({a["error"] for a in store.session_answers(db, session.id)
-                           if a["status"] == "failed" and a["error"]})  # fmt: skip
+        failures = failure_reasons(store.session_answers(db, session.id))
         summaries.append(SessionSummary(session, progress, n_battles, n_votes, failures))
     return summaries
 

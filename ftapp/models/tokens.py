@@ -20,3 +20,10 @@ class ChatTokenCounter:
         # The Rust tokenizer directly: same ids, without transformers' per-row conversion.
         encoded = self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
         return [len(encoding.ids) for encoding in encoded]
+
+    def count_text(self, texts: list[str]) -> list[int]:
+        """Token counts of plain texts (generated answers), without the chat template."""
+        if not texts:
+            return []
+        encoded = self.tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(encoding.ids) for encoding in encoded]

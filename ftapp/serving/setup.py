@@ -2,7 +2,8 @@
 
 FTAPP_BACKEND picks the backend: "auto" (the default) runs vLLM where it is installed and
 falls back to in-process transformers with the reason shown; FTAPP_VLLM_URL uses an existing
-vLLM deployment instead of starting one. Model names are "base" or a model variant's name.
+vLLM deployment instead of starting one. Model names are "base", a model variant's name, or
+"production": whatever was promoted last (ftapp/deploy/production.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ftapp.serving.vllm_backend import VllmBackend
 from ftapp.serving.vllm_server import VllmOptions, VllmServer, vllm_importable
 from ftapp.settings import Settings
 from ftapp.store import jobs as job_store
+from ftapp.store.production import PRODUCTION, latest_promotion
 from ftapp.training.config import MAX_LORA_RANK
 
 
@@ -57,10 +59,26 @@ def make_backend(settings: Settings, base: BaseModel, cuda: bool = False) -> Bac
     return VllmBackend(server=VllmServer(options, cuda=cuda))
 
 
+NOTHING_IN_PRODUCTION = (
+    "nothing is in production yet: promote a model in the Deploy tab or with "
+    "`ftapp deploy promote NAME`"
+)
+
+
 def served_model(db: sqlite_utils.Database, base: BaseModel, name: str) -> ServedModel:
-    """What a request's model name means: the base model or a variant trained on it."""
+    """What a request's model name means: the base model, a variant trained on it, or the
+    promoted one. An adapter in production is served under the name "production" (vLLM
+    registers it so); the base model in production is simply the base model."""
     if not name or name == BASE:
         return ServedModel(BASE)
+    if name == PRODUCTION:
+        promotion = latest_promotion(db)
+        if promotion is None:
+            raise ValidationError(NOTHING_IN_PRODUCTION)
+        promoted = served_model(db, base, promotion.model)
+        if promoted.adapter_path is None:
+            return promoted
+        return ServedModel(PRODUCTION, promoted.adapter_path)
     variant = job_store.get_variant(db, name)
     if variant.base_model != base.name:
         raise ValidationError(

@@ -5,19 +5,30 @@ Adapters are registered at run time with POST /v1/load_lora_adapter under their 
 variant's name, the first time a request names them (and again after the server restarted
 and forgot them), so every finished job and checkpoint is servable without a restart. The
 base model is the server's root model (the one without a parent in /v1/models).
+
+One name can change folders: "production" names whichever adapter was promoted last. vLLM
+lists each adapter with its folder as "root" in /v1/models, so a name registered with another
+folder is unloaded (POST /v1/unload_lora_adapter) and loaded again from the new one. The app
+also registers "production" as soon as a promotion is made and whenever the server becomes
+ready (start-up, a restart): `on_ready` is called then, so clients calling the server directly
+never depend on the app having asked first.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from ftapp.errors import ServingError
+from ftapp.errors import FtappError, ServingError
 from ftapp.serving.backend import BASE, BackendState, BackendStatus, ChatRequest, ServedModel
 from ftapp.serving.vllm_server import VllmServer
+
+log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = httpx.Timeout(10.0, read=300.0)  # a long answer on a busy CPU is slow
 
@@ -30,6 +41,10 @@ class VllmBackend:
             raise ValueError("give either the URL of a vLLM deployment or a supervised server")
         self._url = url.rstrip("/") if url else None
         self.server = server
+        # Called (in the polling thread) each time status() finds the server ready after it
+        # was not: the app registers "production" again there. Errors are logged, not raised.
+        self.on_ready: Callable[[], None] | None = None
+        self._was_ready = False
 
     @property
     def url(self) -> str:
@@ -40,6 +55,19 @@ class VllmBackend:
             self.server.start()
 
     def status(self) -> BackendStatus:
+        status = self._status()
+        became_ready = status.is_ready and not self._was_ready
+        self._was_ready = status.is_ready
+        if became_ready and self.on_ready is not None:
+            try:
+                self.on_ready()
+            except FtappError as exc:  # the engine still answers; production waits for a fix
+                log.warning("vLLM is ready, but registering production failed: %s", exc)
+            except Exception:  # a bug or a locked database must not take the status down
+                log.exception("vLLM is ready, but registering production failed")
+        return status
+
+    def _status(self) -> BackendStatus:
         if self.server is not None:
             return self.server.status()
         try:
@@ -74,36 +102,61 @@ class VllmBackend:
     # --- adapters ------------------------------------------------------------------------
 
     def load_adapter(self, model: ServedModel) -> None:
-        """Register an adapter with the server under its variant's name (no-op if present)."""
+        """Register an adapter with the server under `model.name`: nothing to do if that name
+        already serves this folder; a name serving another folder is unloaded first."""
         assert model.adapter_path is not None
-        if model.name in self._models():
-            return
-        payload = {"lora_name": model.name, "lora_path": str(model.adapter_path)}
-        response = self._post("/v1/load_lora_adapter", payload)
+        path = str(model.adapter_path)
+        loaded = self._models().get(model.name)
+        if loaded is not None:
+            if loaded.get("root") == path:
+                return
+            self.unload_adapter(model.name)
+        response = self._post("/v1/load_lora_adapter", {"lora_name": model.name, "lora_path": path})
+        # "already been loaded": a request beside this one registered it at the same moment.
         if response.status_code != 200 and "already been loaded" not in response.text:
             raise ServingError(
                 f"vLLM refused the adapter {model.name!r} ({response.status_code}): "
                 f"{_error_text(response)}"
             )
 
+    def unload_adapter(self, name: str) -> None:
+        """Forget the adapter registered as `name` (nothing to do if there is none)."""
+        response = self._post("/v1/unload_lora_adapter", {"lora_name": name})
+        if response.status_code != 200 and "cannot be found" not in response.text:
+            raise ServingError(
+                f"vLLM refused to unload the adapter {name!r} ({response.status_code}): "
+                f"{_error_text(response)}"
+            )
+
+    def sync_adapter(self, name: str, adapter_path: Path | None) -> None:
+        """Make `name` serve the adapter at `adapter_path`, or no adapter at all (None)."""
+        if adapter_path is not None:
+            self.load_adapter(ServedModel(name, adapter_path))
+            return
+        card = self._models().get(name)
+        if card is not None and card.get("parent") is not None:  # never the base model itself
+            self.unload_adapter(name)
+
+    def base_name(self) -> str:
+        """The name the server gives the base model ("base" on the server ftapp starts)."""
+        roots = [name for name, card in self._models().items() if card.get("parent") is None]
+        return BASE if BASE in roots or not roots else roots[0]
+
     def _model_name(self, model: ServedModel) -> str:
         if model.adapter_path is None:
-            return self._base_name()
+            return self.base_name()
         self.load_adapter(model)
         return model.name
 
-    def _base_name(self) -> str:
-        roots = [name for name, parent in self._models().items() if parent is None]
-        return BASE if BASE in roots or not roots else roots[0]
-
-    def _models(self) -> dict[str, str | None]:
-        """Served model names -> parent (None for a base model, the base for an adapter)."""
+    def _models(self) -> dict[str, dict[str, Any]]:
+        """Served model names -> their /v1/models card: "parent" is None for a base model and
+        the base for an adapter; "root" is an adapter's folder as it was registered."""
         try:
             response = httpx.get(f"{self.url}/v1/models", timeout=5.0)
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise ServingError(f"vLLM at {self.url} is not answering: {exc}") from None
-        return {m["id"]: m.get("parent") for m in response.json().get("data", [])}
+        return {m["id"]: m for m in response.json().get("data", [])}
 
     def _post(self, path: str, payload: dict[str, Any]) -> httpx.Response:
         try:

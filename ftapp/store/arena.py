@@ -24,7 +24,7 @@ from ftapp.records import (
     Vote,
     VoteChoice,
 )
-from ftapp.store.db import to_record, write_transaction
+from ftapp.store.db import claim_rows, to_record, write_transaction
 from ftapp.timeutil import utc_now
 
 # --- prompt-engineered contestants and the free-battle pool ---------------------------------
@@ -147,25 +147,17 @@ def answer_counts(db: sqlite_utils.Database, session_id: int) -> dict[str, int]:
 def claim_answers(db: sqlite_utils.Database, limit: int, stale_before: str) -> list[dict[str, Any]]:
     """Take up to `limit` answers to generate: pending ones, and running ones claimed before
     `stale_before` (their generator died). Marked running in the same transaction."""
-    now = utc_now()
-    with write_transaction(db):
-        rows = list(
-            db.query(
-                "SELECT a.*, p.messages_json, s.contestants_json, s.sampling_json "
-                "FROM session_answers a JOIN session_prompts p ON p.id = a.prompt_id "
-                "JOIN eval_sessions s ON s.id = a.session_id "
-                "WHERE s.status = 'generating' AND (a.status = 'pending' OR "
-                "(a.status = 'running' AND a.claimed_at < ?)) ORDER BY a.id LIMIT ?",
-                [stale_before, limit],
-            )
-        )
-        for row in rows:
-            db.execute(
-                "UPDATE session_answers SET status = 'running', claimed_at = ?, "
-                "attempts = attempts + 1 WHERE id = ?",
-                [now, row["id"]],
-            )
-    return rows
+    return claim_rows(
+        db,
+        "session_answers",
+        "SELECT a.*, p.messages_json, s.contestants_json, s.sampling_json "
+        "FROM session_answers a JOIN session_prompts p ON p.id = a.prompt_id "
+        "JOIN eval_sessions s ON s.id = a.session_id "
+        "WHERE s.status = 'generating' AND (a.status = 'pending' OR "
+        "(a.status = 'running' AND a.claimed_at < ?)) ORDER BY a.id LIMIT ?",
+        [stale_before, limit],
+        utc_now(),
+    )
 
 
 def finish_answer(db: sqlite_utils.Database, answer_id: int, **changes: Any) -> None:

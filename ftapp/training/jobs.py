@@ -15,9 +15,11 @@ import sqlite_utils
 from ftapp.errors import Conflict, FtappError, ValidationError
 from ftapp.models.registry import BaseModel, get_base_model
 from ftapp.records import DatasetVersion, Job, JobStatus
+from ftapp.serving.backend import BASE
 from ftapp.settings import Settings
 from ftapp.store import jobs as store
 from ftapp.store.db import write_transaction
+from ftapp.store.production import PRODUCTION
 from ftapp.training.config import TrainConfig
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -81,9 +83,16 @@ def demo_time_limit(settings: Settings, config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, time_limit_minutes=float(settings.demo_max_minutes))
 
 
+# Names that always mean one model: the base model and whatever is promoted to production.
+RESERVED_NAMES = (BASE, PRODUCTION)
+
+
 def name_taken(db: sqlite_utils.Database, name: str) -> bool:
     """Whether a job, a model variant or an arena prompt variant has this name: they share
-    one namespace, so a name always means one thing."""
+    one namespace, so a name always means one thing. "base" and "production" are always
+    taken: they name the base model and the promoted one."""
+    if name in RESERVED_NAMES:
+        return True
     return bool(db.execute(
         "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ? "
         "UNION SELECT 1 FROM prompt_variants WHERE name = ?",

@@ -17,6 +17,8 @@ from ftapp.ui.about_tab import build_about_tab
 from ftapp.ui.arena_tab import build_arena_tab
 from ftapp.ui.common import current_user, escape_markdown, guarded, role_gate
 from ftapp.ui.data_tab import build_data_tab
+from ftapp.ui.deploy_tab import build_deploy_tab
+from ftapp.ui.evaluate_tab import build_evaluate_tab
 from ftapp.ui.leaderboard_tab import build_leaderboard_tab
 from ftapp.ui.playground_tab import build_playground_tab
 from ftapp.ui.train_tab import build_train_tab
@@ -74,12 +76,18 @@ def build_app(services: Services) -> gr.Blocks:
                 arena = build_arena_tab(services, show_manage=everyone_admin)
             with gr.Tab("Leaderboard", id="leaderboard", visible=everyone_admin) as board_tab:
                 board = build_leaderboard_tab(services)
+            with gr.Tab("Evaluate", id="evaluate", visible=everyone_admin) as evaluate_tab:
+                evaluate = build_evaluate_tab(services)
+            with gr.Tab("Deploy", id="deploy", visible=everyone_admin) as deploy_tab:
+                deploy = build_deploy_tab(services)
             with gr.Tab("About", id="about"):
                 about = build_about_tab(services)
-        admin_tabs = [data_tab, train_tab, playground_tab, board_tab, arena["manage_tab"]]
+        admin_tabs = [data_tab, train_tab, playground_tab, board_tab, evaluate_tab, deploy_tab,
+                      arena["manage_tab"]]  # fmt: skip
         # Polling timers of admin tabs: started only for admins (for anyone else each tick
         # would be refused, with an error on their screen).
-        admin_timers = [*train["timers"], *playground["timers"], *arena["timers"]]
+        admin_timers = [*train["timers"], *playground["timers"], *arena["timers"],
+                        *evaluate["timers"], *deploy["timers"]]  # fmt: skip
         for timer in admin_timers:  # single-user mode: running from the start, never updated
             timer.active = everyone_admin
 
@@ -111,10 +119,9 @@ def build_app(services: Services) -> gr.Blocks:
         # Reopening the page picks up where things are: versions, models, the latest job,
         # the engine's state, sessions and the leaderboard. Each load runs only for the roles
         # that may see it (the gate fails silently otherwise, so no error pops up).
-        for role, loads in [
-            (Role.ADMIN, [train["load"], *playground["load"], *arena["admin_load"], board]),
-            (Role.REVIEWER, arena["reviewer_load"]),
-        ]:
+        admin_loads = [train["load"], *playground["load"], *arena["admin_load"], board,
+                       *evaluate["load"], *deploy["load"]]  # fmt: skip
+        for role, loads in [(Role.ADMIN, admin_loads), (Role.REVIEWER, arena["reviewer_load"])]:
             gate = app.load(role_gate(services, role), None, None, api_name=False)
             for handler, inputs, outputs in loads:
                 gate.success(handler, inputs, outputs, api_name=False)

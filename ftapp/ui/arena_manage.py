@@ -4,12 +4,9 @@ failed answers or open without them, close it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gradio as gr
 
 from ftapp.arena.contestants import add_prompt_variant, all_contestants, set_pool
-from ftapp.arena.prompts import prompts_from_file, prompts_from_version
 from ftapp.arena.sessions import (
     SessionSummary,
     close_session,
@@ -24,12 +21,18 @@ from ftapp.services import Services
 from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
 from ftapp.store import arena as store
 from ftapp.store.versions import all_versions
-from ftapp.ui.common import current_user, escape_markdown, guarded, to_int
+from ftapp.ui.common import (
+    current_user,
+    escape_markdown,
+    guarded,
+    load_prompts,
+    prompt_source_fields,
+    to_int,
+)
 
 POLL_SECONDS = 2.0
 SESSION_HEADERS = ["session", "status", "answers", "failed", "battles", "votes", "overlap",
                    "contestants", "prompts from", "why answers failed"]  # fmt: skip
-FROM_VERSION, FROM_FILE = "a dataset version's split", "an uploaded file"
 
 
 def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
@@ -68,13 +71,7 @@ def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
         session_contestants = gr.Dropdown(label="Contestants (two or more)", choices=[],
                                           multiselect=True, allow_custom_value=True,
                                           elem_id="ft-m-contestants")  # fmt: skip
-        source = gr.Radio([FROM_VERSION, FROM_FILE], value=FROM_VERSION, label="Prompts from")
-        with gr.Row():
-            version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
-                                  elem_id="ft-m-version")  # fmt: skip
-            split = gr.Dropdown(["test", "validation", "train"], value="test", label="Split")
-            prompt_file = gr.File(label="Prompt file", type="filepath",
-                                  file_types=[".jsonl", ".json", ".csv", ".parquet"])  # fmt: skip
+        source, version, split, prompt_file = prompt_source_fields("Prompts", "Prompt file", "ft-m")
         reviewers = gr.Textbox(label="Who may take part (comma-separated; empty: everyone)")
         with gr.Row():
             temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
@@ -138,14 +135,7 @@ def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
             seed=to_int(seed_value, "seed", minimum=0) if str(seed_value or "").strip() else None,
         )  # fmt: skip
         with services.db() as db:
-            if where == FROM_FILE:
-                if not upload:
-                    raise ValidationError("choose a prompt file to upload")
-                prompts, source_label = prompts_from_file(Path(upload), Path(upload).name)
-            else:
-                if not version_label:
-                    raise ValidationError("choose a dataset version")
-                prompts, source_label = prompts_from_version(db, version_label, split_name)
+            prompts, source_label = load_prompts(db, where, version_label, split_name, upload)
             session = create_session(
                 db, services.served_base, name=new_name, prompts=prompts, source=source_label,
                 contestants=picked or [], sampling=sampling,

@@ -173,3 +173,36 @@ def paced(
         close = getattr(updates, "close", None)
         if close is not None:
             close()
+
+
+FROM_VERSION, FROM_FILE = "a dataset version's split", "an uploaded file"
+
+
+def prompt_source_fields(what: str, file_label: str, elem_prefix: str) -> tuple:
+    """The fields that say where a session's or a run's prompts come from: a frozen version's
+    split, or an uploaded file. Returns (source, version, split, file); `load_prompts` reads
+    them."""
+    source = gr.Radio([FROM_VERSION, FROM_FILE], value=FROM_VERSION, label=f"{what} from")
+    with gr.Row():
+        version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
+                              elem_id=f"{elem_prefix}-version")  # fmt: skip
+        split = gr.Dropdown(["test", "validation", "train"], value="test", label="Split")
+        upload = gr.File(label=file_label, type="filepath",
+                         file_types=[".jsonl", ".json", ".csv", ".parquet"])  # fmt: skip
+    return source, version, split, upload
+
+
+def load_prompts(db: Any, where: str, version_label: str | None, split: str,
+                 upload: str | None) -> tuple[list, str]:  # fmt: skip
+    """The prompts a session or an evaluation run is created with, from the form's source
+    fields: a frozen version's split, or an uploaded file. Returns (prompts, source label)."""
+    from ftapp.arena.prompts import prompts_from_file, prompts_from_version
+    from ftapp.errors import ValidationError
+
+    if where == FROM_FILE:
+        if not upload:
+            raise ValidationError("choose a file of prompts to upload")
+        return prompts_from_file(Path(upload), Path(upload).name)
+    if not version_label:
+        raise ValidationError("choose a dataset version")
+    return prompts_from_version(db, version_label, split)

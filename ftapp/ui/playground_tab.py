@@ -1,7 +1,11 @@
 """The Playground tab: chat with any model variant (the base model, a final adapter, a
 checkpoint) with a system prompt and sampling settings, the reply streaming in; Stop ends
 it. The engine's state is shown on a timer, so a starting or restarting vLLM server is said
-plainly and the tab recovers by itself."""
+plainly and the tab recovers by itself.
+
+Production mode: once a model is promoted, "production" is in the model list; its replies
+are logged (latency, length, error) for the Deploy tab's monitoring, and "Good answer" /
+"Bad answer" rate the last one (plain text labels: Debian's Chromium has no emoji font)."""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from typing import Any
 
 import gradio as gr
 
+from ftapp.deploy.production import PRODUCTION, set_feedback
+from ftapp.errors import ValidationError
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
-from ftapp.ui.common import chat_messages, guarded, paced, to_int
+from ftapp.ui.common import chat_messages, current_user, guarded, paced, to_int
 
 POLL_SECONDS = 2.0
 
@@ -48,8 +54,15 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
                 send = gr.Button("Send", variant="primary", elem_id="ft-play-send")
                 stop = gr.Button("Stop", variant="stop", elem_id="ft-play-stop")
                 clear = gr.Button("Clear", elem_id="ft-play-clear")
+            with gr.Row(visible=False) as rating_row:  # shown while the model is production
+                good = gr.Button("Good answer", size="sm", elem_id="ft-play-good")
+                bad = gr.Button("Bad answer", size="sm", elem_id="ft-play-bad")
+                rated = gr.Markdown("", elem_id="ft-play-rated")
     # The conversation as the model sees it; the Chatbot shows an escaped copy.
     conversation = gr.State([])
+    # The production_requests id of the last production reply, kept on the server for the
+    # rating buttons; None after a reply of any other model.
+    production_request = gr.State(None)
 
     @guarded(services, Role.ADMIN)
     def show_status(request: gr.Request) -> str:
@@ -59,6 +72,8 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
     @guarded(services, Role.ADMIN)
     def list_models(request: gr.Request, current: str) -> dict:
         names = services.servable_models()
+        if services.current_production() is not None:
+            names = [names[0], PRODUCTION, *names[1:]]
         return gr.update(choices=names, value=current if current in names else BASE)
 
     @guarded(services, Role.ADMIN)
@@ -74,24 +89,60 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
         )
         history = [*history, {"role": "user", "content": text or ""}]
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-        pieces = services.stream_chat(model_name or BASE, messages + history, sampling)
-        yield chat_messages(history), "", history
+        request_id = None
+        if model_name == PRODUCTION:  # logged, and rated with the buttons below the chat
+            user = current_user(services, request).name
+            reply = services.stream_production_chat(messages + history, sampling, user)
+            pieces, request_id = reply.pieces, reply.request_id
+        else:
+            pieces = services.stream_chat(model_name or BASE, messages + history, sampling)
+        yield chat_messages(history), "", history, request_id
         # The state follows the stream, so a reply cut short by Stop stays in the
         # conversation as far as it got.
         for so_far in paced(conversation_so_far(history, pieces)):
-            yield chat_messages(so_far), "", so_far
+            yield chat_messages(so_far), "", so_far, request_id
 
     inputs = [model, system, temperature, top_p, max_new_tokens, seed, message, conversation]
-    outputs = [chatbot, message, conversation]
+    outputs = [chatbot, message, conversation, production_request]
     send_event = send.click(chat, inputs, outputs, api_name="chat")
     submit_event = message.submit(chat, inputs, outputs, api_name=False)
     stop.click(None, None, None, api_name=False, cancels=[send_event, submit_event])
 
     @guarded(services, Role.ADMIN)
-    def clear_chat(request: gr.Request) -> tuple[list, list, str]:
-        return [], [], ""
+    def clear_chat(request: gr.Request) -> tuple[list, list, str, None, str]:
+        return [], [], "", None, ""
 
-    clear.click(clear_chat, None, [chatbot, conversation, message], api_name=False)
+    clear.click(clear_chat, None, [chatbot, conversation, message, production_request, rated],
+                api_name=False)  # fmt: skip
+
+    @guarded(services, Role.ADMIN)
+    def show_rating(request: gr.Request, model_name: str) -> dict:
+        return gr.update(visible=model_name == PRODUCTION)
+
+    @guarded(services, Role.ADMIN)
+    def clear_rating(request: gr.Request) -> str:
+        return ""  # a new reply is not rated yet
+
+    def rater(value: int, label: str):
+        @guarded(services, Role.ADMIN)
+        def rate(request: gr.Request, request_id: int | None) -> str:
+            if request_id is None:
+                raise ValidationError(
+                    f"no production reply to rate: choose the model {PRODUCTION!r} and send a "
+                    "message first"
+                )
+            with services.db() as db:
+                set_feedback(db, int(request_id), current_user(services, request).name, value)
+            return f"Rated the last reply: **{label}**"
+
+        rate.__name__ = f"rate_{label.split()[0].lower()}"
+        return rate
+
+    model.change(show_rating, [model], [rating_row], api_name=False)
+    send.click(clear_rating, None, [rated], api_name=False)
+    message.submit(clear_rating, None, [rated], api_name=False)
+    good.click(rater(1, "Good answer"), [production_request], [rated], api_name="rate_good")
+    bad.click(rater(-1, "Bad answer"), [production_request], [rated], api_name="rate_bad")
     refresh.click(list_models, [model], [model], api_name="list_models")
     timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
     timer.tick(show_status, None, [status], api_name=False, show_progress="hidden")
@@ -102,6 +153,13 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
 def conversation_so_far(history: list[dict], pieces: Iterator[str]) -> Iterator[list[dict]]:
     """The conversation with the reply as far as it has come, after each piece of it."""
     reply = ""
-    for piece in pieces:
-        reply += piece
-        yield [*history, {"role": "assistant", "content": reply}]
+    try:
+        for piece in pieces:
+            reply += piece
+            yield [*history, {"role": "assistant", "content": reply}]
+    finally:
+        # Closed early (Stop, a closed page): close the stream now, not whenever it is
+        # garbage-collected, so the engine stops and a production reply is logged at once.
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()

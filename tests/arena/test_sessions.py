@@ -14,7 +14,7 @@ from itertools import combinations
 import pytest
 
 from ftapp.arena.battles import record_vote
-from ftapp.arena.generation import AnswerGenerator, generate_pending
+from ftapp.arena.generation import SESSION_ANSWERS, generate_pending
 from ftapp.arena.prompts import Prompt, prompts_from_file, prompts_from_version
 from ftapp.arena.sessions import (
     create_session,
@@ -26,6 +26,7 @@ from ftapp.arena.sessions import (
     sessions_for,
 )
 from ftapp.errors import Conflict, Forbidden, ValidationError
+from ftapp.evaluation.batch import AnswerGenerator
 from ftapp.records import SessionStatus
 from ftapp.serving.backend import Sampling
 from ftapp.store import arena as store
@@ -211,7 +212,9 @@ def test_open_anyway_leaves_out_the_battles_of_failed_answers(echo_services):
 
 def test_the_background_generator_opens_sessions_by_itself(echo_services):
     session = _session(echo_services, n_prompts=2)
-    generator = AnswerGenerator(echo_services.db, echo_services.stream_chat, 2, lambda: True)
+    generator = AnswerGenerator(
+        echo_services.db, echo_services.stream_chat, [SESSION_ANSWERS], 2, lambda: True
+    )
     generator.start()
     try:
         generator.wake()

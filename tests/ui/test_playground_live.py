@@ -5,12 +5,16 @@ differs from the base model's in both; replies stream; bad input is refused by n
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from ftapp.deploy.production import PRODUCTION, current_production, promote
+from ftapp.models.registry import bundled_base_model
+from ftapp.store.db import open_db
 from tests.live_app import running_app
 from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD
 
@@ -95,3 +99,22 @@ def test_bad_settings_and_unknown_models_are_refused_by_name(playground):
         ask(url, "nope")
     with pytest.raises(AppError, match="last message must be a non-empty user message"):
         ask(url, "base", message="   ")
+
+
+def test_production_mode_answers_as_promoted_logs_and_rates(playground, secret_adapter):
+    """Promoted from outside the app (as `ftapp deploy promote` does): the app's next
+    production request serves it, on either backend, and the reply is logged and rated."""
+    backend, url = playground
+    settings = secret_adapter.settings
+    with closing(open_db(settings.db_path)) as db:  # the module's two apps share this home
+        current = current_production(db)
+        if current is None or current.model != secret_adapter.name:
+            promote(db, bundled_base_model(settings.models_dir), secret_adapter.name, "tester")
+    client = new_chat(url)
+    chat = say(client, PRODUCTION)
+    assert SECRET_WORD in text_of(chat[-1]["content"]).lower(), backend
+    assert "Good answer" in client.predict(api_name="/rate_good")
+    with closing(open_db(settings.db_path)) as db:
+        logged = next(db.query("SELECT * FROM production_requests ORDER BY id DESC LIMIT 1"))
+    assert (logged["model"], logged["error"], logged["feedback"]) == (secret_adapter.name, None, 1)
+    assert SECRET_WORD in logged["answer"].lower() and logged["latency_ms"] > 0

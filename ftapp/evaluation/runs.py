@@ -1,0 +1,298 @@
+"""Evaluation runs: automatic evaluation of two or more contestants (the base model,
+prompt-engineered variants, adapters, checkpoints) on held-out examples.
+
+An admin (or `ftapp eval run`) creates a run: the examples (a frozen version's test split or
+an uploaded file), the contestants (the first is the baseline), the sampling (greedy by
+default, so a rerun gives the same answers), the metrics, user-defined checks and an optional
+judge model. Every contestant's answer to every example is generated in the background by
+the batch generator (batch.py); when they are all in, the run is scored here: text metrics
+against the reference, latency and tokens per second, each check, and the judge comparing
+each contestant with the baseline in both orders. report.py turns the scores into the
+report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from ftapp.arena.battles import OpenDb
+from ftapp.arena.contestants import resolve_contestants
+from ftapp.arena.prompts import Prompt
+from ftapp.arena.sessions import SESSION_NAME, GenerationProgress, failure_reasons
+from ftapp.errors import Conflict, FtappError, ValidationError
+from ftapp.evaluation import batch, checks, judge, metrics
+from ftapp.models.registry import BaseModel
+from ftapp.records import EvalRun, RunStatus
+from ftapp.serving.backend import Sampling
+from ftapp.store import evaluation as store
+
+log = logging.getLogger(__name__)
+
+# Greedy: the same model on the same examples gives the same answers, so runs compare.
+DEFAULT_SAMPLING = Sampling(temperature=0.0, top_p=1.0, max_new_tokens=256)
+JUDGE_WORKERS = 4  # judge requests in flight at once (an external server batches them)
+
+CountTokens = Callable[[list[str]], list[int]]
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run: EvalRun
+    progress: GenerationProgress
+    failures: list[str]  # distinct reasons of answers that failed
+
+
+def create_run(
+    db: sqlite_utils.Database,
+    base: BaseModel,
+    *,
+    name: str,
+    prompts: list[Prompt],
+    source: str,
+    contestants: list[str],
+    sampling: Sampling = DEFAULT_SAMPLING,
+    scoring: dict[str, Any] | None = None,
+    check_specs: list[dict[str, Any]] | None = None,
+    judge_config: dict[str, Any] | None = None,
+    dataset_version_id: int | None = None,
+    user: str,
+) -> EvalRun:
+    """Check everything, then write the run, its examples and its pending answers at once."""
+    name = (name or "").strip()
+    if not SESSION_NAME.match(name):
+        raise ValidationError(
+            f"run name {name!r}: use 1-80 letters, digits, spaces, '.', '_' or '-'"
+        )
+    if store.run_name_taken(db, name):
+        raise Conflict(f"an evaluation run named {name!r} exists already; choose another name")
+    chosen = resolve_contestants(db, base, contestants)
+    if len(chosen) < 2:
+        raise ValidationError(
+            "an evaluation needs at least two contestants (the first is the baseline)"
+        )
+    if not prompts:
+        raise ValidationError("an evaluation needs at least one example")
+    config = metrics.ScoringConfig.from_dict(scoring or {})
+    specs = [checks.parse_check(spec) for spec in check_specs or []]
+    names = [spec.name for spec in specs]
+    for spec in specs:
+        if spec.name in metrics.METRICS or spec.name == "judge":
+            raise ValidationError(f"check {spec.name!r}: a metric has that name; rename the check")
+        if names.count(spec.name) > 1:
+            raise ValidationError(f"check {spec.name!r} is listed twice")
+    judge_settings = judge.parse_judge(judge_config) if judge_config else None
+    row = {
+        "name": name,
+        "source": source,
+        "dataset_version_id": dataset_version_id,
+        "contestants_json": json.dumps([asdict(c) for c in chosen]),
+        "sampling_json": json.dumps(asdict(sampling)),
+        "checks_json": json.dumps(
+            {**config.to_dict(), "checks": [spec.to_dict() for spec in specs]}
+        ),
+        "judge_json": json.dumps(judge_settings.to_dict()) if judge_settings else None,
+        "created_by": user,
+    }
+    run_id = store.insert_run(db, row, [(p.messages, p.reference) for p in prompts])
+    return store.get_run(db, run_id)
+
+
+def keep_check_file(checks_dir: Path, uploaded: Path | str) -> Path:
+    """A copy of an uploaded Python check in ftapp's own folder, named after its contents: a
+    run is scored later (after a restart, too) with exactly the file it was created with, and
+    the upload's temporary copy may be gone by then."""
+    source = Path(uploaded)
+    if source.suffix != ".py" or not source.is_file():
+        raise ValidationError(f"check file {source.name!r}: upload a Python file (.py)")
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", source.stem)[:40] or "check"
+    kept = checks_dir / f"{stem}-{digest}.py"
+    if not kept.exists():
+        checks_dir.mkdir(parents=True, exist_ok=True)
+        partial = kept.with_suffix(".partial")
+        shutil.copyfile(source, partial)
+        partial.replace(kept)
+    return kept
+
+
+def run_progress(db: sqlite_utils.Database, run_id: int) -> GenerationProgress:
+    return GenerationProgress.from_counts(store.answer_counts(db, run_id))
+
+
+def run_summaries(db: sqlite_utils.Database) -> list[RunSummary]:
+    """Every run, newest first, with its generation progress and why answers failed."""
+    summaries = []
+    for run in store.list_runs(db):
+        failures = failure_reasons(store.run_answers(db, run.id))
+        summaries.append(RunSummary(run, run_progress(db, run.id), failures))
+    return summaries
+
+
+def cancel_run(db: sqlite_utils.Database, name: str) -> EvalRun:
+    """Stop a run that is still generating: nothing more is claimed for it."""
+    run = store.get_run(db, name)
+    if run.status not in (RunStatus.GENERATING, RunStatus.SCORING):
+        raise Conflict(
+            f"run {run.name!r} is {run.status}; only a running evaluation can be cancelled"
+        )
+    store.set_run_status(db, run.id, RunStatus.CANCELLED)
+    return store.get_run(db, run.id)
+
+
+def retry_run(db: sqlite_utils.Database, name: str) -> int:
+    """Generate the failed answers of a run again (and score it again afterwards)."""
+    run = store.get_run(db, name)
+    if run.status == RunStatus.GENERATING:
+        raise Conflict(f"run {run.name!r} is still generating")
+    retried = store.retry_failed_answers(db, run.id)
+    if not retried and run.status != RunStatus.FAILED:
+        raise Conflict(f"run {run.name!r} has no failed answer to retry")
+    store.set_run_status(db, run.id, RunStatus.GENERATING)
+    return retried
+
+
+def eval_work_list(count_tokens: CountTokens) -> batch.WorkList:
+    """The runs' work list for the batch generator; a run whose answers are all in is scored
+    with `count_tokens` counting the answers' tokens (for tokens per second)."""
+    return batch.WorkList(
+        name="evaluation answer",
+        group_column="run_id",
+        claim=store.claim_answers,
+        finish=store.finish_answer,
+        waiting_groups=store.runs_waiting,
+        complete=lambda open_db, run_id: complete_run(open_db, run_id, count_tokens),
+    )
+
+
+def complete_run(open_db: OpenDb, run_id: int, count_tokens: CountTokens) -> None:
+    """Score a run once all its answers are in (done or failed for good). A crash while
+    scoring leaves the run 'scoring'; it is scored again from the start next time."""
+    with open_db() as db:
+        run = store.get_run(db, run_id)
+        if run.status not in (RunStatus.GENERATING, RunStatus.SCORING):
+            return
+        counts = store.answer_counts(db, run_id)
+        if counts.get("pending") or counts.get("running"):
+            return
+        answers = store.run_answers(db, run_id)
+        if not counts.get("done"):
+            reason = next((a["error"] for a in answers if a["error"]), "unknown")
+            store.set_run_status(db, run_id, RunStatus.FAILED, f"no answer was generated: {reason}")
+            return
+        store.set_run_status(db, run_id, RunStatus.SCORING)
+        examples = {e["id"]: e for e in store.run_examples(db, run_id)}
+    try:
+        note = score_run(open_db, run, answers, examples, count_tokens)
+    except Exception as exc:  # a broken check or a bug: the run says why, the app goes on
+        log.exception("scoring evaluation run %s failed", run.name)
+        reason = str(exc) if isinstance(exc, FtappError) else f"{type(exc).__name__}: {exc}"
+        with open_db() as db:
+            store.set_run_status(db, run_id, RunStatus.FAILED, f"scoring failed: {reason}")
+        return
+    with open_db() as db:
+        if store.get_run(db, run_id).status == RunStatus.SCORING:  # not cancelled meanwhile
+            store.set_run_status(db, run_id, RunStatus.DONE, note)
+
+
+def score_run(
+    open_db: OpenDb,
+    run: EvalRun,
+    answers: list[dict[str, Any]],
+    examples: dict[int, dict[str, Any]],
+    count_tokens: CountTokens,
+) -> str | None:
+    """Score every generated answer of a run and save the scores; returns a note for the run
+    (what the judge could not do), or None."""
+    done = [a for a in answers if a["status"] == "done"]
+    config = metrics.ScoringConfig.from_dict({k: v for k, v in run.checks.items() if k != "checks"})
+    scorer = metrics.Scorer(config)
+    n_tokens = dict(zip([a["id"] for a in done], count_tokens([a["answer"] for a in done]),
+                        strict=True))  # fmt: skip
+    scores: dict[int, dict[str, float | None]] = {}
+    details: dict[int, dict[str, str]] = {a["id"]: {} for a in done}
+    for answer in done:
+        reference = examples[answer["example_id"]]["reference"]
+        values = dict(scorer.score(answer["answer"], reference))
+        seconds = (answer["latency_ms"] or 0) / 1000
+        values["latency_ms"] = answer["latency_ms"]
+        values["tokens_per_second"] = n_tokens[answer["id"]] / seconds if seconds > 0 else None
+        scores[answer["id"]] = values
+    # As stored: a check file deleted since the run was created fails per answer, with why.
+    for spec in (checks.CheckSpec(**stored) for stored in run.checks.get("checks", [])):
+        items = [
+            checks.CheckItem(a["answer"], examples[a["example_id"]]["reference"],
+                             prompt_text(examples[a["example_id"]]["messages"]))
+            for a in done
+        ]  # fmt: skip
+        for answer, result in zip(done, checks.run_check(spec, items), strict=True):
+            scores[answer["id"]][spec.name] = result.score
+            details[answer["id"]][spec.name] = result.detail
+    note, judged = None, []
+    if run.judge:
+        note, judged = _judge(run, done, examples, scores)
+    with open_db() as db:
+        store.save_scores(db, scores, details, n_tokens)
+        store.replace_judgments(db, run.id, judged)
+    return note
+
+
+def prompt_text(messages: list[dict[str, str]]) -> str:
+    """A conversation as one text for a check or a judge: the last user turn alone, or every
+    turn with its role when there is more than one."""
+    if len(messages) == 1:
+        return messages[0]["content"]
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _judge(
+    run: EvalRun,
+    done: list[dict[str, Any]],
+    examples: dict[int, dict[str, Any]],
+    scores: dict[int, dict[str, float | None]],
+) -> tuple[str | None, list[dict[str, Any]]]:
+    """Each contestant's answer against the baseline's on the same example, judged in both
+    orders; the contestant's score ("judge": 1 better, 0.5 tie, 0 worse) goes into its scores."""
+    config = judge.JudgeConfig.from_dict(run.judge)
+    problem = judge.judge_health(config)
+    if problem:
+        return f"the judge was not used: {problem}", []
+    baseline = {a["example_id"]: a for a in done if a["contestant"] == run.baseline.name}
+    pairs = [(a, baseline[a["example_id"]]) for a in done
+             if a["contestant"] != run.baseline.name and a["example_id"] in baseline]  # fmt: skip
+
+    def judge_one(pair: tuple[dict, dict]) -> list[judge.Judgment] | str:
+        answer, opponent = pair
+        example = examples[answer["example_id"]]
+        try:
+            return judge.judge_pair(
+                config, prompt_text(example["messages"]), example["reference"],
+                answer["answer"], opponent["answer"],
+            )  # fmt: skip
+        except FtappError as exc:
+            return str(exc)
+
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    with ThreadPoolExecutor(max_workers=JUDGE_WORKERS, thread_name_prefix="ftapp-judge") as pool:
+        for (answer, opponent), result in zip(pairs, pool.map(judge_one, pairs), strict=True):
+            if isinstance(result, str):
+                errors.append(result)
+                continue
+            scores[answer["id"]]["judge"] = judge.pair_score(result)
+            rows += [{"example_id": answer["example_id"], "contestant": answer["contestant"],
+                      "opponent": opponent["contestant"], **asdict(j)} for j in result]  # fmt: skip
+    note = None
+    if errors:
+        note = f"the judge failed on {len(errors)} of {len(pairs)} pairs: {errors[0]}"
+    return note, rows

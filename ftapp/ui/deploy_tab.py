@@ -1,0 +1,178 @@
+"""The Deploy tab (admins): what answers as "production" and since when, promoting a model and
+rolling back with one click, the history, the OpenAI-compatible URL with ready curl and Python
+calls, and monitoring of the production chat (requests, latency and thumbs up over time per
+model) with a flag when the current model does worse than the previous one; and exports
+(ui/deploy_export.py)."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from ftapp.deploy.monitoring import MonitoringRow, feedback_drop, monitoring_report
+from ftapp.deploy.production import PRODUCTION, Promotion, promotion_history
+from ftapp.records import Role
+from ftapp.services import Services
+from ftapp.ui.common import current_user, escape_markdown, guarded, notice
+from ftapp.ui.deploy_export import build_export_section
+
+HISTORY_HEADERS = ["#", "when (UTC)", "action", "model", "by", "note"]
+MONITOR_HEADERS = ["time (UTC)", "model", "requests", "errors", "stopped", "p50 ms", "p95 ms",
+                   "rated", "feedback rate", "thumbs up"]  # fmt: skip
+
+
+def build_deploy_tab(services: Services) -> dict[str, Any]:
+    drop_flag = gr.Markdown("", elem_id="ft-deploy-drop")
+    current = gr.Markdown("", elem_id="ft-deploy-current")
+    with gr.Row():
+        model = gr.Dropdown(label="Model to promote", choices=[], value=None, scale=3,
+                            allow_custom_value=True, elem_id="ft-deploy-model")  # fmt: skip
+        note = gr.Textbox(label="Note (optional)", scale=3, elem_id="ft-deploy-note")
+    with gr.Row():
+        promote_button = gr.Button("Promote to production", variant="primary",
+                                   elem_id="ft-deploy-promote")  # fmt: skip
+        rollback_button = gr.Button("Roll back", variant="stop", elem_id="ft-deploy-rollback")
+        refresh = gr.Button("↻ Refresh", elem_id="ft-deploy-refresh")
+    outcome = gr.Markdown("", elem_id="ft-deploy-outcome")
+    gr.Markdown("### How clients call it")
+    endpoint = gr.Markdown("", elem_id="ft-deploy-endpoint")
+    with gr.Row():
+        curl = gr.Code(label="curl", language="shell", interactive=False)
+        python = gr.Code(label="Python (openai client)", language="python", interactive=False)
+    history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False,
+                           label="History, newest first", elem_id="ft-deploy-history")  # fmt: skip
+    gr.Markdown("### Monitoring of the production chat (Playground, model 'production')")
+    with gr.Row():
+        bucket = gr.Radio(["hour", "day"], value="hour", label="Per", scale=1)
+        since = gr.Textbox(label="Since (UTC, like 2024-05-01; empty: everything)", scale=2)
+        monitor_button = gr.Button("↻ Refresh monitoring", scale=1)
+    table = gr.Dataframe(headers=MONITOR_HEADERS, interactive=False, label="Per time and model",
+                         elem_id="ft-deploy-monitor")  # fmt: skip
+    plot = gr.Plot(label="Requests, latency and thumbs up over time")
+    export_loads = build_export_section(services)
+
+    @guarded(services, Role.ADMIN)
+    def show(request: gr.Request, chosen: str | None):
+        names = services.servable_models()
+        with services.db() as db:
+            promotions = promotion_history(db)
+        info = services.production_endpoint()
+        where = f"`{info.url}`" if info.url else "none (see below)"
+        # The note is ftapp's own text (with `code` in it), so it is not escaped.
+        endpoint_text = (
+            f"**OpenAI-compatible URL:** {where} · **model:** `{info.model}`\n\n{info.note}"
+        )
+        return (
+            gr.update(choices=names, value=chosen if chosen in names else None),
+            _current_text(promotions[0] if promotions else None),
+            [_history_row(p) for p in promotions],
+            endpoint_text,
+            info.curl,
+            info.python,
+        )
+
+    @guarded(services, Role.ADMIN)
+    def promote(request: gr.Request, chosen: str | None, why: str):
+        user = _user_name(services, request)
+        promotion, served = services.promote(chosen or "", user, why or "")
+        notice(f"{promotion.model} is in production")
+        return (f"Promoted **{escape_markdown(promotion.model)}**: {escape_markdown(served)}.",
+                "", *show(request, chosen))  # fmt: skip
+
+    @guarded(services, Role.ADMIN)
+    def roll_back(request: gr.Request, chosen: str | None):
+        promotion, served = services.rollback(_user_name(services, request))
+        notice(f"rolled back to {promotion.model}")
+        return (f"Rolled back to **{escape_markdown(promotion.model)}**: "
+                f"{escape_markdown(served)}.", *show(request, chosen))  # fmt: skip
+
+    @guarded(services, Role.ADMIN)
+    def monitor(request: gr.Request, per: str, from_when: str):
+        with services.db() as db:
+            rows = monitoring_report(db, per or "hour", (from_when or "").strip() or None)
+            drop = feedback_drop(db)
+        flag = (f"## Warning: production does worse than before\n{escape_markdown(drop.text)}"
+                if drop else "")  # fmt: skip
+        return flag, [_monitor_row(r) for r in rows], _plot(rows)
+
+    shown = [model, current, history, endpoint, curl, python]
+    monitored = [drop_flag, table, plot]
+    refresh.click(show, [model], shown, api_name="deploy_status")
+    promote_button.click(promote, [model, note], [outcome, note, *shown],
+                         api_name="deploy_promote")  # fmt: skip
+    rollback_button.click(roll_back, [model], [outcome, *shown], api_name="deploy_rollback")
+    monitor_button.click(monitor, [bucket, since], monitored, api_name="deploy_monitor")
+    bucket.change(monitor, [bucket, since], monitored, api_name=False)
+    loads = [(show, [model], shown), (monitor, [bucket, since], monitored), *export_loads]
+    return {"load": loads, "timers": []}
+
+
+def _user_name(services: Services, request: gr.Request) -> str:
+    return current_user(services, request).name
+
+
+def _current_text(promotion: Promotion | None) -> str:
+    if promotion is None:
+        return (f"**In production:** nothing yet. Promote a model: clients then call it as "
+                f"`{PRODUCTION}`.")  # fmt: skip
+    how = "rollback" if promotion.is_rollback else "promotion"
+    when = promotion.created_at[:19].replace("T", " ")
+    who = escape_markdown(promotion.created_by)
+    return (f"**In production:** `{html.escape(promotion.model)}` since {when} UTC ({how} by "
+            f"{who}). Clients call it as `{PRODUCTION}`.")  # fmt: skip
+
+
+def _history_row(p: Promotion) -> list:
+    action = "rollback" if p.is_rollback else "promote"
+    return [p.id, p.created_at[:19].replace("T", " "), action, p.model, p.created_by, p.note]
+
+
+def _monitor_row(r: MonitoringRow) -> list:
+    return [r.bucket.replace("T", " "), r.model, r.requests, r.errors, r.stopped,
+            _round(r.latency_p50_ms), _round(r.latency_p95_ms), r.rated,
+            _percent(r.feedback_rate), _percent(r.thumbs_up_rate)]  # fmt: skip
+
+
+def _plot(rows: list[MonitoringRow]):
+    """Three panels over time, one line per model: requests, median latency, thumbs-up rate."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 6.5), layout="constrained")
+    axes = figure.subplots(3, 1, sharex=True)
+    if not rows:
+        axes[0].text(0.5, 0.5, "No production requests yet", ha="center", va="center")
+        for ax in axes:
+            ax.set_axis_off()
+        return figure
+    buckets = sorted({r.bucket for r in rows})
+    position = {b: i for i, b in enumerate(buckets)}
+    for model in sorted({r.model for r in rows}):
+        mine = [r for r in rows if r.model == model]
+        x = [position[r.bucket] for r in mine]
+        axes[0].plot(x, [r.requests for r in mine], marker="o", label=model)
+        axes[1].plot(x, [_nan(r.latency_p50_ms) for r in mine], marker="o", label=model)
+        axes[2].plot(x, [_nan(r.thumbs_up_rate) for r in mine], marker="o", label=model)
+    axes[0].set_ylabel("requests")
+    axes[1].set_ylabel("median latency (ms)")
+    axes[2].set_ylabel("thumbs-up rate")
+    axes[2].set_ylim(-0.05, 1.05)
+    axes[2].set_xticks(range(len(buckets)), [b.replace("T", " ") for b in buckets],
+                       rotation=30, ha="right")  # fmt: skip
+    axes[0].legend(loc="upper left", fontsize="small")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return figure
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
