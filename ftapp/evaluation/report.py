@@ -172,8 +172,8 @@ def build_report(db: sqlite_utils.Database, name: str | int, n_boot: int = N_BOO
     if key:
         for contestant in names[1:]:
             deltas = _deltas(run, key, contestant, table, answers, examples)
-            best[contestant] = deltas[:N_EXAMPLES_SHOWN]
-            worst[contestant] = list(reversed(deltas[-N_EXAMPLES_SHOWN:]))
+            best[contestant] = [d for d in deltas if d.difference > 0][:N_EXAMPLES_SHOWN]
+            worst[contestant] = [d for d in reversed(deltas) if d.difference < 0][:N_EXAMPLES_SHOWN]
     return RunReport(run, run_progress(db, run.id), chosen, rows, failed, key, best, worst)
 
 

@@ -187,7 +187,7 @@ def prompt_source_fields(what: str, file_label: str, elem_prefix: str) -> tuple:
         version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
                               elem_id=f"{elem_prefix}-version")  # fmt: skip
         split = gr.Dropdown(["test", "validation", "train"], value="test", label="Split")
-        upload = gr.File(label=file_label, type="filepath",
+        upload = gr.File(label=file_label, type="filepath", elem_id=f"{elem_prefix}-file",
                          file_types=[".jsonl", ".json", ".csv", ".parquet"])  # fmt: skip
     return source, version, split, upload
 

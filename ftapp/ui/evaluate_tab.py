@@ -109,7 +109,7 @@ def build_evaluate_tab(services: Services) -> dict[str, Any]:
     with gr.Row():
         csv_button = gr.Button("Results (CSV)")
         jsonl_button = gr.Button("Results (JSONL)")
-    exported = gr.File(label="Download", elem_id="ft-e-file")
+    exported = gr.File(label="Download", elem_id="ft-e-download")
 
     @guarded(services, Role.ADMIN)
     def refresh(request: gr.Request, current: str | None):
@@ -281,8 +281,9 @@ def _extremes(report: RunReport) -> str:
         for title, deltas in (("gained", report.best[contestant]),
                               ("lost", report.worst[contestant])):  # fmt: skip
             parts.append(f"**{escape_markdown(contestant)}, {title} most against the baseline**")
-            parts += [f"- example {d.position}: {d.value:.3g} vs {d.baseline_value:.3g}: "
-                      f"{escape_markdown(_short(d.prompt))}" for d in deltas]  # fmt: skip
+            lines = [f"- example {d.position}: {d.value:.3g} vs {d.baseline_value:.3g}: "
+                     f"{escape_markdown(_short(d.prompt))}" for d in deltas]  # fmt: skip
+            parts += lines or ["- none"]
     return "\n\n".join(parts)
 
 

@@ -62,6 +62,7 @@ def test_the_report_compares_each_contestant_with_the_baseline(eval_services):
     assert [d.difference for d in report.best["concise"]] == [1.0, 1.0, 1.0]
     assert report.best["concise"][0].answer == "word0"
     assert report.best["concise"][0].baseline_answer == "I do not know."
+    assert report.worst["concise"] == []  # it lost on no example
 
 
 def test_the_difference_is_paired_on_shared_examples(eval_services):
