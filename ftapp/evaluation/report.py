@@ -186,15 +186,17 @@ def _verdict(value: Estimate, neutral: float, higher_better: bool) -> str:
     return "no clear difference"
 
 
+# What best and worst examples are ranked by, first found first: graded metrics before exact
+# match, whose 0/1 on free-form answers is mostly 0 for everyone and ranks nothing.
+KEY_METRICS = ("judge", "rouge_l", "chrf", "bleu", "exact_match", "regex", "json_valid")
+
+
 def _key_metric(run: EvalRun, chosen: list[str]) -> str | None:
-    """What best and worst examples are ranked by: the judge, else the first chosen metric
-    that compares with the reference, else the first check, else the first chosen metric."""
-    reference_based = [
-        m for m in chosen if m in metrics.METRICS and metrics.METRICS[m].needs_reference
-    ]
+    """The metric best and worst examples are ranked by: the judge, else a reference metric
+    (graded ones first), else the first check, else the first chosen score."""
     checks = [c["name"] for c in run.checks.get("checks", []) if c["name"] in chosen]
     scores = [m for m in chosen if m not in DESCRIPTIVE and m not in MEASURED]
-    for candidates in (["judge"] if "judge" in chosen else [], reference_based, checks, scores):
+    for candidates in ([m for m in KEY_METRICS if m in chosen], checks, scores):
         if candidates:
             return candidates[0]
     return None

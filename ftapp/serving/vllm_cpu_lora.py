@@ -5,8 +5,14 @@ vLLM's CPU LoRA kernels (`vllm.lora.ops.torch_ops`, used by `PunicaWrapperCPU`) 
 LoRA matrices of each token (`weights[indices]`: tokens x out x max_lora_rank values copied)
 and multiply with a batched einsum. That copy dominates: an adapter ran at a fifth to a half
 of the base model's speed (benchmarks/bench_serve.py). Here the tokens are grouped by adapter
-(usually one group) and each group is one plain matmul, with the same results, indexing
-(-1 picks the last slot, as torch indexing did) and in-place updates as the originals.
+(usually one group) and each group is one plain matmul, with the same results and in-place
+updates as the originals.
+
+It also fixes what slot -1 means. vLLM marks a token of a base-model request with adapter slot
+-1, "no LoRA"; its CPU ops index the weights with it, and -1 is the last slot. While that slot
+is empty the product is zero, but once every slot (`--max-loras`) holds an adapter, base-model
+requests decoded beside adapters got the last slot's adapter added: the base model answered
+with the secret word of an adapter it had never been asked for. Here slot -1 adds nothing.
 
 Loaded by vLLM in each of its processes through the `vllm.general_plugins` entry point in
 pyproject.toml; it only acts where FTAPP_VLLM_CPU_LORA=1 (ftapp sets it for the servers it
@@ -26,21 +32,25 @@ PATCHED_VLLM = "0.32."  # the torch_ops signatures below are this release's
 
 
 def grouped_lora_product(inputs, weights, indices, dtype):
-    """outputs[t] = weights[indices[t]] @ inputs[t], one matmul per distinct index.
+    """outputs[t] = weights[indices[t]] @ inputs[t], one matmul per distinct index; a token
+    with index -1 (no adapter: a base-model request) gets zeros.
 
     The product runs in the weights' dtype (bf16 on a bf16 model), with the small inputs
     converted rather than the weights: converting the weights to the fp32 of vLLM's shrink
     buffer on every call cost more than the product itself."""
     if weights.dim() == 4:
         weights = weights.squeeze(1)
-    indices = indices.remainder(weights.shape[0])  # -1 -> the last slot, like weights[-1]
     inputs = inputs.to(dtype=weights.dtype)
     first = int(indices[0])
     # The usual case, the whole batch on one adapter (one index stands for every token).
     if indices.numel() == 1 or bool((indices == first).all()):
+        if first < 0:
+            return inputs.new_zeros((inputs.shape[0], weights.shape[1]), dtype=dtype)
         return (inputs @ weights[first].T).to(dtype=dtype)
-    outputs = inputs.new_empty((inputs.shape[0], weights.shape[1]), dtype=dtype)
+    outputs = inputs.new_zeros((inputs.shape[0], weights.shape[1]), dtype=dtype)
     for index in indices.unique().tolist():
+        if index < 0:
+            continue
         rows = (indices == index).nonzero().squeeze(1)
         outputs[rows] = (inputs[rows] @ weights[index].T).to(dtype=dtype)
     return outputs

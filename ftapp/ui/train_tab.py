@@ -15,6 +15,8 @@ from ftapp.models.registry import get_base_model, list_base_models
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.store import jobs as job_store
+from ftapp.store.evaluation import runs_with_model
+from ftapp.store.exports import exports_of
 from ftapp.store.versions import all_versions
 from ftapp.training.config import PRESETS, SCHEDULERS, TrainConfig, config_from_dict
 from ftapp.training.gpu_memory import gpu_wait_reason, has_nvidia_gpu
@@ -92,8 +94,11 @@ def build_train_tab(services: Services) -> None:
                                         elem_id="ft-loss-plot")  # fmt: skip
                 lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate")
             cancel_button = gr.Button("Cancel job", variant="stop", elem_id="ft-cancel")
-            variants = gr.Dataframe(headers=["variant", "kind", "step", "eval loss", "best"],
-                                    interactive=False, label="Model variants")  # fmt: skip
+            variants = gr.Dataframe(
+                headers=["variant", "kind", "step", "eval loss", "best", "evaluation runs",
+                         "exports"],
+                interactive=False, label="Model variants", elem_id="ft-variants",
+            )  # fmt: skip
             log_view = gr.Code(label="Log (tail)", language=None, lines=12)
     timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
     field_names = list(FIELDS)
@@ -170,6 +175,10 @@ def build_train_tab(services: Services) -> None:
         with services.db() as db:
             jobs = job_store.list_jobs(db, limit=50)
             progress = job_progress(db, int(job_id)) if job_id else None
+            # Each variant links to what was done with it: evaluation runs and exports.
+            links = {v.name: (", ".join(r.name for r in runs_with_model(db, v.name)),
+                              ", ".join(e["kind"] for e in exports_of(db, v.name)))
+                     for v in (progress or {}).get("variants", [])}  # fmt: skip
         table = [[j.id, j.name, j.status.value, f"{j.step}/{j.total_steps or '?'}",
                   j.created_at[:19], j.created_by] for j in jobs]  # fmt: skip
         if progress is None:
@@ -183,8 +192,8 @@ def build_train_tab(services: Services) -> None:
             [{"step": m["step"], "learning_rate": m["learning_rate"]} for m in progress["train"]],
             columns=["step", "learning_rate"],
         )
-        rows = [[v.name, v.kind, v.step, _round(v.eval_loss), "★" if v.is_best else ""]
-                for v in progress["variants"]]  # fmt: skip
+        rows = [[v.name, v.kind, v.step, _round(v.eval_loss), "★" if v.is_best else "",
+                 *links[v.name]] for v in progress["variants"]]  # fmt: skip
         return [table, _status_markdown(progress), curves, rates, rows, progress["log_tail"]]
 
     gr.on([preset_name.change], apply_preset, [preset_name], field_inputs, api_name="train_preset")

@@ -57,8 +57,8 @@ def test_the_report_compares_each_contestant_with_the_baseline(eval_services):
     assert report.row("words", "concise").verdict == "shorter"
     assert report.metrics[: len(report.run.checks["metrics"])] == report.run.checks["metrics"]
     assert "latency_ms" in report.metrics
-    # The examples ranked by the first reference metric; every one gained the same here.
-    assert report.key_metric == "exact_match"
+    # The examples ranked by a graded reference metric; every one gained the same here.
+    assert report.key_metric == "rouge_l"
     assert [d.difference for d in report.best["concise"]] == [1.0, 1.0, 1.0]
     assert report.best["concise"][0].answer == "word0"
     assert report.best["concise"][0].baseline_answer == "I do not know."
