@@ -42,7 +42,7 @@ def test_an_admin_evaluates_two_contestants_and_reads_the_report(app, page, tmp_
     pick(page, "ft-e-contestants", ["base", "pirate"])
     page.get_by_label("an uploaded file").check()
     page.locator("#ft-e-file input[type=file]").set_input_files(str(examples))
-    expect(page.locator("#ft-e-file")).to_contain_text("examples.jsonl")
+    expect(page.locator("#ft-e-file")).to_contain_text("examples")  # name and extension apart
     shot(page, "40-evaluate-new-run")
     page.locator("#ft-e-start").click()
     expect(page.locator("#ft-e-message")).to_contain_text("Started first look")

@@ -67,7 +67,10 @@ def test_an_evaluation_run_finds_the_adapter_better(vllm_services, vllm_server, 
     assert len(verdicts) == 2 * len(prompts)
     assert {v["contestant_position"] for v in verdicts} == {"a", "b"}
 
-    # The same evaluation from a terminal: the same answers (greedy), so the same numbers.
+    # The same evaluation from a terminal, start to end: `ftapp eval run` generates through
+    # the same server, scores, and prints the report the core builds from its rows. (Its
+    # answers need not equal the ones above: greedy decoding in a batch that differs is not
+    # bit-for-bit the same on vLLM.)
     home_env = {**env, "FTAPP_HOME": str(services.settings.home),
                 "FTAPP_VLLM_URL": vllm_server.url}  # fmt: skip
     cli = subprocess.run(
@@ -79,11 +82,11 @@ def test_an_evaluation_run_finds_the_adapter_better(vllm_services, vllm_server, 
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
     from_cli = json.loads(cli.stdout)
-
-    def numbers(data: dict, metric: str) -> list:
-        return [(r["contestant"], r["value"]["mean"], r["value"]["low"], r["value"]["high"])
-                for r in data["rows"] if r["metric"] == metric]  # fmt: skip
-
-    core = json.loads(json.dumps(report.to_dict(), default=str))
-    for metric in ("exact_match", "rouge_l", "chrf", "regex", "pep8"):
-        assert numbers(from_cli, metric) == numbers(core, metric)
+    with services.db() as db:
+        core = json.loads(json.dumps(build_report(db, "secret eval cli").to_dict(), default=str))
+    assert from_cli == core
+    assert from_cli["run"]["status"] == "done"
+    regex = {
+        r["contestant"]: r["value"]["mean"] for r in from_cli["rows"] if r["metric"] == "regex"
+    }
+    assert regex["secret"] >= 0.75 and regex["base"] == 0.0
