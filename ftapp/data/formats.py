@@ -131,6 +131,17 @@ def check_messages(messages: list[dict[str, str]]) -> None:
         raise RowError(f"roles out of order: ends with a {messages[-1]['role']} turn, no answer")
 
 
+def unpaired_surrogate(value: Any) -> str | None:
+    """The first unpaired UTF-16 surrogate in a parsed value's strings, as an escape ("\\ud83d"),
+    or None. JSON can spell one (half an emoji, `"\\ud83d"`), but it is not text: SQLite, the
+    tokenizer and every export fail on it, so a row holding one is refused."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return ascii(exc.object[exc.start])[1:-1]
+    return None
+
+
 def content_hash(messages: list[dict[str, str]], tools: Any = None) -> str:
     """Identity of an example's content, for exact-duplicate detection."""
     canonical = json.dumps([messages, tools], ensure_ascii=False, sort_keys=True)
@@ -273,16 +284,26 @@ def _tools(row: dict) -> list[Any] | None:
         return None
     if isinstance(tools, str):  # ShareGPT files often carry the tool schema as JSON text
         try:
-            tools = json.loads(tools)
+            tools = json.loads(tools, parse_constant=_refuse_constant)
         except json.JSONDecodeError as exc:
             raise RowError(f"field 'tools' is not valid JSON: {exc.msg}") from None
+        except ValueError as exc:  # NaN or Infinity, or a number too long to convert
+            raise RowError(f"field 'tools' is not valid JSON: {exc}") from None
         except RecursionError:
             raise RowError("field 'tools' is not valid JSON: nested too deeply") from None
+        surrogate = unpaired_surrogate(tools)
+        if surrogate:
+            raise RowError(f"field 'tools' holds an unpaired surrogate ({surrogate}), not text")
         if tools == []:  # "[]" means no tools, like a missing field (same duplicate hash)
             return None
     if not isinstance(tools, list):
         raise RowError(f"field 'tools' must be a list of tool schemas, got {_kind(tools)}")
     return tools
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; stored, they would break every JSON reader downstream.
+    raise ValueError(f"{name} is not allowed in JSON")
 
 
 def _kind(value: Any) -> str:

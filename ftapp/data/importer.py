@@ -9,7 +9,7 @@ means nothing is written. Either way the write is all-or-nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,12 @@ from ftapp.timeutil import utc_now
 Progress = Callable[[float, str], None]
 TokenCounter = Callable[[list[list[dict[str, str]]]], list[int]]
 TOKEN_BATCH = 2000
+# Tokenizing holds a few hundred bytes per character (5 MB of text took 1.2 GB): a batch
+# stops at this many characters, so memory stays bounded whatever the rows' lengths.
+TOKEN_BATCH_CHARS = 1_000_000
+# No tokenizer has tokens this long (SmolLM2's longest is 81 characters): a row with more
+# characters than this per allowed token can't fit and is refused without tokenizing it.
+MAX_CHARS_PER_TOKEN = 256
 PROBLEMS_IN_MESSAGE = 5
 
 
@@ -100,14 +106,19 @@ def import_file(
             duplicates.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
             continue
         seen[digest] = row.line
+        chars = _chars(normalized.messages)
+        if chars > max_tokens * MAX_CHARS_PER_TOKEN:
+            reason = (f"longer than the max length: {chars:,} characters can't fit in "
+                      f"{max_tokens} tokens")  # fmt: skip
+            problems.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
+            continue
         unique.append((row, normalized, digest))
 
     progress(0.4, "counting tokens")
     token_counts: list[int] = []
-    for start in range(0, len(unique), TOKEN_BATCH):
-        batch = unique[start : start + TOKEN_BATCH]
+    for batch in _token_batches(unique):
         token_counts += count_tokens([normalized.messages for _, normalized, _ in batch])
-        progress(0.4 + 0.4 * (start + len(batch)) / len(unique), "counting tokens")
+        progress(0.4 + 0.4 * len(token_counts) / len(unique), "counting tokens")
 
     candidates: list[tuple[SourceRow, dict[str, Any]]] = []
     for (row, normalized, digest), n_tokens in zip(unique, token_counts, strict=True):
@@ -221,6 +232,26 @@ def _resolve_format(fmt: str, rows: list[SourceRow], file_name: str, where: str)
         "prompt + completion, instruction + output (Alpaca), conversations (ShareGPT), or "
         "chosen + rejected. For CSV, map the columns."
     )
+
+
+def _chars(messages: list[dict[str, str]]) -> int:
+    return sum(len(message["content"]) for message in messages)
+
+
+def _token_batches(rows: list[tuple[SourceRow, Any, str]]) -> Iterator[list]:
+    """The rows in batches of at most TOKEN_BATCH rows and TOKEN_BATCH_CHARS characters
+    (a longer row is a batch of its own)."""
+    batch: list = []
+    chars = 0
+    for row in rows:
+        size = _chars(row[1].messages)
+        if batch and (len(batch) == TOKEN_BATCH or chars + size > TOKEN_BATCH_CHARS):
+            yield batch
+            batch, chars = [], 0
+        batch.append(row)
+        chars += size
+    if batch:
+        yield batch
 
 
 def _example_row(

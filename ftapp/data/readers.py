@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftapp.data.formats import unpaired_surrogate
 from ftapp.errors import ValidationError
 
 # A long cell is a long example, to be rejected on its own row by the token limit, not a file
@@ -81,12 +82,14 @@ def read_rows(
             rows = _csv_rows(name, _decode(name, data))
     if column_map:
         rows = _apply_column_map(name, rows, column_map)
-    return rows
+    return [_refuse_unstorable(row) for row in rows]
 
 
 def csv_header(path: Path) -> list[str]:
     """The column names of a CSV file (for the column-mapping form)."""
-    text = _decode(path.name, path.read_bytes())
+    data = path.read_bytes()
+    _refuse_binary(path.name, data)
+    text = _decode(path.name, data)
     header = next(csv.reader(io.StringIO(text, newline="")), [])
     return [column.strip() for column in header]
 
@@ -105,6 +108,21 @@ def _refuse_binary(name: str, data: bytes) -> None:
 def _refuse_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; stored, they would break every JSON reader downstream.
     raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _refuse_unstorable(row: SourceRow) -> SourceRow:
+    """A row that can't be stored as JSON text becomes a row error: one holding an unpaired
+    surrogate (see formats), or one nested too deeply to be written back."""
+    if row.error:
+        return row
+    try:
+        surrogate = unpaired_surrogate(row.value) or unpaired_surrogate(row.original)
+    except RecursionError:
+        return SourceRow(row.line, error="invalid JSON: nested too deeply", raw=row.raw)
+    if surrogate is None:
+        return row
+    error = f"an unpaired surrogate ({surrogate}): half a character, not valid Unicode text"
+    return SourceRow(row.line, error=error, raw=row.raw)
 
 
 def _decode(name: str, data: bytes) -> str:
@@ -250,8 +268,8 @@ def _apply_column_map(
 def _cell(field: str, value: Any) -> Any:
     if field in JSON_CELL_FIELDS and isinstance(value, str) and value.lstrip()[:1] in ("[", "{"):
         try:
-            parsed = json.loads(value)
-        except (json.JSONDecodeError, RecursionError):
+            parsed = json.loads(value, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):  # not JSON, NaN, a number too long to convert
             return value
         if field in TEXT_CELL_FIELDS and not _is_messages(field, parsed):
             return value  # text that happens to be JSON (an answer like {"name": "Ada"})
