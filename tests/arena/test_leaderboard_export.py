@@ -109,7 +109,9 @@ def test_battle_exports_have_every_vote_and_neutralize_formulas(echo_services, t
     assert len(rows) == 12
     assert all(row["winner"] == "pirate" for row in rows)
     # Cells that a spreadsheet would run start with a quote; JSONL keeps the text as it is.
-    assert {row["answer_a"][:6] for row in rows} == {"'=SUM(", "Arr! ="}
+    # (Both sides together: which contestant sits left is drawn per battle.)
+    starts = {row[side][:6] for row in rows for side in ("answer_a", "answer_b")}
+    assert starts == {"'=SUM(", "Arr! ="}
     assert not any(value.startswith("=") for row in rows for value in row.values())
     lines = [json.loads(line) for line in (tmp_path / "b.jsonl").read_text().splitlines()]
     assert lines[0]["prompt"][0]["content"].startswith("=SUM(")
