@@ -151,6 +151,10 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
     with services.db() as db:
         passwords = settings.auth == "password" and not single_user_mode(db, settings)
     app = build_app(services)
+    # Gradio rebuilds a pandas summary of up to 10,000 past events after every event, for its
+    # monitoring page; with 50 reviewers that was a fifth of the app's CPU
+    # (benchmarks/load_arena.py). Once per 1,000 events keeps the page, and the CPU.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
     print(f"ftapp is running at http://{host}:{port}  (data in {settings.home})", flush=True)
     app.queue(default_concurrency_limit=8).launch(
         server_name=host,
