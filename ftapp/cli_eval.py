@@ -21,6 +21,7 @@ from typing import Any
 
 from ftapp.cli_common import generate_in_terminal, print_result, services, user
 from ftapp.errors import ValidationError
+from ftapp.evaluation.checks import check_specs
 
 
 def add_eval_commands(commands: Any) -> None:
@@ -82,29 +83,6 @@ def add_eval_commands(commands: Any) -> None:
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--format", default="csv", choices=["csv", "jsonl"])
     export.set_defaults(handler=_export)
-
-
-def check_specs(ready: list[str], python_files: list[Path], commands: list[str],
-                command_input: str) -> list[dict[str, Any]]:  # fmt: skip
-    """The check settings of a run from the command line's (and the Evaluate tab's) fields."""
-    from ftapp.evaluation.checks import READY_CHECKS
-
-    specs: list[dict[str, Any]] = []
-    for name in ready:
-        if name not in READY_CHECKS:
-            raise ValidationError(
-                f"unknown ready check {name!r}; choose from {', '.join(READY_CHECKS)}"
-            )
-        specs.append(READY_CHECKS[name].to_dict())
-    for path in python_files:
-        specs.append({"name": Path(path).stem, "kind": "python", "path": str(path)})
-    for text in commands:
-        name, sep, command = text.partition("=")
-        if not sep or not name.strip() or not command.strip():
-            raise ValidationError(f"check command {text!r}: write it as NAME=COMMAND")
-        specs.append({"name": name.strip(), "kind": "command", "command": command.strip(),
-                      "input": command_input})  # fmt: skip
-    return specs
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -18,11 +18,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import sqlite_utils
 
+from ftapp.arena.battles import OpenDb
 from ftapp.errors import Conflict, Forbidden, FtappError, ValidationError
 from ftapp.models.registry import BaseModel
 from ftapp.serving.backend import BASE, Backend, ChatRequest, Sampling, check_messages
@@ -37,9 +37,6 @@ MAX_NOTE_CHARS = 500
 # The `error` of a reply the client stopped (Stop, a closed page): not an engine failure, so
 # monitoring counts these apart from errors and leaves their latency out.
 STOPPED = "stopped before the end of the reply"
-
-OpenDb = Callable[[], AbstractContextManager[sqlite_utils.Database]]
-
 
 # --- promotions -------------------------------------------------------------------------------
 

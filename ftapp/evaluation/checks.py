@@ -357,3 +357,25 @@ def _pep8_result(code: str, violations: list[tuple[int, str, str]]) -> CheckResu
     counts = Counter(violation for _, violation, _ in violations)
     detail = ", ".join(f"{violation} x{n}" for violation, n in sorted(counts.items()))
     return CheckResult(score, detail[:DETAIL_CHARS] or "clean")
+
+
+def check_specs(ready: list[str], python_files: list[Path], commands: list[str],
+                command_input: str) -> list[dict[str, Any]]:  # fmt: skip
+    """The check settings of a run from the Evaluate tab's or the command line's fields: ready
+    checks by name, Python check files, and NAME=COMMAND command checks."""
+    specs: list[dict[str, Any]] = []
+    for name in ready:
+        if name not in READY_CHECKS:
+            raise ValidationError(
+                f"unknown ready check {name!r}; choose from {', '.join(READY_CHECKS)}"
+            )
+        specs.append(READY_CHECKS[name].to_dict())
+    for path in python_files:
+        specs.append({"name": Path(path).stem, "kind": "python", "path": str(path)})
+    for text in commands:
+        name, sep, command = text.partition("=")
+        if not sep or not name.strip() or not command.strip():
+            raise ValidationError(f"check command {text!r}: write it as NAME=COMMAND")
+        specs.append({"name": name.strip(), "kind": "command", "command": command.strip(),
+                      "input": command_input})  # fmt: skip
+    return specs

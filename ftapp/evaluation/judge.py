@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ftapp.errors import ServingError, ValidationError
+from ftapp.serving.vllm_backend import error_text
 
 Verdict = Literal["a", "b", "tie", "invalid"]
 Position = Literal["a", "b"]
@@ -196,7 +197,7 @@ def judge_once(
     if response.status_code != 200:
         raise ServingError(
             f"the judge at {config.url} refused the request ({response.status_code}): "
-            f"{_error_text(response)}"
+            f"{error_text(response)}"
         )
     try:
         raw = response.json()["choices"][0]["message"]["content"] or ""
@@ -256,7 +257,7 @@ def judge_health(config: JudgeConfig) -> str | None:
     if response.status_code != 200:
         return (
             f"the judge at {config.url} refused to list its models ({response.status_code}): "
-            f"{_error_text(response)}"
+            f"{error_text(response)}"
         )
     try:
         served = [model["id"] for model in response.json()["data"]]
@@ -284,14 +285,3 @@ def _headers(config: JudgeConfig) -> dict[str, str]:
 def _describe(exc: httpx.HTTPError) -> str:
     # Some httpx errors (a timeout) have an empty message; their type then says what happened.
     return str(exc) or type(exc).__name__
-
-
-def _error_text(response: httpx.Response) -> str:
-    """The error message of an OpenAI-style error body, else the start of the body."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text[:300] or "(empty body)"
-    error = data.get("error", data) if isinstance(data, dict) else data
-    message = error.get("message") if isinstance(error, dict) else None
-    return str(message or error)[:300]

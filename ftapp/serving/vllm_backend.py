@@ -116,7 +116,7 @@ class VllmBackend:
         if response.status_code != 200 and "already been loaded" not in response.text:
             raise ServingError(
                 f"vLLM refused the adapter {model.name!r} ({response.status_code}): "
-                f"{_error_text(response)}"
+                f"{error_text(response)}"
             )
 
     def unload_adapter(self, name: str) -> None:
@@ -125,7 +125,7 @@ class VllmBackend:
         if response.status_code != 200 and "cannot be found" not in response.text:
             raise ServingError(
                 f"vLLM refused to unload the adapter {name!r} ({response.status_code}): "
-                f"{_error_text(response)}"
+                f"{error_text(response)}"
             )
 
     def sync_adapter(self, name: str, adapter_path: Path | None) -> None:
@@ -175,8 +175,7 @@ class VllmBackend:
                 if response.status_code != 200:
                     response.read()
                     raise ServingError(
-                        f"vLLM refused the request ({response.status_code}): "
-                        f"{_error_text(response)}"
+                        f"vLLM refused the request ({response.status_code}): {error_text(response)}"
                     )
                 for line in response.iter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
@@ -192,11 +191,13 @@ class VllmBackend:
             raise ServingError(f"vLLM at {self.url} stopped answering: {exc}") from None
 
 
-def _error_text(response: httpx.Response) -> str:
+def error_text(response: httpx.Response) -> str:
+    """The message of an OpenAI-style error body (vLLM, a judge endpoint), else the start of
+    the body."""
     try:
         data = response.json()
     except ValueError:
-        return response.text[:300]
+        return response.text[:300] or "(empty body)"
     error = data.get("error", data) if isinstance(data, dict) else data
     message = error.get("message") if isinstance(error, dict) else None
     return str(message or error)[:300]

@@ -14,9 +14,8 @@ from typing import Any
 import gradio as gr
 
 from ftapp.arena.contestants import all_contestants
-from ftapp.cli_eval import check_specs
 from ftapp.errors import ValidationError
-from ftapp.evaluation.checks import READY_CHECKS
+from ftapp.evaluation.checks import READY_CHECKS, check_specs
 from ftapp.evaluation.metrics import DEFAULT_METRICS, TEXT_METRICS
 from ftapp.evaluation.report import RunReport, build_report, example_detail, write_results
 from ftapp.evaluation.runs import (

@@ -191,14 +191,15 @@ def test_bootstrap_is_seeded_and_respects_n_boot() -> None:
     outcomes = random_outcomes(5, ["base", "alpha", "beta"], 120)
     samples = bootstrap_ratings(outcomes, n_boot=37, seed=7)
     assert {len(v) for v in samples.values()} == {37}
-    # The table's intervals are the 2.5th and 97.5th percentiles of exactly these samples: the
-    # seed alone decides them, and another seed gives other ones.
-    table = {row.model: row for row in rating_table(outcomes, n_boot=37, seed=7)}
-    for model in ("alpha", "beta"):
-        low, high = np.percentile(samples[model], [2.5, 97.5])
-        assert (table[model].lower, table[model].upper) == pytest.approx((low, high))
-    other_seed = {row.model: row for row in rating_table(outcomes, n_boot=37, seed=8)}
-    assert other_seed["alpha"].lower != pytest.approx(table["alpha"].lower)
+    # The seed alone decides the intervals: whatever state the global generators are in, the
+    # same seed gives the same table, and another seed another one.
+    np.random.seed(1)
+    random.seed(1)
+    first = rating_table(outcomes, n_boot=37, seed=7)
+    np.random.seed(2)
+    random.seed(2)
+    assert rating_table(outcomes, n_boot=37, seed=7) == first
+    assert rating_table(outcomes, n_boot=37, seed=8) != first
 
 
 def test_four_times_the_votes_halves_the_interval() -> None:

@@ -11,7 +11,7 @@ from ftapp.errors import ValidationError
 from ftapp.records import JobStatus
 from ftapp.store import jobs as store
 from ftapp.training.config import config_from_dict
-from ftapp.training.jobs import check_config, queue_job
+from ftapp.training.jobs import queue_job
 from ftapp.training.trainer import ADAPTER_DIR, METADATA_FILE
 from ftapp.training.worker import Worker
 from tests.training.conftest import tiny_config
@@ -39,9 +39,9 @@ def test_demo_refuses_a_version_with_too_many_training_examples(db, settings, ti
         "(FTAPP_DEMO_MAX_EXAMPLES)"
     )
     assert db["jobs"].count == 0
-    # At the limit exactly, the same version is accepted.
-    checked = check_config(db, demo(settings, demo_max_examples=18), tiny_config(version))
-    assert (checked.version.label, checked.version.n_train) == ("qa@v1", 18)
+    # At the limit exactly, the same version is queued.
+    job = queue_job(db, demo(settings, demo_max_examples=18), tiny_config(version), "alice")
+    assert [row["id"] for row in db["jobs"].rows] == [job.id]
 
 
 @pytest.mark.parametrize("max_steps", [0, 61, 1000])
