@@ -67,16 +67,31 @@ class Sampling:
                 raise ValidationError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
 
 
+# Far above any served model's context (SmolLM2: 8,192 tokens), far below what hurts.
+MAX_MESSAGE_CHARS = 50_000
+MAX_CONVERSATION_CHARS = 200_000
+
+
 def check_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    """A conversation a chat model can answer: known roles, text, ending with the user."""
+    """A conversation a chat model can answer: known roles, text of a sane size, ending with
+    the user. The size limits come before any tokenizer sees the text: a pasted 50 MB message
+    would otherwise cost gigabytes in the in-process backend before the engine refused it."""
     if not messages:
         raise ValidationError("the conversation is empty: write a message first")
+    total = 0
     for i, message in enumerate(messages, 1):
         role, content = message.get("role"), message.get("content")
         if role not in ROLES:
             raise ValidationError(f"message {i}: role must be one of {', '.join(ROLES)}")
         if not isinstance(content, str):
             raise ValidationError(f"message {i}: content must be text")
+        if len(content) > MAX_MESSAGE_CHARS:
+            raise ValidationError(f"message {i} is {len(content):,} characters; the limit is "
+                                  f"{MAX_MESSAGE_CHARS:,}")  # fmt: skip
+        total += len(content)
+    if total > MAX_CONVERSATION_CHARS:
+        raise ValidationError(f"the conversation is {total:,} characters; the limit is "
+                              f"{MAX_CONVERSATION_CHARS:,}: clear it and start again")  # fmt: skip
     if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
         raise ValidationError("the last message must be a non-empty user message")
     return [{"role": m["role"], "content": m["content"]} for m in messages]

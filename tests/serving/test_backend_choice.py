@@ -10,7 +10,14 @@ import pytest
 from ftapp.errors import ValidationError
 from ftapp.models.registry import bundled_base_model
 from ftapp.serving import setup
-from ftapp.serving.backend import BASE, ChatRequest, Sampling, ServedModel, check_messages
+from ftapp.serving.backend import (
+    BASE,
+    MAX_MESSAGE_CHARS,
+    ChatRequest,
+    Sampling,
+    ServedModel,
+    check_messages,
+)
 from ftapp.serving.echo import EchoBackend
 from ftapp.serving.hf import HFBackend
 from ftapp.serving.vllm_backend import VllmBackend
@@ -64,6 +71,19 @@ def test_a_conversation_must_end_with_a_user_message():
         check_messages([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}])
     with pytest.raises(ValidationError, match="last message must be a non-empty user"):
         check_messages([{"role": "user", "content": "  "}])
+
+
+def test_a_conversation_too_long_for_any_model_is_refused_before_tokenizing():
+    at_limit = "x" * MAX_MESSAGE_CHARS
+    assert check_messages([{"role": "user", "content": at_limit}])[0]["content"] == at_limit
+    with pytest.raises(
+        ValidationError, match=r"message 2 is 50,001 characters; the limit is 50,000"
+    ):
+        check_messages([{"role": "system", "content": "Be brief."},
+                        {"role": "user", "content": at_limit + "x"}])  # fmt: skip
+    turns = [{"role": role, "content": at_limit} for role in ["user", "assistant"] * 2]
+    with pytest.raises(ValidationError, match="the conversation is 250,000 characters"):
+        check_messages([*turns, {"role": "user", "content": at_limit}])
 
 
 def test_echo_backend_streams_the_model_name_and_the_last_user_message():
