@@ -54,7 +54,7 @@ def guarded(services: Services, role: Role) -> Callable:
                     check(args, kwargs)
                     yield from handler(*args, **kwargs)
                 except FtappError as exc:
-                    raise gr.Error(str(exc), print_exception=False) from None
+                    raise shown_error(exc) from None
 
             stream.ftapp_role = role
             return stream
@@ -65,12 +65,18 @@ def guarded(services: Services, role: Role) -> Callable:
                 check(args, kwargs)
                 return handler(*args, **kwargs)
             except FtappError as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
+                raise shown_error(exc) from None
 
         run.ftapp_role = role
         return run
 
     return decorate
+
+
+def shown_error(exc: FtappError) -> gr.Error:
+    """A core error as the page's message box. Gradio renders the message as HTML, and core
+    messages quote what the user typed (a dataset name, a field): escaped, it reads as typed."""
+    return gr.Error(html.escape(str(exc), quote=False), print_exception=False)
 
 
 def role_gate(services: Services, role: Role) -> Callable:

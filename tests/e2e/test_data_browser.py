@@ -185,3 +185,21 @@ def test_import_review_with_keys_split_freeze(app: LiveApp, page, tmp_path: Path
 
     assert page.dialogs == []
     assert page.errors == []
+
+
+def test_an_error_message_shows_what_was_typed_as_text(app: LiveApp, page, tmp_path: Path):
+    """Core errors quote the user's input, and Gradio's message box renders HTML: the name
+    must read as typed, not as markup (nothing bold, no image, no script run)."""
+    source = tmp_path / "rows.jsonl"
+    source.write_text(json.dumps({"prompt": "Hi", "completion": "Hello"}) + "\n", "utf-8")
+    bad_name = "<b>bold</b><img src=x onerror=alert(1)>"
+    page.goto(app.url)
+    page.locator("#ft-import-file input[type=file]").set_input_files(str(source))
+    page.locator("#ft-import-dataset textarea").fill(bad_name)
+    page.locator("#ft-import-button").click()
+    toast = page.get_by_test_id("toast-body")
+    expect(toast).to_contain_text(f"dataset name '{bad_name}'")
+    assert toast.locator("b, img").count() == 0
+    assert app.query("SELECT name FROM datasets WHERE name LIKE '%bold%'") == []
+    shot(page, "09-error-shown-as-text", toast)
+    assert page.dialogs == [] and page.errors == []

@@ -304,12 +304,14 @@ def test_sql_looking_searches_find_text_and_change_nothing(app, client):
     assert_still_serving(app, client)
 
 
-def test_a_two_hundred_thousand_character_prompt_is_refused(app, client, tmp_path):
+def test_a_two_hundred_thousand_character_prompt_is_refused_everywhere(app, client, tmp_path):
     assert len(LONG_PROMPT) == 200_000
     prompts = write_jsonl(tmp_path / "long.jsonl", [{"prompt": LONG_PROMPT}])
     before = counts(app)
     with pytest.raises(AppError, match="200,000 characters; the limit is 20,000"):
         Client(app.url, verbose=False).predict(LONG_PROMPT, api_name="/free_send")
+    with pytest.raises(AppError, match="message 1 is 200,000 characters; the limit is 50,000"):
+        client.predict("base", "", 0, 1, 16, None, LONG_PROMPT, api_name="/chat")
     with pytest.raises(AppError, match=r"^long.jsonl: prompt 1 is 200,000 characters"):
         start_eval(client, "long", prompts)
     with pytest.raises(AppError, match=r"^long.jsonl: prompt 1 is 200,000 characters"):
