@@ -22,12 +22,15 @@ from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
 from ftapp.store import arena as store
 from ftapp.store.versions import all_versions
 from ftapp.ui.common import (
+    contestant_names,
     current_user,
     escape_markdown,
+    fresh_choices_on_focus,
     guarded,
     load_prompts,
     prompt_source_fields,
     to_int,
+    version_labels,
 )
 
 POLL_SECONDS = 2.0
@@ -81,6 +84,14 @@ def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
             seed = gr.Textbox(value="", label="Seed (empty: random)")
         create = gr.Button("Create session", variant="primary", elem_id="ft-m-create")
     report = gr.Markdown("", elem_id="ft-m-report")
+
+    fresh_choices_on_focus(services, version, lambda: version_labels(services), "session_versions")
+    fresh_choices_on_focus(
+        services,
+        session_contestants,
+        lambda: contestant_names(services),
+        "session_contestant_names",
+    )
 
     @guarded(services, Role.ADMIN)
     def refresh(request: gr.Request, current: str | None):

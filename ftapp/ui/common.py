@@ -79,6 +79,36 @@ def shown_error(exc: FtappError) -> gr.Error:
     return gr.Error(html.escape(str(exc), quote=False), print_exception=False)
 
 
+def fresh_choices_on_focus(
+    services: Services, dropdown: gr.Dropdown, list_choices: Callable[[], list[str]], api_name: str
+) -> None:
+    """Offer what exists now whenever an admin opens the picker. The page fills its lists when
+    it loads, so a version frozen or an adapter trained since (in another tab) was missing
+    until a reload. Only the choices change, never the value: a pick made meanwhile stays."""
+
+    @guarded(services, Role.ADMIN)
+    def reload(request: gr.Request) -> dict:
+        return gr.update(choices=list_choices())
+
+    dropdown.focus(reload, None, [dropdown], api_name=api_name, show_progress="hidden")
+
+
+def version_labels(services: Services) -> list[str]:
+    """Every frozen dataset version, newest first, as `name@vN`."""
+    from ftapp.store.versions import all_versions
+
+    with services.db() as db:
+        return [v.label for v in all_versions(db)]
+
+
+def contestant_names(services: Services) -> list[str]:
+    """Everything that can answer on the served base model: base, variants, prompt variants."""
+    from ftapp.arena.contestants import all_contestants
+
+    with services.db() as db:
+        return [c.name for c in all_contestants(db, services.served_base)]
+
+
 def role_gate(services: Services, role: Role) -> Callable:
     """A page-load step that lets the steps chained after it with `.success()` run only for
     users with `role`. It fails without a message: the page shows what the user may see."""

@@ -8,7 +8,7 @@ import gradio as gr
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.store.datasets import list_datasets
-from ftapp.ui.common import guarded
+from ftapp.ui.common import guarded, role_gate
 from ftapp.ui.data_import import build_import_section
 from ftapp.ui.data_review import build_review_section
 from ftapp.ui.data_versions import build_versions_section
@@ -47,8 +47,11 @@ def build_data_tab(services: Services) -> None:
 
     refresh.click(reload_names, [dataset], [dataset], api_name="list_datasets")
     # On page load (no triggers, no inputs): list the datasets as they are now, not as they
-    # were when the app started and built the page.
-    gr.on(None, load_names, None, [dataset], api_name=False)
+    # were when the app started and built the page. Every page loads this, so admins only:
+    # the gate stops it silently for a reviewer (the refusal would pop up on their screen).
+    gr.on(None, role_gate(services, Role.ADMIN), None, None, api_name=False).success(
+        load_names, None, [dataset], api_name=False
+    )
     # Each refresh is chained with .then, so it reads what the change before it wrote.
     # After an import, select the dataset it went into; its change event refreshes the rest,
     # but an import into the dataset already selected changes no value, so refresh it here.

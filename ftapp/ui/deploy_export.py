@@ -12,7 +12,7 @@ from ftapp.errors import ValidationError
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.store.exports import exports_of
-from ftapp.ui.common import current_user, escape_markdown, guarded
+from ftapp.ui.common import current_user, escape_markdown, fresh_choices_on_focus, guarded
 
 EXPORT_HEADERS = ["when (UTC)", "kind", "where", "url", "by"]
 
@@ -36,10 +36,15 @@ def build_export_section(services: Services) -> list[tuple]:
     exports = gr.Dataframe(headers=EXPORT_HEADERS, interactive=False,
                            label="Where this model went", elem_id="ft-export-list")  # fmt: skip
 
+    def adapter_names() -> list[str]:
+        return [n for n in services.servable_models() if n != "base"]
+
     @guarded(services, Role.ADMIN)
     def choices(request: gr.Request, chosen: str | None):
-        names = [n for n in services.servable_models() if n != "base"]
+        names = adapter_names()
         return gr.update(choices=names, value=chosen if chosen in names else None)
+
+    fresh_choices_on_focus(services, model, adapter_names, "export_models")
 
     @guarded(services, Role.ADMIN)
     def listing(request: gr.Request, chosen: str | None) -> list[list]:

@@ -15,7 +15,7 @@ from ftapp.deploy.monitoring import MonitoringRow, feedback_drop, monitoring_rep
 from ftapp.deploy.production import PRODUCTION, Promotion, promotion_history
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.ui.common import current_user, escape_markdown, guarded, notice
+from ftapp.ui.common import current_user, escape_markdown, fresh_choices_on_focus, guarded, notice
 from ftapp.ui.deploy_export import build_export_section
 
 HISTORY_HEADERS = ["#", "when (UTC)", "action", "model", "by", "note"]
@@ -78,7 +78,7 @@ def build_deploy_tab(services: Services) -> dict[str, Any]:
         user = _user_name(services, request)
         promotion, served = services.promote(chosen or "", user, why or "")
         notice(f"{promotion.model} is in production")
-        return (f"Promoted **{escape_markdown(promotion.model)}**: {escape_markdown(served)}.",
+        return (f"Promoted **{escape_markdown(promotion.model)}**: {_served_text(served)}.",
                 "", *show(request, chosen))  # fmt: skip
 
     @guarded(services, Role.ADMIN)
@@ -86,7 +86,7 @@ def build_deploy_tab(services: Services) -> dict[str, Any]:
         promotion, served = services.rollback(_user_name(services, request))
         notice(f"rolled back to {promotion.model}")
         return (f"Rolled back to **{escape_markdown(promotion.model)}**: "
-                f"{escape_markdown(served)}.", *show(request, chosen))  # fmt: skip
+                f"{_served_text(served)}.", *show(request, chosen))  # fmt: skip
 
     @guarded(services, Role.ADMIN)
     def monitor(request: gr.Request, per: str, from_when: str):
@@ -100,6 +100,7 @@ def build_deploy_tab(services: Services) -> dict[str, Any]:
     shown = [model, current, history, endpoint, curl, python]
     monitored = [drop_flag, table, plot]
     refresh.click(show, [model], shown, api_name="deploy_status")
+    fresh_choices_on_focus(services, model, services.servable_models, "deploy_models")
     promote_button.click(promote, [model, note], [outcome, note, *shown],
                          api_name="deploy_promote")  # fmt: skip
     rollback_button.click(roll_back, [model], [outcome, *shown], api_name="deploy_rollback")
@@ -111,6 +112,13 @@ def build_deploy_tab(services: Services) -> dict[str, Any]:
 
 def _user_name(services: Services, request: gr.Request) -> str:
     return current_user(services, request).name
+
+
+def _served_text(served: str) -> str:
+    """Where production is served: ftapp's own line, with the server's URL in it. Markdown
+    escapes would show inside the link as backslashes (http://127\\.0\\.0\\.1), so only
+    HTML is escaped."""
+    return html.escape(served, quote=False)
 
 
 def _current_text(promotion: Promotion | None) -> str:

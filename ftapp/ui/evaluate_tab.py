@@ -33,13 +33,16 @@ from ftapp.serving.backend import MAX_NEW_TOKENS, Sampling
 from ftapp.store.versions import all_versions
 from ftapp.ui.common import (
     FROM_FILE,
+    contestant_names,
     current_user,
     download_path,
     escape_markdown,
+    fresh_choices_on_focus,
     guarded,
     load_prompts,
     prompt_source_fields,
     to_int,
+    version_labels,
 )
 
 POLL_SECONDS = 2.0
@@ -109,6 +112,11 @@ def build_evaluate_tab(services: Services) -> dict[str, Any]:
         csv_button = gr.Button("Results (CSV)")
         jsonl_button = gr.Button("Results (JSONL)")
     exported = gr.File(label="Download", elem_id="ft-e-download")
+
+    fresh_choices_on_focus(services, version, lambda: version_labels(services), "eval_versions")
+    fresh_choices_on_focus(
+        services, contestants, lambda: contestant_names(services), "eval_contestant_names"
+    )
 
     @guarded(services, Role.ADMIN)
     def refresh(request: gr.Request, current: str | None):

@@ -128,6 +128,11 @@ def _plot(board: Leaderboard):
     axes.errorbar(centre, range(len(rows)), xerr=[low, high], fmt="o", capsize=4)
     axes.set_yticks(range(len(rows)), [r.model for r in rows])
     axes.set_xlabel("Bradley-Terry rating (base = 1000)")
+    # The page floats the plot's label over the image's top-left corner, where the best
+    # model's name was: a title row, and half a row of room around each model, keep the
+    # names below it.
+    axes.set_ylim(-0.5, len(rows) - 0.5)
+    axes.set_title("Best at the top; the bars are 95% intervals", fontsize=9)
     axes.grid(axis="x", alpha=0.3)
     return figure
 

@@ -20,7 +20,14 @@ from ftapp.errors import ValidationError
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
-from ftapp.ui.common import chat_messages, current_user, guarded, paced, to_int
+from ftapp.ui.common import (
+    chat_messages,
+    current_user,
+    fresh_choices_on_focus,
+    guarded,
+    paced,
+    to_int,
+)
 
 POLL_SECONDS = 2.0
 
@@ -69,11 +76,15 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
         engine = services.backend.status()
         return f"**Engine ({engine.backend}): {engine.state}** · {html.escape(engine.detail)}"
 
-    @guarded(services, Role.ADMIN)
-    def list_models(request: gr.Request, current: str) -> dict:
+    def model_names() -> list[str]:
         names = services.servable_models()
         if services.current_production() is not None:
             names = [names[0], PRODUCTION, *names[1:]]
+        return names
+
+    @guarded(services, Role.ADMIN)
+    def list_models(request: gr.Request, current: str) -> dict:
+        names = model_names()
         return gr.update(choices=names, value=current if current in names else BASE)
 
     @guarded(services, Role.ADMIN)
@@ -102,6 +113,7 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
         for so_far in paced(conversation_so_far(history, pieces)):
             yield chat_messages(so_far), "", so_far, request_id
 
+    fresh_choices_on_focus(services, model, model_names, "playground_models")
     inputs = [model, system, temperature, top_p, max_new_tokens, seed, message, conversation]
     outputs = [chatbot, message, conversation, production_request]
     send_event = send.click(chat, inputs, outputs, api_name="chat")

@@ -21,7 +21,14 @@ from ftapp.store.versions import all_versions
 from ftapp.training.config import PRESETS, SCHEDULERS, TrainConfig, config_from_dict
 from ftapp.training.gpu_memory import gpu_wait_reason, has_nvidia_gpu
 from ftapp.training.jobs import cancel_job, job_progress, queue_job
-from ftapp.ui.common import current_user, download_path, escape_markdown, guarded
+from ftapp.ui.common import (
+    current_user,
+    download_path,
+    escape_markdown,
+    fresh_choices_on_focus,
+    guarded,
+    version_labels,
+)
 
 POLL_SECONDS = 2.0
 JOB_HEADERS = ["id", "name", "status", "step", "created", "by"]
@@ -196,6 +203,7 @@ def build_train_tab(services: Services) -> None:
                  *links[v.name]] for v in progress["variants"]]  # fmt: skip
         return [table, _status_markdown(progress), curves, rates, rows, progress["log_tail"]]
 
+    fresh_choices_on_focus(services, version, lambda: version_labels(services), "train_versions")
     gr.on([preset_name.change], apply_preset, [preset_name], field_inputs, api_name="train_preset")
     yaml_button.click(show_yaml, [version, base_model, *field_inputs], [yaml_view, yaml_file],
                       api_name="train_config_yaml")  # fmt: skip

@@ -30,26 +30,39 @@ def page(app: LiveApp):
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
         pytest.skip("needs Debian's chromium (make browser)")
     with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(WAIT_MS)
-        page.dialogs = []  # any alert() would mean user text ran as script
-        page.errors = []
-        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        browser = launch(playwright)
+        page = new_page(browser)
         try:
             yield page
         finally:
-            context.close()
+            page.context.close()
             browser.close()
 
 
-def shot(page, name: str, target=None) -> None:
+def launch(playwright):
+    """Debian's Chromium, headless."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def new_page(browser, width: int = 1280, height: int = 1000):
+    """A page in a fresh browser context (its own cookies: a user of its own) that records
+    any dialog and page error. Close it with `page.context.close()`."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.dialogs = []  # any alert() would mean user text ran as script
+    page.errors = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    return page
+
+
+def shot(page, name: str, target=None, full_page: bool = True) -> None:
+    """The whole page (or only what the window shows, full_page=False), or one element."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     if target is None:
-        page.screenshot(path=path, full_page=True)
+        page.screenshot(path=path, full_page=full_page)
     else:
         target.scroll_into_view_if_needed()
         target.screenshot(path=path)

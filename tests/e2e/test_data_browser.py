@@ -195,7 +195,9 @@ def test_an_error_message_shows_what_was_typed_as_text(app: LiveApp, page, tmp_p
     bad_name = "<b>bold</b><img src=x onerror=alert(1)>"
     page.goto(app.url)
     page.locator("#ft-import-file input[type=file]").set_input_files(str(source))
-    page.locator("#ft-import-dataset textarea").fill(bad_name)
+    name_box = page.locator("#ft-import-dataset textarea")
+    expect(name_box).to_have_value("rows")  # the proposal would overwrite a name typed before
+    name_box.fill(bad_name)
     page.locator("#ft-import-button").click()
     toast = page.get_by_test_id("toast-body")
     expect(toast).to_contain_text(f"dataset name '{bad_name}'")

@@ -70,6 +70,7 @@ def test_promote_chat_rate_monitor_and_roll_back(app: LiveApp, vllm_server, secr
     outcome, note, *shown = admin.predict(secret_adapter.name, "first release",
                                           api_name="/deploy_promote")  # fmt: skip
     assert "Promoted **secret**" in outcome and f"serves 'secret' as '{PRODUCTION}'" in outcome
+    assert f"vLLM at {vllm_server.url} serves" in outcome  # the URL as it is, no Markdown escapes
     assert note == ""  # emptied for the next promotion
     promoted = dict(zip(STATUS_VIEW, shown, strict=True))
     assert "`secret` since" in promoted["current"] and "(promotion by admin)" in promoted["current"]

@@ -125,6 +125,19 @@ def test_a_reviewer_is_refused_every_admin_event(app, roles):
     assert app.query("SELECT count(*) AS n FROM jobs")[0]["n"] == 0
 
 
+def test_nothing_a_reviewers_page_runs_on_load_is_refused(app):
+    """What the browser runs when a reviewer's page loads: no step is refused (a refusal pops
+    up on their screen); the admins' steps wait behind a role gate that stops them silently."""
+    rita = client_for(app, "rita")
+    config = rita.get("config").json()
+    loads = [d for d in config["dependencies"]
+             if d["backend_fn"] and any(event == "load" for _, event in d["targets"])]  # fmt: skip
+    assert len(loads) >= 3
+    for dependency in loads:
+        result = call_event(rita, dependency["id"], default_inputs(config, dependency))
+        assert not is_role_refusal(result), f"event {dependency['id']} on load: {result.error}"
+
+
 def test_an_admin_passes_every_role_check(app, roles):
     results = call_every_event(client_for(app, "alice"))
     refused = {i: r.error for i, r in results.items() if is_role_refusal(r)}

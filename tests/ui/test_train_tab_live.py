@@ -12,14 +12,18 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from ftapp.arena.contestants import add_prompt_variant
 from ftapp.data.importer import import_file
 from ftapp.data.review import set_status_where
 from ftapp.data.splits import assign_splits
 from ftapp.data.versions import freeze_version
+from ftapp.models.registry import bundled_base_model
 from ftapp.models.tokens import ChatTokenCounter
+from ftapp.store import jobs as job_store
 from ftapp.store.db import open_db
 from ftapp.training.config import preset
 from ftapp.ui.train_tab import FIELDS
+from tests.gradio_events import call_event, dependencies, signed_in_client
 from tests.helpers import pc, write_jsonl
 from tests.live_app import running_app
 
@@ -119,3 +123,40 @@ def test_a_bad_config_is_refused_with_the_field_and_queues_nothing(app):
         client.predict("sums@v1", "gpt-9", *hyperparameters(), api_name="/queue_job")
     with app.connect() as conn:
         assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == before
+
+
+def test_what_appeared_after_the_page_loaded_is_offered_when_a_picker_opens(
+    app, bundled_model_dir: Path
+):
+    """Every tab fills its pickers when the page loads; a version frozen, an adapter trained
+    or a contestant added since (in another tab) is offered as soon as the picker is opened
+    (its focus event), without reloading the page, and what the user picked stays picked."""
+    client = signed_in_client(app.url)  # the page is loaded before anything below exists
+    db = open_db(app.db_path)
+    try:
+        path = write_jsonl(app.home / "later.jsonl", [pc("Later?", "Yes.")])
+        import_file(db, path, "later", count_tokens=ChatTokenCounter(bundled_model_dir),
+                    max_tokens=512)  # fmt: skip
+        set_status_where(db, "later", "accepted", "test")
+        assign_splits(db, "later", (1.0, 0.0, 0.0))
+        freeze_version(db, "later", "test")
+        adapter = str(app.home / "adapters" / "later")
+        job_store.add_variant(db, {"name": "later-adapter", "kind": "adapter", "path": adapter,
+                                   "base_model": BASE})  # fmt: skip
+        add_prompt_variant(db, bundled_base_model(app.home / "models"), "later-prompt",
+                           "Be brief.", user="test")  # fmt: skip
+    finally:
+        db.close()
+    wanted = {
+        "train_versions": "later@v1", "session_versions": "later@v1", "eval_versions": "later@v1",
+        "playground_models": "later-adapter", "deploy_models": "later-adapter",
+        "export_models": "later-adapter", "session_contestant_names": "later-prompt",
+        "eval_contestant_names": "later-prompt",
+    }  # fmt: skip
+    by_name = {d["api_name"]: d for d in dependencies(client)}
+    for api_name, new_choice in wanted.items():
+        result = call_event(client, by_name[api_name]["id"], [])
+        assert result.success, (api_name, result.error)
+        (update,) = result.output["data"]
+        assert new_choice in [label for label, _ in update["choices"]], api_name
+        assert "value" not in update, api_name
