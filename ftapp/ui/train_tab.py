@@ -110,7 +110,7 @@ def build_train_tab(services: Services) -> None:
     timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
     field_names = list(FIELDS)
     field_inputs = [inputs[name] for name in field_names]
-    job_outputs = [jobs_table, status, loss_plot, lr_plot, variants, log_view]
+    job_outputs = [jobs_table, status, loss_plot, lr_plot, variants, log_view, cancel_button]
 
     def config_of(version_label: str, model: str, values: tuple) -> TrainConfig:
         if not version_label:
@@ -189,7 +189,7 @@ def build_train_tab(services: Services) -> None:
         table = [[j.id, j.name, j.status.value, f"{j.step}/{j.total_steps or '?'}",
                   j.created_at[:19], j.created_by] for j in jobs]  # fmt: skip
         if progress is None:
-            return [table, "No job selected.", None, None, [], ""]
+            return [table, "No job selected.", None, None, [], "", gr.Button(interactive=False)]
         curves = pd.DataFrame(
             [{"step": m["step"], "loss": m["loss"], "kind": m["kind"]}
              for m in progress["train"] + progress["eval"]],
@@ -201,7 +201,10 @@ def build_train_tab(services: Services) -> None:
         )
         rows = [[v.name, v.kind, v.step, _round(v.eval_loss), "★" if v.is_best else "",
                  *links[v.name]] for v in progress["variants"]]  # fmt: skip
-        return [table, _status_markdown(progress), curves, rates, rows, progress["log_tail"]]
+        # Only a queued or running job can be cancelled; the button says so by its state.
+        can_cancel = not progress["job"].status.is_finished
+        return [table, _status_markdown(progress), curves, rates, rows, progress["log_tail"],
+                gr.Button(interactive=can_cancel)]  # fmt: skip
 
     fresh_choices_on_focus(services, version, lambda: version_labels(services), "train_versions")
     gr.on([preset_name.change], apply_preset, [preset_name], field_inputs, api_name="train_preset")

@@ -413,6 +413,8 @@ def queue_training(page, app: LiveApp) -> None:
     page.locator("#ft-queue").click()
     status = page.locator("#ft-job-status")
     expect(status).to_contain_text(f"#1 {ADAPTER}")
+    # Queued (the model takes seconds to load before step 1): it can be cancelled.
+    expect(page.locator("#ft-cancel")).to_be_enabled()
     (job,) = app.query("SELECT * FROM jobs")
     config = json.loads(job["config_json"])
     assert (job["created_by"], config["dataset_version"], config["name"]) == (
@@ -435,6 +437,7 @@ def see_the_finished_job(page, app: LiveApp) -> None:
     status = page.locator("#ft-job-status")
     expect(status).to_contain_text(f"#1 {ADAPTER}: succeeded")
     expect(status).to_contain_text("step 24/24")
+    expect(page.locator("#ft-cancel")).to_be_disabled()  # finished: nothing to cancel
     variants = page.locator("#ft-variants")
     expect(variants).to_contain_text(f"{ADAPTER}/step-12")
     rows = app.query("SELECT name, kind FROM model_variants ORDER BY name")
