@@ -4,12 +4,13 @@
         [--free-seconds 60] [--baseline-seconds 20] [--backend vllm|echo]
         [--free-max-tokens 64] [--session-prompts 600]
 
-It starts `python app.py` (as tests/live_app.py does) on a fresh temporary FTAPP_HOME with the
-bundled model linked, password users (one reviewer for the baseline, --reviewers for the load;
-Argon2 hashing and sign-in happen before any clock starts), two contestants and one open
-evaluation session whose answers were pre-generated before the app started (with the echo
-backend: judging a session battle never touches the engine, so its text doesn't matter).
-Then four timed phases, each reviewer a thread with its own signed-in Client (its own page):
+It starts `python app.py` (through benchmarks/running_app.py, as tests/live_app.py does) on a
+fresh temporary FTAPP_HOME with the bundled model linked, password users (one reviewer for the
+baseline, --reviewers for the load; Argon2 hashing and sign-in happen before any clock starts),
+two contestants and one open evaluation session whose answers were pre-generated before the
+app started (with the echo backend: judging a session battle never touches the engine, so its
+text doesn't matter). Then four timed phases, each reviewer a thread with its own signed-in
+Client (its own page):
 
 1. baseline, session: one reviewer alone, `/session_next` then a random `/s_vote_*`, again
    and again for --baseline-seconds;
@@ -31,8 +32,6 @@ import argparse
 import os
 import random
 import secrets
-import signal
-import socket
 import sqlite3
 import ssl
 import subprocess
@@ -40,18 +39,28 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from running_app import (
+    CALL_TIMEOUT_S,
+    REPO,
+    app_env,
+    error_kind,
+    free_port,
+    link_models,
+    prepare_arena,
+    sign_in,
+    start_app,
+    stop_app,
+    tail,
+    wait_for,
+)
+
 SESSION = "load"
-CONTESTANTS = ["base", "concise", "pirate"]
 VOTES = ["a", "b", "tie", "both_bad"]
 MAX_ROUNDS = 100_000  # per reviewer and phase: a bound on the loop besides its deadline
-CALL_TIMEOUT_S = 300  # one API call, queue wait included
 JOIN_GRACE_S = 600  # how long a phase waits for the rounds in flight at its deadline
 FREE_PROMPTS = [
     "Name three fruits that are red.",
@@ -112,72 +121,37 @@ def parse_args() -> argparse.Namespace:
 
 def prepare_home(home: Path, models_dir: Path, names: list[str], prompts: int) -> str:
     """The home the app will start on; returns the reviewers' password."""
-    from ftapp.arena.contestants import add_prompt_variant, set_pool
-    from ftapp.arena.generation import generate_pending
-    from ftapp.arena.prompts import Prompt
-    from ftapp.arena.sessions import MAX_OVERLAP, create_session
+    from ftapp.arena.sessions import MAX_OVERLAP
     from ftapp.auth import add_user
     from ftapp.records import Role
     from ftapp.services import Services
-    from ftapp.serving.backend import Sampling
     from ftapp.settings import Settings
     from ftapp.store.db import open_db
 
-    home.mkdir(parents=True)
-    (home / "models").symlink_to(models_dir.resolve(), target_is_directory=True)
+    link_models(home, models_dir)
     settings = Settings(home=home, backend="echo")
     settings.ensure_dirs()
     open_db(settings.db_path).close()
     services = Services(settings)
     password = secrets.token_urlsafe(12)
     with services.db() as db:
-        base = services.served_base
-        add_prompt_variant(db, base, "concise", "Answer in one line.", user="bench")
-        add_prompt_variant(db, base, "pirate", "Talk like a pirate.", user="bench")
-        set_pool(db, base, CONTESTANTS, "bench")
         add_user(db, "bench-admin", Role.ADMIN, password, "bench")
         for name in names:
             add_user(db, name, Role.REVIEWER, password, "bench")
-        items = [Prompt([{"role": "user", "content": f"question {i}"}]) for i in range(prompts)]
-        create_session(
-            db, base, name=SESSION, prompts=items, source="benchmark",
-            contestants=CONTESTANTS[:2], sampling=Sampling(temperature=0, max_new_tokens=16),
-            overlap=min(len(names), MAX_OVERLAP), user="bench-admin",
-        )  # fmt: skip
-    generate_pending(services.db, services.stream_chat, workers=2)
-    with services.db() as db:
-        status = db.execute("SELECT status FROM eval_sessions").fetchone()[0]
-    if status != "open":
-        raise SystemExit(f"the session did not open after pre-generation (it is {status})")
+    prepare_arena(services, SESSION, prompts, min(len(names), MAX_OVERLAP), "bench-admin")
     return password
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_app(home: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str, Path]:
-    """`python app.py` on `home` (the lines of tests/live_app.py that matter here)."""
-    scratch = home.parent / "scratch"
-    scratch.mkdir()
+def start(home: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str, Path]:
+    """`python app.py` on `home`, without a worker; returns once it (and vLLM) answer."""
     port = free_port()
-    env = {
-        **os.environ, "FTAPP_HOME": str(home), "FTAPP_HOST": "127.0.0.1",
-        "FTAPP_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(scratch / "gradio"), "TMPDIR": str(scratch),
-        "PYTHONUNBUFFERED": "1", "FTAPP_BACKEND": args.backend, "FTAPP_WORKER": "0",
-        "FTAPP_ARENA_MAX_NEW_TOKENS": str(args.free_max_tokens),
-    }  # fmt: skip
+    settings = {"FTAPP_BACKEND": args.backend, "FTAPP_WORKER": "0",
+                "FTAPP_ARENA_MAX_NEW_TOKENS": str(args.free_max_tokens)}  # fmt: skip
     if args.backend == "vllm":
-        env["FTAPP_VLLM_PORT"] = str(free_port())
+        settings["FTAPP_VLLM_PORT"] = str(free_port())
+    env = app_env(home, port, **settings)
     log_path = home.parent / "app.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+    process = start_app(env, log_path)
     url = f"http://127.0.0.1:{port}/"
     wait_for(url, 120, process, log_path)
     if args.backend == "vllm":
@@ -186,48 +160,10 @@ def start_app(home: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, s
     return process, url, log_path
 
 
-def wait_for(url: str, seconds: float, process: subprocess.Popen, log_path: Path) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the app exited ({process.returncode}):\n{tail(log_path)}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not answer within {seconds:.0f} s:\n{tail(log_path)}")
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-
-
-def stop_app(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
-
-
-def sign_in(url: str, name: str, password: str, tls: ssl.SSLContext):
-    """A signed-in page of the Arena: its own Client (its own gr.State), sessions listed.
-
-    gradio_client opens a new httpx client for most calls, and each one builds a TLS context
-    from the CA bundle unless it is handed one: that took more CPU than the app under test
-    (measured with py-spy). Loopback HTTP never uses it, so one context serves every call."""
-    from gradio_client import Client
-
-    client = Client(url, auth=(name, password), verbose=False, download_files=False,
-                    analytics_enabled=False, ssl_verify=tls,  # type: ignore[arg-type]
-                    httpx_kwargs={"timeout": CALL_TIMEOUT_S})  # fmt: skip
-    client.predict(None, api_name="/arena_sessions")  # what the page does on load
+def open_arena(url: str, name: str, password: str, tls: ssl.SSLContext):
+    """A signed-in page of the Arena, sessions listed (what the page does on load)."""
+    client = sign_in(url, name, password, tls, CALL_TIMEOUT_S)
+    client.predict(None, api_name="/arena_sessions")
     return client
 
 
@@ -244,11 +180,6 @@ def timed(phase: Phase, action: str, client, *inputs, api_name: str):
         return None, False
     phase.add(action, time.perf_counter() - started)
     return result, True
-
-
-def error_kind(exc: Exception) -> str:
-    message = " ".join(str(exc).split())[:80]
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def acknowledge(name: str, mode: str) -> None:
@@ -390,7 +321,7 @@ def main() -> int:
         print(f"preparing {home}: {args.reviewers + 1} users, {args.session_prompts} prompts")
         password = prepare_home(home, args.models_dir, [solo, *names], args.session_prompts)
         print(f"starting the app ({args.backend} backend)")
-        process, url, log_path = start_app(home, args)
+        process, url, log_path = start(home, args)
         try:
             phases = measure(args, url, password, solo, names)
         finally:
@@ -410,7 +341,7 @@ def main() -> int:
 
 def measure(args: argparse.Namespace, url: str, password: str, solo: str, names: list[str]):
     tls = ssl.create_default_context()
-    solo_client = {solo: sign_in(url, solo, password, tls)}
+    solo_client = {solo: open_arena(url, solo, password, tls)}
     # One untimed round of each kind; the engine may need a moment after its health check.
     for rounds in (session_rounds, free_rounds):
         for _ in range(30):
@@ -431,7 +362,7 @@ def measure(args: argparse.Namespace, url: str, password: str, solo: str, names:
     lock = threading.Lock()
 
     def open_page(name: str) -> None:
-        client = sign_in(url, name, password, tls)
+        client = open_arena(url, name, password, tls)
         with lock:
             clients[name] = client
 

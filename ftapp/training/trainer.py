@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,13 @@ def train(
         log.warning(
             "%s has no validation examples: no evaluation, no early stopping", version.label
         )
+    last = last_complete_checkpoint(job.output_dir)
+    if last and is_final_checkpoint(last):
+        # Killed after the last step's checkpoint: nothing is left to train. Resumed from
+        # there, transformers would train one step past max_steps (it checks the step count
+        # only after a step, unless max_steps is a whole number of epochs).
+        log.info("%s is the last step's: the adapter is made from it", last)
+        return finished_outcome(job, Path(last), evaluate, machine)
 
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_path))
     inference_template = tokenizer.chat_template
@@ -161,7 +169,6 @@ def train(
     )
     # The data is tokenized by now: saved checkpoints carry the model's own template again.
     tokenizer.chat_template = inference_template
-    last = last_complete_checkpoint(job.output_dir)
     if last:
         log.info("resuming from %s", last)
     started = time.monotonic()
@@ -244,6 +251,43 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
         and (path / "trainer_state.json").is_file()
     ]
     return str(max(complete)[1]) if complete else None
+
+
+def is_final_checkpoint(checkpoint: str) -> bool:
+    """Whether the checkpoint was saved at the last step the job was to train."""
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    return 0 < state["max_steps"] <= state["global_step"]
+
+
+# What a checkpoint holds only to resume from; the rest is the adapter save_model writes.
+RESUME_STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state*.pth", "trainer_state.json")
+
+
+def finished_outcome(job: Job, checkpoint: Path, evaluate: bool, machine: Machine) -> dict:
+    """`train`'s outcome for a job whose training ended at `checkpoint`: the final adapter is
+    the best checkpoint where validation chose one (load_best_model_at_end), else this one, and
+    the metrics are read from the trainer state saved with it."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    best = state.get("best_model_checkpoint")
+    adapter_dir = Path(job.output_dir) / ADAPTER_DIR
+    shutil.rmtree(adapter_dir, ignore_errors=True)  # a save the kill cut short
+    source = Path(best) if evaluate and best else checkpoint
+    shutil.copytree(source, adapter_dir, ignore=shutil.ignore_patterns(*RESUME_STATE_FILES))
+    history = state["log_history"]
+    losses = [entry["loss"] for entry in history if "loss" in entry]
+    metrics: dict[str, Any] = {
+        "train_loss": sum(losses) / len(losses) if losses else None,
+        "epoch": state["epoch"],
+        "wall_seconds": 0.0,
+        "resumed_from": checkpoint.name,
+        "global_step": state["global_step"],
+        "stopped_at_time_limit": False,
+    }
+    if evaluate:
+        evals = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
+        metrics["eval_loss"] = state.get("best_metric") if best else evals[-1] if evals else None
+    return {"metrics": metrics, "best_checkpoint": best, "adapter_dir": str(adapter_dir),
+            "machine": machine.__dict__}  # fmt: skip
 
 
 def write_metadata(

@@ -146,9 +146,9 @@ class Worker:
                 )
             else:
                 _interrupt(
-                    db, current, f"the training process ended with {_exit_reason(returncode)}"
+                    db, current, f"the training process ended with {exit_reason(returncode)}"
                 )
-        log.info("job #%d ended with %s", job.id, _exit_reason(returncode))
+        log.info("job #%d ended with %s", job.id, exit_reason(returncode))
 
 
 def recover_stale_jobs(db, stale_seconds: float | None = None) -> list[int]:
@@ -219,7 +219,7 @@ def _kill_orphan(job: Job) -> None:
             os.killpg(os.getpgid(job.child_pid), signal.SIGKILL)
 
 
-def _exit_reason(returncode: int) -> str:
+def exit_reason(returncode: int) -> str:
     if returncode < 0:
         name = signal.Signals(-returncode).name
         hint = " (often the out-of-memory killer)" if name == "SIGKILL" else ""
@@ -249,32 +249,3 @@ def run_worker(
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     worker.run_forever()
-
-
-def start_worker_process(settings: Settings) -> subprocess.Popen:
-    """A worker beside the web app (what `make run` and `ftapp serve` do unless told not to).
-    It stops when the app stops, and leaves its log in FTAPP_HOME/logs/worker.log."""
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.logs_dir / "worker.log", "ab") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "ftapp.cli", "worker", "--exit-with-parent",
-             "--device", default_device()],
-            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "FTAPP_HOME": str(settings.home)},
-        )  # fmt: skip
-
-
-def default_device() -> str:
-    """cuda:0 where an NVIDIA GPU is present, else cpu."""
-    from ftapp.training.gpu_memory import has_nvidia_gpu
-
-    return "cuda:0" if has_nvidia_gpu() else "cpu"
-
-
-def stop_worker_process(process: subprocess.Popen, grace: float = 20.0) -> None:
-    if process.poll() is None:
-        process.terminate()  # the worker stops its job, which resumes on the next start
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            process.kill()

@@ -178,7 +178,7 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
     A training worker starts beside the app unless with_worker is False or FTAPP_WORKER=0."""
     from ftapp.backup import BackupThread
     from ftapp.models.bundled import prepare_bundled_model
-    from ftapp.training.worker import start_worker_process, stop_worker_process
+    from ftapp.training.supervisor import WorkerSupervisor
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: the vLLM health poll would fill the terminal.
@@ -198,7 +198,9 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
         raise SystemExit(f"ftapp can't start: {exc}") from None
     worker = None
     if with_worker and os.environ.get("FTAPP_WORKER", "1") != "0":
-        worker = start_worker_process(services.settings)
+        # Supervised: a worker that dies (killed, crashed) is started again.
+        worker = WorkerSupervisor(services.settings)
+        worker.start()
         log.info("training worker started (pid %d)", worker.pid)
     backups = None
     if services.settings.backup_minutes:
@@ -214,7 +216,7 @@ def main(host: str | None = None, port: int | None = None, with_worker: bool = T
         launch(services, host, port)
     finally:
         if worker:
-            stop_worker_process(worker)
+            worker.stop()
         if backups:
             backups.stop()
         if "answer_generator" in services.__dict__:

@@ -2,6 +2,7 @@
 why, what a model name means, and the echo backend the fast tests use."""
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -138,7 +139,8 @@ def test_the_vllm_command_binds_loopback_with_runtime_lora_loading(tmp_path):
                           threads=1, kv_cache_gb=2)  # fmt: skip
     command = server_command(options, 8123, cuda=False)
     joined = " ".join(command)
-    assert "-m vllm.entrypoints.openai.api_server" in joined
+    # vLLM's server module, run by ftapp's entry that kills it when the app is gone.
+    assert "-m ftapp.serving.vllm_entry vllm.entrypoints.openai.api_server --model" in joined
     assert "--host 127.0.0.1 --port 8123" in joined
     assert "--enable-lora --max-lora-rank 64 --max-loras 4" in joined
     assert "--served-model-name base" in joined and "--gpu-memory-utilization" not in joined
@@ -148,6 +150,7 @@ def test_the_vllm_command_binds_loopback_with_runtime_lora_loading(tmp_path):
     assert server_command(extra, 1, cuda=False)[-1] == "--enforce-eager"
     env = server_env(options)
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["FTAPP_VLLM_CPU_LORA"] == "1"
+    assert env["FTAPP_VLLM_PARENT_PID"] == str(os.getpid())
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "2" and env["VLLM_CPU_OMP_THREADS_BIND"] == "0-0"
 
 

@@ -10,7 +10,7 @@ from ftapp.records import JobStatus
 from ftapp.training.child import describe_failure
 from ftapp.training.jobs import eta_seconds, log_tail, queue_job
 from ftapp.training.trainer import last_complete_checkpoint
-from ftapp.training.worker import _exit_reason
+from ftapp.training.worker import exit_reason
 from tests.training.conftest import tiny_config
 
 
@@ -43,10 +43,10 @@ def test_failure_reasons_are_one_readable_line():
     assert len(describe_failure(RuntimeError("x" * 2000))) < 600
 
 
-def test_exit_reasons_name_the_signal():
-    assert _exit_reason(-signal.SIGKILL) == "signal SIGKILL (often the out-of-memory killer)"
-    assert _exit_reason(-signal.SIGTERM) == "signal SIGTERM"
-    assert _exit_reason(1) == "exit status 1"
+def testexit_reasons_name_the_signal():
+    assert exit_reason(-signal.SIGKILL) == "signal SIGKILL (often the out-of-memory killer)"
+    assert exit_reason(-signal.SIGTERM) == "signal SIGTERM"
+    assert exit_reason(1) == "exit status 1"
 
 
 @pytest.mark.parametrize(

@@ -151,3 +151,31 @@ def test_a_worker_stopped_politely_does_not_use_up_an_attempt(
     assert stopped.error.startswith("the worker stopped") and stopped.child_pid is None
     assert stopped.attempts == 2  # the stop was no failed attempt
     assert store.claim_next_job(db, "next-worker", "cpu").id == job.id
+
+
+def test_a_kill_after_the_last_checkpoint_trains_no_step_more(db, settings, tiny, version):
+    job = queue_job(db, settings, tiny_config(version, max_steps=4, save_steps=2), "alice")
+    assert Worker(settings).run_once()
+    final = Path(store.get_job(db, job.id).output_dir) / "adapter"
+    # What a kill between the last step's checkpoint and the end of the job leaves: every
+    # checkpoint, no final adapter, the job running with a heartbeat that went stale.
+    shutil.rmtree(final)
+    db.execute("DELETE FROM model_variants WHERE job_id = ? AND kind = 'adapter'", [job.id])
+    db["jobs"].update(job.id, {"status": "running", "finished_at": None,
+                               "heartbeat_at": "2000-01-01T00:00:00.000+00:00"})  # fmt: skip
+    assert recover_stale_jobs(db) == [job.id]
+
+    assert Worker(settings).run_once()
+    done = store.get_job(db, job.id)
+    assert done.status == JobStatus.SUCCEEDED and done.attempts == 2, done.error
+    # No fifth step: transformers, resumed from checkpoint-4 of 4 steps, trains one more.
+    assert done.step == done.total_steps == 4 and done.metrics["global_step"] == 4
+    assert done.metrics["resumed_from"] == "checkpoint-4"
+    steps = [row["step"] for row in store.job_metrics(db, job.id) if row["kind"] == "train"]
+    assert steps == [1, 2, 3, 4]
+    # The final adapter is the best checkpoint, as when nothing was killed.
+    [best] = [v for v in store.list_variants(db, job.id) if v.is_best]
+    assert done.metrics["eval_loss"] == best.eval_loss
+    weights = "adapter_model.safetensors"
+    assert (final / weights).read_bytes() == (Path(best.path) / weights).read_bytes()
+    assert store.get_variant(db, job.name).path == str(final)
