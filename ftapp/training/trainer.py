@@ -182,13 +182,9 @@ def train(
     metrics["stopped_at_time_limit"] = (
         time_limit is not None and time_limit.stopped_at_step is not None
     )
-    if args.load_best_model_at_end and trainer.state.best_metric is not None:
-        # The final adapter is the best checkpoint (load_best_model_at_end): its eval loss.
-        metrics["eval_loss"] = trainer.state.best_metric
-    elif evaluate:
-        # No checkpoints to choose from (save_steps 0): the adapter is the last model.
-        losses = [entry["eval_loss"] for entry in trainer.state.log_history if "eval_loss" in entry]
-        metrics["eval_loss"] = losses[-1] if losses else None
+    if evaluate:
+        best_metric = trainer.state.best_metric if args.load_best_model_at_end else None
+        metrics["eval_loss"] = final_eval_loss(best_metric, trainer.state.log_history)
     best = trainer.state.best_model_checkpoint
     adapter_dir = Path(job.output_dir) / ADAPTER_DIR
     trainer.save_model(str(adapter_dir))
@@ -284,10 +280,18 @@ def finished_outcome(job: Job, checkpoint: Path, evaluate: bool, machine: Machin
         "stopped_at_time_limit": False,
     }
     if evaluate:
-        evals = [entry["eval_loss"] for entry in history if "eval_loss" in entry]
-        metrics["eval_loss"] = state.get("best_metric") if best else evals[-1] if evals else None
+        metrics["eval_loss"] = final_eval_loss(state.get("best_metric") if best else None, history)
     return {"metrics": metrics, "best_checkpoint": best, "adapter_dir": str(adapter_dir),
             "machine": machine.__dict__}  # fmt: skip
+
+
+def final_eval_loss(best_metric: float | None, log_history: list[dict]) -> float | None:
+    """The final adapter's validation loss: the best checkpoint's where validation chose one
+    (load_best_model_at_end), else the last evaluation's (no checkpoints to choose from)."""
+    if best_metric is not None:
+        return best_metric
+    losses = [entry["eval_loss"] for entry in log_history if "eval_loss" in entry]
+    return losses[-1] if losses else None
 
 
 def write_metadata(

@@ -20,7 +20,6 @@ from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
 from ftapp.store import arena as store
-from ftapp.store.versions import all_versions
 from ftapp.ui.common import (
     contestant_names,
     current_user,
@@ -100,7 +99,7 @@ def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
             enabled = set(store.pool(db))
             summaries = session_summaries(db)
             rows = [_session_row(summary) for summary in summaries]
-            versions = [v.label for v in all_versions(db)]
+        versions = version_labels(services)
         names = [c.name for c in found]
         models = [c.name for c in found if c.name == c.model]
         table = [[c.name, c.model, c.system_prompt, "yes" if c.name in enabled else ""]

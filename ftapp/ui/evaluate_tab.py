@@ -13,7 +13,6 @@ from typing import Any
 
 import gradio as gr
 
-from ftapp.arena.contestants import all_contestants
 from ftapp.errors import ValidationError
 from ftapp.evaluation.checks import READY_CHECKS, check_specs
 from ftapp.evaluation.metrics import DEFAULT_METRICS, TEXT_METRICS
@@ -30,7 +29,6 @@ from ftapp.evaluation.runs import (
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.serving.backend import MAX_NEW_TOKENS, Sampling
-from ftapp.store.versions import all_versions
 from ftapp.ui.common import (
     FROM_FILE,
     contestant_names,
@@ -120,9 +118,8 @@ def build_evaluate_tab(services: Services) -> dict[str, Any]:
 
     @guarded(services, Role.ADMIN)
     def refresh(request: gr.Request, current: str | None):
+        names, versions = contestant_names(services), version_labels(services)
         with services.db() as db:
-            names = [c.name for c in all_contestants(db, services.served_base)]
-            versions = [v.label for v in all_versions(db)]
             summaries = run_summaries(db)
         run_names = [s.run.name for s in summaries]
         return (

@@ -17,7 +17,6 @@ from ftapp.services import Services
 from ftapp.store import jobs as job_store
 from ftapp.store.evaluation import runs_with_model
 from ftapp.store.exports import exports_of
-from ftapp.store.versions import all_versions
 from ftapp.training.config import PRESETS, SCHEDULERS, TrainConfig, config_from_dict
 from ftapp.training.gpu_memory import gpu_wait_reason, has_nvidia_gpu
 from ftapp.training.jobs import cancel_job, job_progress, queue_job
@@ -121,8 +120,8 @@ def build_train_tab(services: Services) -> None:
 
     @guarded(services, Role.ADMIN)
     def load_choices(current_job, request: gr.Request):
+        versions = version_labels(services)
         with services.db() as db:
-            versions = [v.label for v in all_versions(db)]
             models = [m.name for m in list_base_models(db, services.settings.models_dir)]
             jobs = job_store.list_jobs(db, limit=1)
         job_id = current_job or (jobs[0].id if jobs else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import sqlite3
 
 import numpy as np
@@ -360,3 +361,7 @@ def test_the_choices_are_what_the_database_accepts(db) -> None:
         db["votes"].insert({"battle_id": 1, "reviewer": "odd", "choice": "left",
                             "created_at": "t"})  # fmt: skip
     assert sorted(row["choice"] for row in db["votes"].rows) == sorted(CHOICES)
+    # And the other way round: the table's CHECK allows exactly the choices the statistics know.
+    (schema,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'votes'").fetchone()
+    allowed = re.search(r"choice IN \(([^)]*)\)", schema).group(1)
+    assert sorted(re.findall(r"'([^']*)'", allowed)) == sorted(CHOICES)

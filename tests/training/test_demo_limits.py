@@ -66,7 +66,7 @@ def test_demo_jobs_get_a_time_limit_of_at_most_the_demo_minutes(
     saved = json.loads(db.execute("SELECT config_json FROM jobs WHERE id = ?",
                                   [job.id]).fetchone()[0])  # fmt: skip
     assert saved["time_limit_minutes"] == stored == job.config["time_limit_minutes"]
-    assert saved["max_steps"] == 60 and saved["name"] == job.name
+    assert saved["max_steps"] == 60 and saved["name"] == f"qa-v1-job{job.id}"
 
 
 def test_outside_the_demo_nothing_is_limited(db, settings, tiny, version):
@@ -78,6 +78,9 @@ def test_outside_the_demo_nothing_is_limited(db, settings, tiny, version):
     assert [store.get_job(db, j.id).config["time_limit_minutes"]
             for j in (by_epochs, long, timed)] == [0.0, 0.0, 90.0]  # fmt: skip
     assert store.get_job(db, long.id).config["max_steps"] == 5000
+    # The same limits do bite once demo mode is on: they were off above, not too loose.
+    with pytest.raises(ValidationError, match="the demo trains on at most 1 "):
+        queue_job(db, replace(tight, demo=True), tiny_config(version, max_steps=5000), "alice")
 
 
 def test_a_job_stops_at_its_time_limit_keeps_its_adapter_and_succeeds(
