@@ -9,7 +9,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 export FTAPP_HOME ?= $(CURDIR)/ftapp-data
 
-.PHONY: install model run serve test lint format browser bench clean
+.PHONY: install model run serve test test-fast lint format browser bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ browser:
 
 test: install model browser
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+# The edit-test loop: everything but what trains, starts vLLM or drives a browser.
+test-fast: install model
+	$(PY) -m pytest -m "not gpu and not slow and not e2e" $(PYTEST_ARGS)
 
 lint: install
 	$(PY) -m ruff check .

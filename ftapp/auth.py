@@ -26,6 +26,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from ftapp.errors import Conflict, Forbidden, NotFound, ValidationError
 from ftapp.records import Role
 from ftapp.settings import Settings
+from ftapp.signin import end_user_sessions
 from ftapp.store import users as store
 from ftapp.store.db import write_transaction
 
@@ -156,24 +157,37 @@ def add_user(
         store.insert_user(db, name, role, _hasher.hash(password), created_by)
 
 
+# A new password, a new role or a removal signs the user out everywhere (ftapp/signin.py): a
+# browser left signed in, or a stolen cookie, must not outlive what the admin just changed.
+
+
 def reset_password(db: sqlite_utils.Database, name: str, password: str) -> None:
     check_password(name, password)
     with write_transaction(db):
         store.set_password_hash(db, name, _hasher.hash(password))
+        end_user_sessions(db, name)
 
 
 def change_role(db: sqlite_utils.Database, name: str, role: Role | str) -> None:
-    role = Role(role)
+    try:
+        role = Role(role)
+    except ValueError:
+        raise ValidationError(f"role: admin or reviewer, got {role!r}") from None
+    if role == Role.VISITOR:
+        raise ValidationError("role: admin or reviewer, got 'visitor' (to take every right "
+                              "away, remove the user)")  # fmt: skip
     with write_transaction(db):
         _keep_an_admin(db, name, leaving=role != Role.ADMIN)
         store.set_role(db, name, role)
+        end_user_sessions(db, name)
 
 
 def remove_user(db: sqlite_utils.Database, name: str) -> None:
-    """Remove a user: they can't sign in any more (a signed-in session is refused at its next
-    request). Their votes and labels stay, under their name."""
+    """Remove a user: they can't sign in any more and every session of theirs ends. Their
+    votes and labels stay, under their name."""
     with write_transaction(db):
         _keep_an_admin(db, name, leaving=True)
+        end_user_sessions(db, name)
         store.delete_user(db, name)
 
 

@@ -2,6 +2,7 @@
 
 ftapp users add NAME --role admin|reviewer [--password-stdin]
 ftapp users list [--json] | remove NAME | reset NAME [--password-stdin] | role NAME ROLE
+ftapp users log [--user NAME] [--limit N] [--json]   sign-in attempts, newest first
 ftapp backup [--out FILE]         a consistent copy of the database (SQLite's backup API)
 ftapp export-all OUT.zip          the database, uploads, adapters and exports in one zip
 ftapp restore ZIP                 unpack such a zip into an empty FTAPP_HOME
@@ -43,6 +44,11 @@ def add_admin_commands(commands: Any) -> None:
     role.add_argument("name")
     role.add_argument("role", choices=["admin", "reviewer"])
     role.set_defaults(handler=_users_role)
+    log = users.add_parser("log", help="sign-in attempts, newest first")
+    log.add_argument("--user", help="only this user name")
+    log.add_argument("--limit", type=int, default=100)
+    log.add_argument("--json", action="store_true")
+    log.set_defaults(handler=_users_log)
 
     backup = commands.add_parser("backup", help="a consistent copy of the database")
     backup.add_argument("--out", type=Path, help="default FTAPP_HOME/backups/ftapp-<time>.db")
@@ -117,6 +123,17 @@ def _users_role(args: argparse.Namespace) -> int:
     with services().db() as db:
         change_role(db, args.name, args.role)
     print(f"{args.name} is now a {args.role}")
+    return 0
+
+
+def _users_log(args: argparse.Namespace) -> int:
+    from ftapp.signin import sign_in_log
+
+    with services().db() as db:
+        attempts = sign_in_log(db, max(1, args.limit), args.user)
+    text = "\n".join(f"{a.at[:19]}  {a.outcome:<14} {a.user_name:<24} from {a.address}"
+                     for a in attempts)  # fmt: skip
+    print_result([asdict(a) for a in attempts], args.json, text or "no sign-in attempts yet")
     return 0
 
 

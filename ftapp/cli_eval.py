@@ -10,6 +10,8 @@ ftapp eval run NAME --contestants BASELINE,OTHER[,...]
 ftapp eval runs [--model NAME] [--json] | generate | cancel NAME | retry NAME
 ftapp eval report NAME [--json] | example NAME POSITION [--json]
 ftapp eval export NAME --out FILE [--format csv|jsonl]
+
+--check-python and --check-command run an admin's code: only with FTAPP_CODE_CHECKS=1.
 """
 
 from __future__ import annotations
@@ -39,9 +41,11 @@ def add_eval_commands(commands: Any) -> None:
     run.add_argument("--regex", help="the pattern of the regex metric")
     run.add_argument("--check", action="append", default=[], help="a ready check, e.g. pep8")
     run.add_argument("--check-python", action="append", default=[], type=Path,
-                     help="a Python file defining check(answer, reference, prompt)")  # fmt: skip
+                     help="a Python file defining check(answer, reference, prompt); "
+                          "needs FTAPP_CODE_CHECKS=1")  # fmt: skip
     run.add_argument("--check-command", action="append", default=[],
-                     help="NAME=COMMAND scoring an answer (stdin, or {file})")  # fmt: skip
+                     help="NAME=COMMAND scoring an answer (stdin, or {file}); "
+                          "needs FTAPP_CODE_CHECKS=1")  # fmt: skip
     run.add_argument("--check-input", default="stdin", choices=["stdin", "file"])
     run.add_argument("--judge-url", help="an OpenAI-compatible endpoint for model-as-judge")
     run.add_argument("--judge-model", help="the judge's model name at that endpoint")
@@ -114,14 +118,16 @@ def _run(args: argparse.Namespace) -> int:
         run = create_run(
             db, app.served_base, name=args.name, prompts=prompts, source=source,
             contestants=_names(args.contestants), sampling=sampling, scoring=scoring,
-            check_specs=specs, judge_config=judge, dataset_version_id=version_id, user=user(),
+            check_specs=specs, judge_config=judge, dataset_version_id=version_id,
+            code_checks=app.settings.code_checks, user=user(),
         )  # fmt: skip
     if args.no_wait:
         print(f"created run {run.name}: {len(prompts)} examples from {source}, "
               f"{len(run.contestants)} contestants; the web app generates and scores it "
               "(or run `ftapp eval generate`)")  # fmt: skip
         return 0
-    generate_in_terminal(app, [eval_work_list(app.count_tokens.count_text)], args.workers)
+    generate_in_terminal(app, [eval_work_list(app.count_tokens.count_text, app.settings)],
+                         args.workers)  # fmt: skip
     with app.db() as db:
         report = build_report(db, run.id)
     print_result(report.to_dict(), args.json, report_text(report))
@@ -157,7 +163,8 @@ def _generate(args: argparse.Namespace) -> int:
     from ftapp.evaluation.runs import eval_work_list
 
     app = services()
-    count = generate_in_terminal(app, [eval_work_list(app.count_tokens.count_text)], args.workers)
+    work = [eval_work_list(app.count_tokens.count_text, app.settings)]
+    count = generate_in_terminal(app, work, args.workers)
     print(f"generated {count} answers")
     return 0
 

@@ -180,7 +180,7 @@ class Services:
         from ftapp.evaluation.runs import eval_work_list
 
         workers = 8 if self.backend.name == "vllm" else 1
-        work_lists = [SESSION_ANSWERS, eval_work_list(self.count_tokens.count_text)]
+        work_lists = [SESSION_ANSWERS, eval_work_list(self.count_tokens.count_text, self.settings)]
         generator = AnswerGenerator(
             self.db,
             self.stream_chat,

@@ -28,6 +28,14 @@
 | FTAPP_EPHEMERAL       | 0                 | 1: the home is lost on restart (a Space without  |
 |                       |                   | persistent storage); the page warns              |
 | FTAPP_BACKUP_MINUTES  | 0 (off)           | copy the database to FTAPP_HOME/backups this often|
+| FTAPP_ALLOWED_HOSTS   | (none)            | more host names the app answers to (behind a     |
+|                       |                   | proxy), comma-separated; see ftapp/http_policy.py|
+| FTAPP_CODE_CHECKS     | 0                 | 1: evaluation may run admins' Python files and   |
+|                       |                   | commands (never in demo mode or on a Space)      |
+| FTAPP_JUDGE_API_HOSTS | (none)            | hosts FTAPP_JUDGE_API_KEY may be sent to         |
+| FTAPP_SESSION_IDLE_MINUTES | 720          | a sign-in ends after this long unused            |
+| FTAPP_SESSION_MAX_HOURS | 168             | and this long after signing in, used or not      |
+| FTAPP_UPLOAD_MB_PER_HOUR | 1000           | most a user may upload in an hour                |
 """
 
 from __future__ import annotations
@@ -64,6 +72,17 @@ class Settings:
     demo_max_minutes: int = 10
     ephemeral: bool = False  # the home doesn't survive a restart: the page says so
     backup_minutes: int = 0  # 0: no periodic database backup
+    allowed_hosts: tuple[str, ...] = ()  # host names beyond the bound address and loopback
+    space_host: str = ""  # a Space's own host name (SPACE_HOST), allowed like the above
+    code_checks: bool = False  # evaluation may run Python-file and command checks
+    judge_api_hosts: tuple[str, ...] = ()  # where FTAPP_JUDGE_API_KEY may be sent
+    session_idle_minutes: int = 720
+    session_max_hours: int = 168
+    upload_mb_per_hour: int = 1000
+
+    @property
+    def on_space(self) -> bool:
+        return bool(self.space_host)
 
     @property
     def backups_dir(self) -> Path:
@@ -153,9 +172,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             _int_env(env, "FTAPP_ARENA_MAX_NEW_TOKENS", 512), "FTAPP_ARENA_MAX_NEW_TOKENS", 1, 2048
         ),  # fmt: skip
         auth=_auth_env(env),
-        admins=tuple(
-            name.strip() for name in (env.get("FTAPP_ADMINS") or "").split(",") if name.strip()
-        ),  # fmt: skip
+        admins=_list_env(env, "FTAPP_ADMINS"),
         demo=_flag_env(env, "FTAPP_DEMO"),
         demo_max_examples=_bounded(
             _int_env(env, "FTAPP_DEMO_MAX_EXAMPLES", 200), "FTAPP_DEMO_MAX_EXAMPLES", 1, 10**6
@@ -170,7 +187,40 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         backup_minutes=_bounded(
             _int_env(env, "FTAPP_BACKUP_MINUTES", 0), "FTAPP_BACKUP_MINUTES", 0, 7 * 24 * 60
         ),
+        allowed_hosts=_list_env(env, "FTAPP_ALLOWED_HOSTS", lower=True),
+        space_host=(env.get("SPACE_HOST") or "").strip().lower() if env.get("SPACE_ID") else "",
+        code_checks=_code_checks_env(env),
+        judge_api_hosts=_list_env(env, "FTAPP_JUDGE_API_HOSTS", lower=True),
+        session_idle_minutes=_bounded(
+            _int_env(env, "FTAPP_SESSION_IDLE_MINUTES", 720),
+            "FTAPP_SESSION_IDLE_MINUTES",
+            1,
+            365 * 24 * 60,
+        ),  # fmt: skip
+        session_max_hours=_bounded(
+            _int_env(env, "FTAPP_SESSION_MAX_HOURS", 168), "FTAPP_SESSION_MAX_HOURS", 1, 24 * 365
+        ),
+        upload_mb_per_hour=_bounded(
+            _int_env(env, "FTAPP_UPLOAD_MB_PER_HOUR", 1000), "FTAPP_UPLOAD_MB_PER_HOUR", 1, 10**6
+        ),
     )
+
+
+def _list_env(env: dict[str, str], name: str, *, lower: bool = False) -> tuple[str, ...]:
+    items = (item.strip() for item in (env.get(name) or "").split(","))
+    return tuple(item.lower() if lower else item for item in items if item)
+
+
+def _code_checks_env(env: dict[str, str]) -> bool:
+    """Checks that run admins' code are a switch of their own, never on where every visitor may
+    be an admin: demo mode, or a Space (where FTAPP_ADMINS=* is common)."""
+    wanted = _flag_env(env, "FTAPP_CODE_CHECKS")
+    if wanted and (_flag_env(env, "FTAPP_DEMO") or env.get("SPACE_ID")):
+        raise ValidationError(
+            "FTAPP_CODE_CHECKS=1 is refused in demo mode and on a Space: there, visitors may be "
+            "admins, and these checks run any command an admin types"
+        )
+    return wanted
 
 
 AUTH_CHOICES = ("auto", "password", "hf")

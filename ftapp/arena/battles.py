@@ -222,11 +222,11 @@ def battle_view(db: sqlite_utils.Database, battle_id: int, reviewer: str) -> Bat
 
 
 def _own_battle(db: sqlite_utils.Database, battle_id: int, reviewer: str) -> Battle:
-    """The battle, if it was given to this reviewer (a battle id alone grants nothing)."""
-    battle = store.get_battle(db, battle_id)
+    """The battle, if it was given to this reviewer (a battle id alone grants nothing). A battle
+    that doesn't exist gets the same answer as one given to someone else: ids tell nothing."""
     if not store.is_assigned(db, battle_id, reviewer):
         raise Forbidden(f"battle #{battle_id} was not given to {reviewer}")
-    return battle
+    return store.get_battle(db, battle_id)
 
 
 def _contestants(db: sqlite_utils.Database, base: BaseModel, battle: Battle) -> list:

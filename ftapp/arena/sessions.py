@@ -27,7 +27,7 @@ import sqlite_utils
 from ftapp.arena.contestants import resolve_contestants
 from ftapp.arena.prompts import Prompt
 from ftapp.auth import User
-from ftapp.errors import Forbidden, ValidationError
+from ftapp.errors import Forbidden, NotFound, ValidationError
 from ftapp.models.registry import BaseModel
 from ftapp.records import EvalSession, Role, SessionStatus
 from ftapp.serving.backend import Sampling
@@ -202,10 +202,24 @@ def may_take_part(session: EvalSession, user: User) -> bool:
 
 def sessions_for(db: sqlite_utils.Database, user: User) -> list[EvalSession]:
     """The open sessions this user may judge, newest first."""
-    return [
-        s for s in store.list_sessions(db)
-        if s.status == SessionStatus.OPEN and may_take_part(s, user)
-    ]  # fmt: skip
+    return [s for s in store.list_sessions(db) if _is_theirs(s, user)]
+
+
+def session_for(db: sqlite_utils.Database, name: str, user: User) -> EvalSession:
+    """The session named `name`, if it is one of `sessions_for(user)`. Any other name, taken or
+    not, gets the same answer: a reviewer must not learn which sessions exist, or how far
+    along the ones they are not in are."""
+    try:  # by name only: get_session takes an int for an id
+        session = store.get_session(db, name) if isinstance(name, str) else None
+    except NotFound:
+        session = None
+    if session is None or not _is_theirs(session, user):
+        raise NotFound(f"no evaluation session named {name!r} for you")
+    return session
+
+
+def _is_theirs(session: EvalSession, user: User) -> bool:
+    return session.status == SessionStatus.OPEN and may_take_part(session, user)
 
 
 def next_battle(

@@ -5,7 +5,9 @@ answer could not be scored).
 User code never runs in the app's process: a Python check runs in one child process per call
 (see check_runner.py), a command in one process per answer, the PEP 8 check as one flake8
 process over all answers. Every child gets a time limit and is killed with its whole process
-group when it runs past it.
+group when it runs past it, and a minimal environment: none of the app's tokens or keys.
+Python-file and command checks run an admin's code, so they run only where the installation
+turns them on (FTAPP_CODE_CHECKS=1, `Settings.code_checks`); the ready checks always run.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ from ftapp.evaluation.metrics import fenced_block
 CheckKind = Literal["python", "command", "pep8"]
 CheckInput = Literal["stdin", "file"]
 KINDS: tuple[str, ...] = ("python", "command", "pep8")
+CODE_KINDS: tuple[str, ...] = ("python", "command")  # the kinds that run an admin's code
+CODE_CHECKS_OFF = (
+    "command and Python-file checks are off in this installation: set FTAPP_CODE_CHECKS=1 to "
+    "allow them (never in demo mode or on a Space)"
+)
 INPUTS: tuple[str, ...] = ("stdin", "file")
 MAX_TIMEOUT_S = 3600.0
 DETAIL_CHARS = 300
@@ -172,13 +179,29 @@ def _checked_command(command: Any, problem) -> None:
         raise problem(f"program {argv[0]!r} not found (not on PATH, or not executable)")
 
 
+def refuse_code_checks(specs: list[Any], code_checks: bool) -> None:
+    """ValidationError for the first check that would run an admin's code, unless the
+    installation allows such checks; looked at before anything else about the check."""
+    if code_checks:
+        return
+    for spec in specs:
+        if isinstance(spec, dict) and spec.get("kind") in CODE_KINDS:
+            raise ValidationError(f"check {spec.get('name')!r}: {CODE_CHECKS_OFF}")
+
+
 # --- running -------------------------------------------------------------------------------
 
 
-def run_check(spec: CheckSpec, items: list[CheckItem]) -> list[CheckResult]:
-    """One result per item, in the items' order."""
+def run_check(
+    spec: CheckSpec, items: list[CheckItem], *, code_checks: bool = False
+) -> list[CheckResult]:
+    """One result per item, in the items' order. A Python-file or command check runs only when
+    `code_checks` is on (the installation's switch now, not when the run was created); else
+    each item's result says why it was not run."""
     if not items:
         return []
+    if spec.kind in CODE_KINDS and not code_checks:
+        return [CheckResult(None, f"not run: {CODE_CHECKS_OFF}")] * len(items)
     if spec.kind == "python":
         return _run_python(spec, items)
     if spec.kind == "command":
@@ -196,20 +219,32 @@ class _Finished:
 
 
 def _run(argv: list[str], stdin: str, timeout_s: float, cwd: str | None = None) -> _Finished:
-    # A session of its own, so the time limit kills whatever the check started too.
-    proc = subprocess.Popen(
-        argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, encoding="utf-8", errors="replace", cwd=cwd, start_new_session=True,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-    )  # fmt: skip
-    try:
-        stdout, stderr = proc.communicate(stdin, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        return _Finished(stdout, stderr, None)
+    with tempfile.TemporaryDirectory(
+        prefix="ftapp-check-home-", ignore_cleanup_errors=True
+    ) as home:
+        # A session of its own, so the time limit kills whatever the check started too.
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, encoding="utf-8", errors="replace", cwd=cwd, start_new_session=True,
+            env=_child_env(home),
+        )  # fmt: skip
+        try:
+            stdout, stderr = proc.communicate(stdin, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            return _Finished(stdout, stderr, None)
     return _Finished(stdout, stderr, proc.returncode)
+
+
+def _child_env(home: str) -> dict[str, str]:
+    """What a program needs and nothing of the app's: its environment holds API keys and
+    tokens (FTAPP_JUDGE_API_KEY, HF_TOKEN...) that an admin's command must never see. The
+    venv's bin comes first on PATH, so `python` there is the app's Python."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)])
+    return {"PATH": path, "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8"}  # fmt: skip
 
 
 def _first_lines(text: str, n: int = 5) -> str:

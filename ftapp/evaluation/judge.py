@@ -4,6 +4,10 @@ settings (`JudgeConfig`, stored in eval_runs.judge_json without its API key), th
 prompt (MT-Bench's, cut down to a one-word verdict), reading the verdict, the HTTP calls, and
 the score of one pair judged in both orders. Storing judgments is the evaluation runs' job;
 the values here are exactly the CHECK values of the eval_judgments table (migration m007).
+
+The judge is a peer the admin names, so: FTAPP_JUDGE_API_KEY goes only to the hosts listed in
+FTAPP_JUDGE_API_HOSTS (`api_hosts`, from the caller's settings), and errors name the judge by
+host and port with the HTTP status, never with text from the peer's reply.
 """
 
 from __future__ import annotations
@@ -11,13 +15,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict, dataclass, fields
+from http import HTTPStatus
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
 
 from ftapp.errors import ServingError, ValidationError
-from ftapp.serving.vllm_backend import error_text
 
 Verdict = Literal["a", "b", "tie", "invalid"]
 Position = Literal["a", "b"]
@@ -26,6 +30,7 @@ Winner = Literal["contestant", "opponent", "tie", "invalid"]
 API_KEY_ENV = "FTAPP_JUDGE_API_KEY"
 HEALTH_TIMEOUT_S = 10.0  # the UI waits on this before a run starts: fail fast
 MAX_TOKENS_LIMIT = 4096
+_MODEL_NAME = re.compile(r"[\w.:/@+-]{1,100}")  # the judge's model names shown in messages
 
 # MT-Bench's pairwise judge prompt (Zheng et al. 2023, "pair-v2"), asking for the verdict alone:
 # a short answer is cheap to generate and leaves nothing for the parser to guess at.
@@ -45,7 +50,7 @@ SYSTEM_PROMPT = (
 class JudgeConfig:
     url: str  # the endpoint's base URL, with or without a trailing /v1
     model: str  # the served model name the judge answers as
-    api_key: str | None = None  # None: read FTAPP_JUDGE_API_KEY when calling
+    api_key: str | None = None  # None: FTAPP_JUDGE_API_KEY, for the hosts listed with it
     temperature: float = 0.0  # greedy: the same pair gets the same verdict
     max_tokens: int = 16  # a verdict is one word
     timeout_s: float = 120.0
@@ -71,7 +76,8 @@ class Judgment:
 
 def parse_judge(data: dict[str, Any]) -> JudgeConfig:
     """A JudgeConfig from loose values, refusing (with the field and why) a URL that is not
-    http(s) with a host, an empty model name, unknown fields and out-of-range numbers."""
+    http(s) with a host (or has credentials, a query or a fragment), an empty model name,
+    unknown fields and out-of-range numbers."""
     if not isinstance(data, dict):
         raise ValidationError("the judge settings are a mapping of field: value")
     known = [field.name for field in fields(JudgeConfig)]
@@ -82,10 +88,7 @@ def parse_judge(data: dict[str, Any]) -> JudgeConfig:
     url = data.get("url")
     if not isinstance(url, str) or not url.strip():
         raise ValidationError("judge url: required, like http://judge-host:8000/v1")
-    url = url.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError(f"judge url: must be http:// or https:// with a host, got {url!r}")
+    url = _checked_url(url.strip().rstrip("/"))
 
     model = data.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -115,6 +118,35 @@ def parse_judge(data: dict[str, Any]) -> JudgeConfig:
         max_tokens=int(max_tokens),
         timeout_s=float(timeout_s),
     )
+
+
+def _checked_url(url: str) -> str:
+    parts = urlsplit(url)
+    # Never echo user:password back: the message lands in logs and on the page.
+    shown = parts._replace(netloc=_host_port(parts.netloc)).geturl()
+    if "@" in parts.netloc:
+        raise ValidationError(
+            f"judge url: must not hold a user name or password (the key goes in "
+            f"FTAPP_JUDGE_API_KEY), got {shown!r}"
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"judge url: must be http:// or https:// with a host, got {shown!r}")
+    try:
+        parts.port  # noqa: B018 (parsing the port is the check)
+    except ValueError:
+        raise ValidationError(
+            f"judge url: the port is not a number 0-65535, got {shown!r}"
+        ) from None
+    # ftapp appends /v1/chat/completions: after a "#" or a "?" that path would never be sent.
+    if "#" in url:
+        raise ValidationError(f"judge url: must not have a #fragment, got {shown!r}")
+    if "?" in url:
+        raise ValidationError(f"judge url: must not have a ?query, got {shown!r}")
+    return url
+
+
+def _host_port(netloc: str) -> str:
+    return netloc.rpartition("@")[2]
 
 
 def _number(data: dict[str, Any], name: str, default: float) -> float:
@@ -176,10 +208,17 @@ def parse_verdict(text: str) -> Verdict:
 
 
 def judge_once(
-    config: JudgeConfig, prompt: str, reference: str | None, answer_a: str, answer_b: str
+    config: JudgeConfig,
+    prompt: str,
+    reference: str | None,
+    answer_a: str,
+    answer_b: str,
+    *,
+    api_hosts: tuple[str, ...] = (),
 ) -> tuple[Verdict, str]:
     """One judgment of answer A against answer B: (verdict, the judge's raw text). Raises
-    ServingError naming the judge's URL when it can't be reached or refuses the request."""
+    ServingError naming the judge's host when it can't be reached or refuses the request.
+    FTAPP_JUDGE_API_KEY is sent only when the judge's host is in `api_hosts`."""
     body = {
         "model": config.model,
         "messages": judge_messages(prompt, reference, answer_a, answer_b),
@@ -188,24 +227,23 @@ def judge_once(
         "stream": False,
     }
     url = f"{_base_url(config)}/v1/chat/completions"
+    headers = _headers(config, api_hosts)
     try:
-        response = httpx.post(url, json=body, headers=_headers(config), timeout=config.timeout_s)
+        response = httpx.post(url, json=body, headers=headers, timeout=config.timeout_s)
     except httpx.HTTPError as exc:
         raise ServingError(
-            f"the judge at {config.url} is not answering: {_describe(exc)}"
+            f"the judge at {_where(config)} is not answering: {_describe(exc)}"
         ) from None
     if response.status_code != 200:
-        raise ServingError(
-            f"the judge at {config.url} refused the request ({response.status_code}): "
-            f"{error_text(response)}"
-        )
+        raise ServingError(_refused(config, api_hosts, "the request", response.status_code))
     try:
         raw = response.json()["choices"][0]["message"]["content"] or ""
     except (ValueError, KeyError, IndexError, TypeError):
+        raw = None
+    if not isinstance(raw, str):
         raise ServingError(
-            f"the judge at {config.url} sent an answer that is not a chat completion: "
-            f"{response.text[:300]}"
-        ) from None
+            f"the judge at {_where(config)} sent an answer that is not a chat completion"
+        )
     return parse_verdict(raw), raw
 
 
@@ -215,14 +253,15 @@ def judge_pair(
     reference: str | None,
     contestant_answer: str,
     opponent_answer: str,
+    *,
+    api_hosts: tuple[str, ...] = (),
 ) -> list[Judgment]:
     """Two judgments of the same pair: the contestant shown as A, then as B."""
+    orders = {"a": (contestant_answer, opponent_answer), "b": (opponent_answer, contestant_answer)}
     judgments = []
-    for position in ("a", "b"):
-        if position == "a":
-            verdict, raw = judge_once(config, prompt, reference, contestant_answer, opponent_answer)
-        else:
-            verdict, raw = judge_once(config, prompt, reference, opponent_answer, contestant_answer)
+    for position, (answer_a, answer_b) in orders.items():
+        verdict, raw = judge_once(config, prompt, reference, answer_a, answer_b,
+                                  api_hosts=api_hosts)  # fmt: skip
         judgments.append(Judgment(position, _winner(verdict, position), raw))
     return judgments
 
@@ -246,27 +285,28 @@ def pair_score(judgments: list[Judgment]) -> float | None:
     return sum(valid) / len(valid) if valid else None
 
 
-def judge_health(config: JudgeConfig) -> str | None:
+def judge_health(config: JudgeConfig, *, api_hosts: tuple[str, ...] = ()) -> str | None:
     """None when the endpoint answers and serves config.model; else what is wrong, in words
     for the UI to show before a run starts."""
     url = f"{_base_url(config)}/v1/models"
     try:
-        response = httpx.get(url, headers=_headers(config), timeout=HEALTH_TIMEOUT_S)
+        response = httpx.get(url, headers=_headers(config, api_hosts), timeout=HEALTH_TIMEOUT_S)
     except httpx.HTTPError as exc:
-        return f"the judge at {config.url} is not answering: {_describe(exc)}"
+        return f"the judge at {_where(config)} is not answering: {_describe(exc)}"
     if response.status_code != 200:
-        return (
-            f"the judge at {config.url} refused to list its models ({response.status_code}): "
-            f"{error_text(response)}"
-        )
+        return _refused(config, api_hosts, "to list its models", response.status_code)
     try:
         served = [model["id"] for model in response.json()["data"]]
     except (ValueError, KeyError, TypeError):
-        return f"the judge at {config.url} does not list models the OpenAI way (GET /v1/models)"
+        served = None
+    if not isinstance(served, list) or not all(isinstance(name, str) for name in served):
+        return f"the judge at {_where(config)} does not list models the OpenAI way (GET /v1/models)"
     if config.model not in served:
+        # The peer's model names are shown only when they look like model names.
+        names = [name for name in served if _MODEL_NAME.fullmatch(name)][:10]
         return (
-            f"the judge at {config.url} does not serve the model {config.model!r} "
-            f"(it serves: {', '.join(served) or 'nothing'})"
+            f"the judge at {_where(config)} does not serve the model {config.model!r} "
+            f"(it serves: {', '.join(names) or 'nothing by a plain name'})"
         )
     return None
 
@@ -277,9 +317,36 @@ def _base_url(config: JudgeConfig) -> str:
     return url.removesuffix("/v1")
 
 
-def _headers(config: JudgeConfig) -> dict[str, str]:
-    key = config.api_key or os.environ.get(API_KEY_ENV)
+def _where(config: JudgeConfig) -> str:
+    """The judge as host:port, for messages: never credentials, a path or a query."""
+    return _host_port(urlsplit(config.url).netloc)
+
+
+def _sends_env_key(config: JudgeConfig, api_hosts: tuple[str, ...]) -> bool:
+    # Exact names only: a suffix match would hand the key to evil-example.com for example.com.
+    return (urlsplit(config.url).hostname or "") in api_hosts
+
+
+def _headers(config: JudgeConfig, api_hosts: tuple[str, ...]) -> dict[str, str]:
+    # A key given with the config was given for its URL; the installation's key only for the
+    # hosts listed with it, or any URL an admin types would receive it.
+    key = config.api_key
+    if not key and _sends_env_key(config, api_hosts):
+        key = os.environ.get(API_KEY_ENV)
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _refused(config: JudgeConfig, api_hosts: tuple[str, ...], what: str, status: int) -> str:
+    """The peer's status in words, not its body: a judge may answer anything there."""
+    try:
+        phrase = f" {HTTPStatus(status).phrase}"
+    except ValueError:
+        phrase = ""
+    text = f"the judge at {_where(config)} refused {what} (HTTP {status}{phrase})"
+    held_back = not config.api_key and os.environ.get(API_KEY_ENV)
+    if status in (401, 403) and held_back and not _sends_env_key(config, api_hosts):
+        text += f"; {API_KEY_ENV} is sent only to the hosts in FTAPP_JUDGE_API_HOSTS"
+    return text
 
 
 def _describe(exc: httpx.HTTPError) -> str:

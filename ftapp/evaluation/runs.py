@@ -8,7 +8,8 @@ judge model. Every contestant's answer to every example is generated in the back
 the batch generator (batch.py); when they are all in, the run is scored here: text metrics
 against the reference, latency and tokens per second, each check, and the judge comparing
 each contestant with the baseline in both orders. report.py turns the scores into the
-report.
+report. Checks that run an admin's code obey the installation's switch (`code_checks`) twice:
+at creation, and again when scoring, since the switch may have been turned off meanwhile.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from ftapp.evaluation import batch, checks, judge, metrics
 from ftapp.models.registry import BaseModel
 from ftapp.records import EvalRun, RunStatus
 from ftapp.serving.backend import Sampling
+from ftapp.settings import Settings
 from ftapp.store import evaluation as store
 
 log = logging.getLogger(__name__)
@@ -66,9 +68,11 @@ def create_run(
     check_specs: list[dict[str, Any]] | None = None,
     judge_config: dict[str, Any] | None = None,
     dataset_version_id: int | None = None,
+    code_checks: bool = False,
     user: str,
 ) -> EvalRun:
-    """Check everything, then write the run, its examples and its pending answers at once."""
+    """Check everything, then write the run, its examples and its pending answers at once.
+    Python-file and command checks are refused unless `code_checks` (Settings.code_checks)."""
     name = (name or "").strip()
     if not SESSION_NAME.match(name):
         raise ValidationError(
@@ -84,6 +88,7 @@ def create_run(
     if not prompts:
         raise ValidationError("an evaluation needs at least one example")
     config = metrics.ScoringConfig.from_dict(scoring or {})
+    checks.refuse_code_checks(check_specs or [], code_checks)
     specs = [checks.parse_check(spec) for spec in check_specs or []]
     names = [spec.name for spec in specs]
     for spec in specs:
@@ -162,20 +167,23 @@ def retry_run(db: sqlite_utils.Database, name: str) -> int:
     return retried
 
 
-def eval_work_list(count_tokens: CountTokens) -> batch.WorkList:
+def eval_work_list(count_tokens: CountTokens, settings: Settings) -> batch.WorkList:
     """The runs' work list for the batch generator; a run whose answers are all in is scored
-    with `count_tokens` counting the answers' tokens (for tokens per second)."""
+    with `count_tokens` counting the answers' tokens (for tokens per second), under `settings`
+    (may code checks run, which hosts get the judge's key)."""
     return batch.WorkList(
         name="evaluation answer",
         group_column="run_id",
         claim=store.claim_answers,
         finish=store.finish_answer,
         waiting_groups=store.runs_waiting,
-        complete=lambda open_db, run_id: complete_run(open_db, run_id, count_tokens),
+        complete=lambda open_db, run_id: complete_run(open_db, run_id, count_tokens, settings),
     )
 
 
-def complete_run(open_db: OpenDb, run_id: int, count_tokens: CountTokens) -> None:
+def complete_run(
+    open_db: OpenDb, run_id: int, count_tokens: CountTokens, settings: Settings
+) -> None:
     """Score a run once all its answers are in (done or failed for good). A crash while
     scoring leaves the run 'scoring'; it is scored again from the start next time."""
     with open_db() as db:
@@ -193,7 +201,7 @@ def complete_run(open_db: OpenDb, run_id: int, count_tokens: CountTokens) -> Non
         store.set_run_status(db, run_id, RunStatus.SCORING)
         examples = {e["id"]: e for e in store.run_examples(db, run_id)}
     try:
-        note = score_run(open_db, run, answers, examples, count_tokens)
+        note = score_run(open_db, run, answers, examples, count_tokens, settings)
     except Exception as exc:  # a broken check or a bug: the run says why, the app goes on
         log.exception("scoring evaluation run %s failed", run.name)
         reason = str(exc) if isinstance(exc, FtappError) else f"{type(exc).__name__}: {exc}"
@@ -211,6 +219,7 @@ def score_run(
     answers: list[dict[str, Any]],
     examples: dict[int, dict[str, Any]],
     count_tokens: CountTokens,
+    settings: Settings,
 ) -> str | None:
     """Score every generated answer of a run and save the scores; returns a note for the run
     (what the judge could not do), or None."""
@@ -228,19 +237,21 @@ def score_run(
         values["latency_ms"] = answer["latency_ms"]
         values["tokens_per_second"] = n_tokens[answer["id"]] / seconds if seconds > 0 else None
         scores[answer["id"]] = values
-    # As stored: a check file deleted since the run was created fails per answer, with why.
+    # As stored: a check file deleted since the run was created fails per answer, with why; so
+    # does a code check when the installation has turned them off since.
     for spec in (checks.CheckSpec(**stored) for stored in run.checks.get("checks", [])):
         items = [
             checks.CheckItem(a["answer"], examples[a["example_id"]]["reference"],
                              prompt_text(examples[a["example_id"]]["messages"]))
             for a in done
         ]  # fmt: skip
-        for answer, result in zip(done, checks.run_check(spec, items), strict=True):
+        results = checks.run_check(spec, items, code_checks=settings.code_checks)
+        for answer, result in zip(done, results, strict=True):
             scores[answer["id"]][spec.name] = result.score
             details[answer["id"]][spec.name] = result.detail
     note, judged = None, []
     if run.judge:
-        note, judged = _judge(run, done, examples, scores)
+        note, judged = _judge(run, done, examples, scores, settings.judge_api_hosts)
     with open_db() as db:
         store.save_scores(db, scores, details, n_tokens)
         store.replace_judgments(db, run.id, judged)
@@ -260,11 +271,13 @@ def _judge(
     done: list[dict[str, Any]],
     examples: dict[int, dict[str, Any]],
     scores: dict[int, dict[str, float | None]],
+    api_hosts: tuple[str, ...],
 ) -> tuple[str | None, list[dict[str, Any]]]:
     """Each contestant's answer against the baseline's on the same example, judged in both
-    orders; the contestant's score ("judge": 1 better, 0.5 tie, 0 worse) goes into its scores."""
+    orders; the contestant's score ("judge": 1 better, 0.5 tie, 0 worse) goes into its scores.
+    FTAPP_JUDGE_API_KEY goes along only to the hosts in `api_hosts`."""
     config = judge.JudgeConfig.from_dict(run.judge)
-    problem = judge.judge_health(config)
+    problem = judge.judge_health(config, api_hosts=api_hosts)
     if problem:
         return f"the judge was not used: {problem}", []
     baseline = {a["example_id"]: a for a in done if a["contestant"] == run.baseline.name}
@@ -277,7 +290,7 @@ def _judge(
         try:
             return judge.judge_pair(
                 config, prompt_text(example["messages"]), example["reference"],
-                answer["answer"], opponent["answer"],
+                answer["answer"], opponent["answer"], api_hosts=api_hosts,
             )  # fmt: skip
         except FtappError as exc:
             return str(exc)

@@ -435,3 +435,38 @@ def m007_evaluation_and_deployment(db: sqlite_utils.Database) -> None:
         CREATE INDEX production_requests_model ON production_requests(model, created_at)
         """,
     )
+
+
+@migrations()
+def m008_sign_in_sessions(db: sqlite_utils.Database) -> None:
+    """Why: sign-in sessions kept on the server, so that a password reset, a removal, a role
+    change or a sign-out ends them at once (Gradio's own tokens live in the web process's
+    memory and never expire), and a log of sign-in attempts for rate limiting and for admins.
+
+    - sign_in_sessions: one row per signed-in browser, keyed by a SHA-256 of the cookie's token
+      (the token itself is never stored); ending a session deletes its row.
+    - sign_in_attempts: every sign-in, failed or not, with the address it came from.
+    """
+    _run(
+        db,
+        """
+        CREATE TABLE sign_in_sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_name TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+            address TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL
+        );
+        CREATE INDEX sign_in_sessions_user ON sign_in_sessions(user_name);
+        CREATE TABLE sign_in_attempts (
+            id INTEGER PRIMARY KEY,
+            user_name TEXT NOT NULL,
+            address TEXT NOT NULL,
+            succeeded INTEGER NOT NULL CHECK (succeeded IN (0, 1)),
+            outcome TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX sign_in_attempts_user ON sign_in_attempts(user_name, at);
+        CREATE INDEX sign_in_attempts_address ON sign_in_attempts(address, at);
+        """,
+    )

@@ -11,7 +11,7 @@ import gradio as gr
 
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.ui.common import download_path, escape_markdown, guarded
+from ftapp.ui.common import current_user, download_path, escape_markdown, guarded
 
 ABOUT = """
 ## ftapp: fine-tune a language model on your own examples
@@ -23,6 +23,9 @@ ABOUT = """
 4. **Arena**: reviewers judge two anonymous answers side by side.
 5. **Leaderboard**: ratings with confidence intervals say whether the fine-tune is better.
 """
+
+
+SIGN_IN_COLUMNS = ("when (UTC)", "user", "address", "outcome")
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,13 @@ def build_about_tab(services: Services) -> AboutTab:
         )
         export_button = gr.Button("Export everything", elem_id="ft-export-everything")
         exported = gr.File(label="Download", elem_id="ft-everything-file")
+        gr.Markdown(
+            "### Sign-ins\nThe latest sign-in attempts, newest first (also `ftapp users log`). "
+            "A name or an address with too many failures is locked out for a while."
+        )
+        log_button = gr.Button("Show sign-in log", size="sm", elem_id="ft-sign-in-log-button")
+        sign_ins = gr.Dataframe(headers=list(SIGN_IN_COLUMNS), interactive=False,
+                                elem_id="ft-sign-in-log")  # fmt: skip
 
     @guarded(services, Role.VISITOR)
     def engine_status(request: gr.Request) -> str:
@@ -66,7 +76,17 @@ def build_about_tab(services: Services) -> AboutTab:
         from ftapp.backup import export_everything as write_zip
 
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        return str(write_zip(settings, download_path(f"ftapp-everything-{stamp}.zip")))
+        out = download_path(current_user(services, request), f"ftapp-everything-{stamp}.zip")
+        return str(write_zip(settings, out))
+
+    @guarded(services, Role.ADMIN)
+    def show_sign_ins(request: gr.Request) -> list[list[str]]:
+        from ftapp.signin import sign_in_log
+
+        with services.db() as db:
+            return [[a.at[:19].replace("T", " "), a.user_name, a.address, a.outcome]
+                    for a in sign_in_log(db, limit=200)]  # fmt: skip
 
     export_button.click(export_everything, None, exported, api_name="export_everything")
+    log_button.click(show_sign_ins, None, sign_ins, api_name="sign_in_log")
     return AboutTab(admin_box, (engine_status, None, [engine]))

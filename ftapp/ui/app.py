@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 from pathlib import Path
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from ftapp.auth import User, check_can_start, single_user_mode, verify_password
 from ftapp.errors import FtappError
@@ -15,10 +17,11 @@ from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.ui.about_tab import build_about_tab
 from ftapp.ui.arena_tab import build_arena_tab
-from ftapp.ui.common import current_user, escape_markdown, guarded, role_gate
+from ftapp.ui.common import clear_downloads, current_user, escape_markdown, guarded, role_gate
 from ftapp.ui.data_tab import build_data_tab
 from ftapp.ui.deploy_tab import build_deploy_tab
 from ftapp.ui.evaluate_tab import build_evaluate_tab
+from ftapp.ui.http_guard import RequestGuard
 from ftapp.ui.leaderboard_tab import build_leaderboard_tab
 from ftapp.ui.playground_tab import build_playground_tab
 from ftapp.ui.train_tab import build_train_tab
@@ -55,7 +58,8 @@ def build_app(services: Services) -> gr.Blocks:
     mode everyone is the admin, so every tab shows from the start."""
     with services.db() as db:
         everyone_admin = single_user_mode(db, services.settings)
-    with gr.Blocks(title="ftapp") as app:
+    # Uploads and the copies of files handed out are deleted after a day (checked hourly).
+    with gr.Blocks(title="ftapp", delete_cache=(3600, 86400)) as app:
         with gr.Row():
             gr.Markdown("# ftapp\nFine-tune a language model on your own examples.")
             with gr.Column(scale=0, min_width=320):
@@ -150,6 +154,13 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
     port = port or settings.port
     with services.db() as db:
         passwords = settings.auth == "password" and not single_user_mode(db, settings)
+    # Gradio's cache (uploads, files handed out) in a folder of ftapp's own, emptied at start:
+    # no download outlives the app, and no other Gradio app's files are touched.
+    if not os.environ.get("GRADIO_TEMP_DIR"):
+        cache = settings.home / "tmp" / "gradio"
+        shutil.rmtree(cache, ignore_errors=True)
+        os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    clear_downloads()
     app = build_app(services)
     # Gradio rebuilds a pandas summary of up to 10,000 past events after every event, for its
     # monitoring page; with 50 reviewers that was a fifth of the app's CPU
@@ -165,6 +176,9 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
         footer_links=["api"],
         auth=(lambda name, password: _sign_in(services, name, password)) if passwords else None,
         auth_message="Sign in with the name and password your ftapp admin gave you.",
+        # Every request passes the Host/Origin, session, page-session and file checks first.
+        app_kwargs={"middleware": [Middleware(RequestGuard, services=services, bound_host=host)]},
+        ssr_mode=False,  # a Node server in front would see the requests first
     )
 
 

@@ -136,9 +136,10 @@ def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
         return f"Free battles now draw from {len(names)} contestants."
 
     @guarded(services, Role.ADMIN)
-    def create_new(request: gr.Request, new_name: str, n_overlap, text: str, picked: list[str],
-                   where: str, version_label: str, split_name: str, upload: str | None,
-                   who: str, temp: float, p: float, max_tokens, seed_value: str):  # fmt: skip
+    def create_new(request: gr.Request, new_name: str, n_overlap: int | None, text: str,
+                   picked: list[str], where: str, version_label: str | None, split_name: str,
+                   upload: str | None, who: str, temp: float, p: float, max_tokens: int | None,
+                   seed_value: str):  # fmt: skip
         sampling = Sampling(
             temperature=float(temp), top_p=float(p),
             max_new_tokens=to_int(max_tokens, "max new tokens", minimum=1),

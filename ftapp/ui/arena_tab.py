@@ -17,11 +17,10 @@ from typing import Any
 import gradio as gr
 
 from ftapp.arena.battles import follow_up, start_free_battle, stream_answers
-from ftapp.arena.sessions import next_battle, reviewer_progress, sessions_for
+from ftapp.arena.sessions import next_battle, reviewer_progress, session_for, sessions_for
 from ftapp.records import BattleStatus, Role
 from ftapp.services import Services
 from ftapp.serving.backend import Sampling
-from ftapp.store import arena as store
 from ftapp.ui.arena_battle import build_battle_panel, current_view, render, streaming
 from ftapp.ui.arena_manage import build_manage_section
 from ftapp.ui.common import current_user, guarded, paced
@@ -65,7 +64,7 @@ def _build_sessions_mode(services: Services) -> tuple:
                     *render(None))  # fmt: skip
         user = current_user(services, request)
         with services.db() as db:
-            target = store.get_session(db, name)
+            target = session_for(db, name, user)
             battle_id = next_battle(db, target.id, user)
             progress_html = _progress_html(reviewer_progress(db, target.id, user.name))
         # An admin wrote the instructions as Markdown (gr.Markdown sanitizes any HTML).
@@ -80,11 +79,11 @@ def _build_sessions_mode(services: Services) -> tuple:
     def show_progress(request: gr.Request, name: str | None) -> str:
         if not name:
             return ""
+        user = current_user(services, request)
         with services.db() as db:
-            target = store.get_session(db, name)
-            return _progress_html(
-                reviewer_progress(db, target.id, current_user(services, request).name)
-            )
+            # Membership first: the progress of a session says it exists and how far it is.
+            target = session_for(db, name, user)
+            return _progress_html(reviewer_progress(db, target.id, user.name))
 
     outputs = [panel.battle_id, instructions, progress, *panel.outputs]
     refresh.click(list_sessions, [session], [session], api_name="arena_sessions")

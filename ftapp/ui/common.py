@@ -7,7 +7,8 @@ import html
 import inspect
 import logging
 import re
-import tempfile
+import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import gradio as gr
 from ftapp.auth import RANK, User, require_role, resolve_user
 from ftapp.errors import FtappError
 from ftapp.records import Role
+from ftapp.ui.arguments import argument_checker
 
 if TYPE_CHECKING:
     from ftapp.services import Services
@@ -34,7 +36,9 @@ STREAM_INTERVAL_SECONDS = 0.1
 
 def guarded(services: Services, role: Role) -> Callable:
     """Decorate an event handler: check the caller's role on the server (every Gradio event is
-    also an API endpoint, hidden or not), and show core errors as messages, not tracebacks.
+    also an API endpoint, hidden or not), then each argument against the handler's type hints
+    (a caller may send any JSON value: ui/arguments.py), and show core errors as messages, not
+    tracebacks. Any other failure is logged and answered with a sentence of no detail.
 
     The handler must take `request: gr.Request` as a positional parameter. A generator
     handler (a streaming reply) is checked before its first item and guarded while it runs.
@@ -42,9 +46,13 @@ def guarded(services: Services, role: Role) -> Callable:
     """
 
     def decorate(handler: Callable) -> Callable:
+        check_arguments = argument_checker(handler)
+
         def check(args: tuple, kwargs: dict[str, Any]) -> None:
             request = next((a for a in args if isinstance(a, gr.Request)), None)
             require_role(current_user(services, request or kwargs.get("request")), role)
+            # After the role: a caller refused by role learns nothing about the inputs.
+            check_arguments(args, kwargs)
 
         if inspect.isgeneratorfunction(handler):
 
@@ -55,6 +63,10 @@ def guarded(services: Services, role: Role) -> Callable:
                     yield from handler(*args, **kwargs)
                 except FtappError as exc:
                     raise shown_error(exc) from None
+                except gr.Error:
+                    raise
+                except Exception:
+                    raise hidden_error(handler) from None
 
             stream.ftapp_role = role
             return stream
@@ -66,6 +78,10 @@ def guarded(services: Services, role: Role) -> Callable:
                 return handler(*args, **kwargs)
             except FtappError as exc:
                 raise shown_error(exc) from None
+            except gr.Error:
+                raise
+            except Exception:
+                raise hidden_error(handler) from None
 
         run.ftapp_role = role
         return run
@@ -77,6 +93,17 @@ def shown_error(exc: FtappError) -> gr.Error:
     """A core error as the page's message box. Gradio renders the message as HTML, and core
     messages quote what the user typed (a dataset name, a field): escaped, it reads as typed."""
     return gr.Error(html.escape(str(exc), quote=False), print_exception=False)
+
+
+SERVER_ERROR = "something went wrong on the server; the error is in the app's log"
+
+
+def hidden_error(handler: Callable) -> gr.Error:
+    """Any failure that is not a core error, with the traceback in the log and none of it in
+    the answer: its text can hold SQL, file paths or a library's internals (launch shows
+    exception texts to callers). Call it inside the `except` block."""
+    log.exception("event handler %s failed", handler.__qualname__)
+    return gr.Error(SERVER_ERROR, print_exception=False)
 
 
 def fresh_choices_on_focus(
@@ -136,7 +163,12 @@ def signed_in_hf_username(request: gr.Request | None) -> str | None:
     session cookie), or None: not signed in, expired, or no OAuth in this app."""
     # Not `request.session`: it asserts when the app has no SessionMiddleware (no LoginButton).
     http_request = getattr(request, "request", None) if request else None
-    session = http_request.scope.get("session") if http_request is not None else None
+    return hf_username_from_session(
+        http_request.scope.get("session") if http_request is not None else None
+    )
+
+
+def hf_username_from_session(session: dict | None) -> str | None:
     info = (session or {}).get("oauth_info") or {}
     expires_at = info.get("expires_at")
     if expires_at is not None and expires_at < time.time():
@@ -144,14 +176,59 @@ def signed_in_hf_username(request: gr.Request | None) -> str | None:
     return (info.get("userinfo") or {}).get("preferred_username") or None
 
 
-def download_path(file_name: str) -> Path:
-    """A fresh private folder for a file handed to the browser (Gradio copies it to its cache);
-    never a path inside FTAPP_HOME, which Gradio must not serve. Only the last part of
-    `file_name` is kept, so a name like "../../x" can't lead anywhere else."""
+# Files made for a user to download (exports, reports, the everything zip) live under
+# <Gradio's cache>/ftapp-downloads/<user>/<random>/<name>: Gradio serves its cache as it is,
+# and ftapp/ui/http_guard.py serves this part only to <user>, for DOWNLOAD_TTL_S.
+DOWNLOAD_TTL_S = 15 * 60
+
+
+def downloads_root() -> Path:
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder()).resolve() / "ftapp-downloads"
+
+
+def download_path(user: User, file_name: str) -> Path:
+    """A fresh folder, private to `user`, for a file handed to the browser; never a path inside
+    FTAPP_HOME, which Gradio must not serve. Only the last part of `file_name` is kept, so a
+    name like "../../x" can't lead anywhere else."""
     name = Path(file_name).name
     if name in ("", ".", ".."):
         name = "download"
-    return Path(tempfile.mkdtemp(prefix="ftapp-download-")) / name
+    clear_downloads(older_than_s=DOWNLOAD_TTL_S)
+    folder = downloads_root() / (user.name or "visitor") / secrets.token_hex(16)
+    folder.mkdir(parents=True)
+    return folder / name
+
+
+def download_owner(path: Path) -> tuple[str | None, float | None]:
+    """(owner, when it was made) of a file made by `download_path`; (None, None) for any other
+    file; (owner, None) for a folder, or a file that is gone."""
+    root = downloads_root()
+    try:
+        resolved = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None, None
+    if not resolved.is_relative_to(root):
+        return None, None
+    parts = resolved.relative_to(root).parts
+    if len(parts) < 3:
+        return (parts[0] if parts else ""), None
+    try:
+        return parts[0], (root / parts[0] / parts[1]).stat().st_mtime
+    except OSError:
+        return parts[0], None
+
+
+def clear_downloads(older_than_s: float = 0.0) -> None:
+    """Delete the download folders made more than `older_than_s` ago (0: all of them)."""
+    now = time.time()
+    for folder in downloads_root().glob("*/*"):
+        try:
+            if now - folder.stat().st_mtime >= older_than_s:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def notice(text: str) -> None:

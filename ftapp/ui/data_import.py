@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ftapp.auth import User
 from ftapp.data.importer import ImportRejected, import_file, write_problems_jsonl
 from ftapp.data.readers import csv_header, file_type_of
 from ftapp.records import ImportReport, OnError, Role, SourceFormat
@@ -101,6 +102,7 @@ def build_import_section(services: Services) -> dict:
             for field, column in zip(MAPPABLE_FIELDS, columns, strict=True)
             if column and column != AUTO
         }
+        user = current_user(services, request)
         with services.db() as db:
             try:
                 result = import_file(
@@ -113,14 +115,14 @@ def build_import_section(services: Services) -> dict:
                     on_error=on_error_value,
                     column_map=column_map or None,
                     max_bytes=services.max_upload_bytes,
-                    user=current_user(services, request).name,
+                    user=user.name,
                     progress=lambda fraction, message: progress(fraction, desc=message),
                 )
             except ImportRejected as exc:
                 message = escape_markdown(str(exc))
-                return _report_outputs(exc.report, f"**Import failed.** {message}")
+                return _report_outputs(user, exc.report, f"**Import failed.** {message}")
         # File names and row fields are user text: shown literally, not as Markdown or HTML.
-        return _report_outputs(result, f"**{escape_markdown(result.summary())}.**")
+        return _report_outputs(user, result, f"**{escape_markdown(result.summary())}.**")
 
     imported = import_button.click(
         run_import,
@@ -131,11 +133,11 @@ def build_import_section(services: Services) -> dict:
     return {"imported": imported, "dataset_name": dataset_name}
 
 
-def _report_outputs(report: ImportReport, headline: str):
+def _report_outputs(user: User, report: ImportReport, headline: str):
     rows = [[p.location, p.reason, p.raw[:200]] for p in report.problems + report.duplicates]
     file_update = gr.update(visible=False, value=None)
     if report.problems:
-        out = download_path(f"{Path(report.file_name).stem}-rejected.jsonl")
+        out = download_path(user, f"{Path(report.file_name).stem}-rejected.jsonl")
         file_update = gr.update(visible=True, value=str(write_problems_jsonl(report.problems, out)))
     details = []
     if report.problems:

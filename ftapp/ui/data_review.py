@@ -127,25 +127,30 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
         ]  # fmt: skip
 
     @guarded(services, Role.ADMIN)
-    def show(name, status, split, tag, text, at, request: gr.Request):
+    def show(name: str | None, status: str | None, split: str | None, tag: str, text: str,
+             at: int, request: gr.Request):  # fmt: skip
         return render(name, Filters.of(status, split, tag, text), at)
 
     @guarded(services, Role.ADMIN)
-    def show_first(name, status, split, tag, text, at, request: gr.Request):
+    def show_first(name: str | None, status: str | None, split: str | None, tag: str, text: str,
+                   at: int, request: gr.Request):  # fmt: skip
         return render(name, Filters.of(status, split, tag, text), 0)
 
     @guarded(services, Role.ADMIN)
-    def step(name, status, split, tag, text, at, delta: int, request: gr.Request):
+    def step(name: str | None, status: str | None, split: str | None, tag: str, text: str,
+             at: int, delta: int, request: gr.Request):  # fmt: skip
         return render(name, Filters.of(status, split, tag, text), at + delta)
 
     @guarded(services, Role.ADMIN)
-    def select_row(name, status, split, tag, text, at, evt: gr.SelectData, request: gr.Request):
+    def select_row(name: str | None, status: str | None, split: str | None, tag: str, text: str,
+                   at: int, evt: gr.SelectData, request: gr.Request):  # fmt: skip
         page_start = (at // PAGE_SIZE) * PAGE_SIZE
         return render(name, Filters.of(status, split, tag, text), page_start + evt.index[0])
 
     def label_with(new_status: str):
         @guarded(services, Role.ADMIN)
-        def label(name, status, split, tag, text, at, current_id, request: gr.Request):
+        def label(name: str | None, status: str | None, split: str | None, tag: str, text: str,
+                  at: int, current_id: int | None, request: gr.Request):  # fmt: skip
             if current_id is None:
                 raise gr.Error("No example selected.")
             with services.db() as db:
@@ -162,7 +167,8 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
 
     def bulk_with(new_status: str):
         @guarded(services, Role.ADMIN)
-        def bulk(name, status, split, tag, text, at, request: gr.Request):
+        def bulk(name: str | None, status: str | None, split: str | None, tag: str, text: str,
+                 at: int, request: gr.Request):  # fmt: skip
             if not name:
                 raise gr.Error("No dataset selected.")
             selected = Filters.of(status, split, tag, text)
@@ -176,8 +182,9 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
         return bulk
 
     @guarded(services, Role.ADMIN)
-    def save(name, status, split, tag, text, at, current_id, system, prompt, answer, tags, note,
-             request: gr.Request):  # fmt: skip
+    def save(name: str | None, status: str | None, split: str | None, tag: str, text: str,
+             at: int, current_id: int | None, system: str, prompt: str, answer: str, tags: str,
+             note: str, request: gr.Request):  # fmt: skip
         if current_id is None:
             raise gr.Error("No example selected.")
         with services.db() as db:
@@ -191,7 +198,8 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
         return render(name, Filters.of(status, split, tag, text), at)
 
     @guarded(services, Role.ADMIN)
-    def revert(name, status, split, tag, text, at, current_id, request: gr.Request):
+    def revert(name: str | None, status: str | None, split: str | None, tag: str, text: str,
+               at: int, current_id: int | None, request: gr.Request):  # fmt: skip
         if current_id is None:
             raise gr.Error("No example selected.")
         with services.db() as db:

@@ -16,8 +16,10 @@ from ftapp.ui.data_versions import build_versions_section
 
 def build_data_tab(services: Services) -> None:
     with gr.Row():
+        # Empty until the page loads: choices built into the page are in /config and
+        # /gradio_api/info for every signed-in user; the load below fills them for admins only.
         dataset = gr.Dropdown(
-            choices=_dataset_names(services),
+            choices=[],
             label="Dataset",
             scale=4,
             elem_id="ft-dataset",

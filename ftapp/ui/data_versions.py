@@ -64,11 +64,12 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
     outputs = [counts, histogram, versions, export_version]
 
     @guarded(services, Role.ADMIN)
-    def show(name, request: gr.Request):
+    def show(name: str | None, request: gr.Request):
         return render(name)
 
     @guarded(services, Role.ADMIN)
-    def split(name, train, validation, test, seed_value, request: gr.Request):
+    def split(name: str | None, train: float | None, validation: float | None,
+              test: float | None, seed_value: int | None, request: gr.Request):  # fmt: skip
         if not name:
             raise gr.Error("No dataset selected.")
         with services.db() as db:
@@ -81,7 +82,7 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         return render(name)
 
     @guarded(services, Role.ADMIN)
-    def freeze(name, note_text, request: gr.Request):
+    def freeze(name: str | None, note_text: str, request: gr.Request):
         if not name:
             raise gr.Error("No dataset selected.")
         with services.db() as db:
@@ -95,13 +96,14 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         return render(name)
 
     @guarded(services, Role.ADMIN)
-    def export(name, which, fmt, split_name, request: gr.Request):
+    def export(name: str | None, which: str | None, fmt: str | None, split_name: str | None,
+               request: gr.Request):  # fmt: skip
         if not name:
             raise gr.Error("No dataset selected.")
         version = None if which == CURRENT else which
         suffix = f"-{which}" if version else ""
         suffix += f"-{split_name}" if split_name != "all" else ""
-        out = download_path(f"{name}{suffix}-{fmt}.jsonl")
+        out = download_path(current_user(services, request), f"{name}{suffix}-{fmt}.jsonl")
         with services.db() as db:
             count = export_dataset(
                 db, name, out, fmt=fmt, version=version,
@@ -111,7 +113,7 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         return gr.update(value=str(out), visible=True)
 
     @guarded(services, Role.ADMIN)
-    def show_stats(name, request: gr.Request):
+    def show_stats(name: str | None, request: gr.Request):
         return render(name)[:2]
 
     dataset.change(show, [dataset], outputs, api_name="dataset_stats")

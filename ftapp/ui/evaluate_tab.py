@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from ftapp.errors import ValidationError
-from ftapp.evaluation.checks import READY_CHECKS, check_specs
+from ftapp.evaluation.checks import CODE_CHECKS_OFF, READY_CHECKS, check_specs
 from ftapp.evaluation.metrics import DEFAULT_METRICS, TEXT_METRICS
 from ftapp.evaluation.report import RunReport, build_report, example_detail, write_results
 from ftapp.evaluation.runs import (
@@ -66,14 +66,22 @@ def build_evaluate_tab(services: Services) -> dict[str, Any]:
                 allow_custom_value=True, label="Metrics", scale=2, elem_id="ft-e-metrics",
             )  # fmt: skip
             regex = gr.Textbox(label="Regex (for the regex metric)")
+        # Checks that run an admin's code are off unless the installation turns them on: the
+        # fields say so rather than take a file or a command that the run would refuse.
+        code_on = services.settings.code_checks
         with gr.Row():
             ready = gr.Dropdown(list(READY_CHECKS), value=[], multiselect=True,
                                 allow_custom_value=True, label="Ready checks",
                                 elem_id="ft-e-ready")  # fmt: skip
             python_check = gr.File(label="Python check: check(answer, reference, prompt)",
-                                   type="filepath", file_types=[".py"])  # fmt: skip
-            command_check = gr.Textbox(label="Command check: NAME=COMMAND ({file} or stdin)")
-            command_input = gr.Dropdown(["stdin", "file"], value="stdin", label="Answer given on")
+                                   type="filepath", file_types=[".py"],
+                                   interactive=code_on)  # fmt: skip
+            command_check = gr.Textbox(label="Command check: NAME=COMMAND ({file} or stdin)",
+                                       interactive=code_on)  # fmt: skip
+            command_input = gr.Dropdown(["stdin", "file"], value="stdin", label="Answer given on",
+                                        interactive=code_on)  # fmt: skip
+        if not code_on:
+            gr.Markdown(f"Note: {CODE_CHECKS_OFF}.", elem_id="ft-e-code-checks-off")
         with gr.Row():
             judge_url = gr.Textbox(label="Judge: OpenAI-compatible URL (optional)")
             judge_model = gr.Textbox(label="Judge model")
@@ -145,7 +153,10 @@ def build_evaluate_tab(services: Services) -> dict[str, Any]:
             raise ValidationError("give both the judge's URL and its model, or neither")
         python_files = []
         if python_file:
-            kept = keep_check_file(services.settings.home / "checks", python_file)
+            # Kept only where it may run; else create_run refuses it before anything is copied.
+            kept = Path(python_file)
+            if services.settings.code_checks:
+                kept = keep_check_file(services.settings.home / "checks", python_file)
             python_files.append((_check_name(Path(python_file).stem), kept))
         specs = check_specs(ready_names or [], [], [command] if (command or "").strip() else [],
                             given_on or "stdin")  # fmt: skip
@@ -165,6 +176,7 @@ def build_evaluate_tab(services: Services) -> dict[str, Any]:
                 db, services.served_base, name=new_name, prompts=prompts, source=label,
                 contestants=picked or [], sampling=sampling, scoring=scoring,
                 check_specs=specs, judge_config=judge, dataset_version_id=version_id,
+                code_checks=services.settings.code_checks,
                 user=current_user(services, request).name,
             )  # fmt: skip
         services.answer_generator.wake()
@@ -214,7 +226,9 @@ def build_evaluate_tab(services: Services) -> dict[str, Any]:
         def export(request: gr.Request, run_name: str | None) -> str:
             if not run_name:
                 raise ValidationError("choose a run first")
-            out = download_path(f"{_check_name(run_name)}-results.{fmt}")
+            out = download_path(
+                current_user(services, request), f"{_check_name(run_name)}-results.{fmt}"
+            )
             with services.db() as db:
                 write_results(db, run_name, out, fmt)
             return str(out)

@@ -13,7 +13,7 @@ from ftapp.arena.leaderboard import Leaderboard, leaderboard
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.store import arena as store
-from ftapp.ui.common import download_path, escape_markdown, guarded
+from ftapp.ui.common import current_user, download_path, escape_markdown, guarded
 
 ALL = "All battles"
 RATING_HEADERS = ["model", "rating", "95% CI low", "95% CI high", "votes", "wins", "losses",
@@ -64,7 +64,8 @@ def build_leaderboard_tab(services: Services) -> tuple:
         def export(request: gr.Request, chosen: str | None) -> str:
             session = None if chosen in (None, "", ALL) else chosen
             suffix = "preferences.jsonl" if fmt == "preference" else f"battles.{fmt}"
-            out = download_path(f"arena-{session or 'all'}-{suffix}".replace(" ", "_"))
+            name = f"arena-{session or 'all'}-{suffix}".replace(" ", "_")
+            out = download_path(current_user(services, request), name)
             with services.db() as db:
                 if fmt == "preference":
                     write_preferences(db, out, session)

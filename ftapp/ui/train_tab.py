@@ -119,7 +119,7 @@ def build_train_tab(services: Services) -> None:
         return config_from_dict(raw)
 
     @guarded(services, Role.ADMIN)
-    def load_choices(current_job, request: gr.Request):
+    def load_choices(current_job: int | None, request: gr.Request):
         versions = version_labels(services)
         with services.db() as db:
             models = [m.name for m in list_base_models(db, services.settings.models_dir)]
@@ -132,7 +132,7 @@ def build_train_tab(services: Services) -> None:
         )
 
     @guarded(services, Role.ADMIN)
-    def apply_preset(name, request: gr.Request):
+    def apply_preset(name: str | None, request: gr.Request):
         values = dataclasses.asdict(TrainConfig(dataset_version="-", **PRESETS[name]))
         return [values[field] for field in field_names]
 
@@ -140,7 +140,8 @@ def build_train_tab(services: Services) -> None:
     @guarded(services, Role.ADMIN)
     def show_yaml(request: gr.Request, version_label: str, model: str, *values):
         config = config_of(version_label, model, values)
-        out = download_path(f"train-{config.dataset_version.replace('@', '-')}.yaml")
+        name = f"train-{config.dataset_version.replace('@', '-')}.yaml"
+        out = download_path(current_user(services, request), name)
         out.write_text(config.to_yaml())
         return gr.update(value=config.to_yaml(), visible=True), gr.update(value=str(out),
                                                                          visible=True)  # fmt: skip
@@ -159,7 +160,7 @@ def build_train_tab(services: Services) -> None:
         return job.id
 
     @guarded(services, Role.ADMIN)
-    def cancel(job_id, request: gr.Request):
+    def cancel(job_id: int | None, request: gr.Request):
         if not job_id:
             raise ValidationError("Select a job first.")
         with services.db() as db:
@@ -174,7 +175,7 @@ def build_train_tab(services: Services) -> None:
         return evt.row_value[0]
 
     @guarded(services, Role.ADMIN)
-    def refresh(job_id, request: gr.Request):
+    def refresh(job_id: int | None, request: gr.Request):
         return render(job_id)
 
     def render(job_id) -> list:

@@ -17,17 +17,20 @@ from ftapp.arena.battles import record_vote
 from ftapp.arena.generation import SESSION_ANSWERS, generate_pending
 from ftapp.arena.prompts import Prompt, prompts_from_file, prompts_from_version
 from ftapp.arena.sessions import (
+    close_session,
     create_session,
     generation_progress,
     next_battle,
     open_if_generated,
     retry_failed,
     reviewer_progress,
+    session_for,
     sessions_for,
 )
-from ftapp.errors import Conflict, Forbidden, ValidationError
+from ftapp.auth import User
+from ftapp.errors import Conflict, Forbidden, NotFound, ValidationError
 from ftapp.evaluation.batch import AnswerGenerator
-from ftapp.records import SessionStatus
+from ftapp.records import Role, SessionStatus
 from ftapp.serving.backend import Sampling
 from ftapp.store import arena as store
 from tests.arena.conftest import CONTESTANTS, reviewer
@@ -170,6 +173,33 @@ def test_who_may_take_part(echo_services):
         battle_id = next_battle(db, session.id, reviewer("rita"))
         with pytest.raises(Forbidden):
             record_vote(db, battle_id, "mallory", "a")  # not given to mallory
+
+
+def test_a_session_not_yours_reads_exactly_like_one_that_does_not_exist(echo_services):
+    """Asked by name (progress, next battle), a session a reviewer may not judge gets the same
+    answer as a name no session has: nobody learns which sessions exist, or how far along."""
+
+    def refusal(name, who: str) -> tuple[type, str]:
+        with echo_services.db() as db, pytest.raises(NotFound) as raised:
+            session_for(db, name, reviewer(who))
+        return type(raised.value), str(raised.value)
+
+    before = {name: refusal(name, "mallory") for name in ("private", "closed", "generating")}
+    assert before["private"] == (NotFound, "no evaluation session named 'private' for you")
+    _session(echo_services, name="private", reviewers=["rita"])
+    closed = _session(echo_services, name="closed")
+    _generate(echo_services)
+    _session(echo_services, name="generating")  # open to everyone, its answers not in yet
+    with echo_services.db() as db:
+        close_session(db, closed.id)
+        assert session_for(db, "private", reviewer("rita")).name == "private"
+        assert session_for(db, "private", User("ada", Role.ADMIN)).name == "private"
+        assert sessions_for(db, reviewer("mallory")) == []
+    # Not in it, closed, not opened yet: word for word what a missing name got.
+    assert refusal("private", "mallory") == before["private"]
+    assert refusal("closed", "rita") == before["closed"]
+    assert refusal("generating", "rita") == before["generating"]
+    assert refusal({"name": "private"}, "rita")[1].startswith("no evaluation session named {")
 
 
 def test_failed_answers_wait_for_the_admin(echo_services):

@@ -14,6 +14,7 @@ from ftapp.evaluation.batch import generate_pending
 from ftapp.evaluation.runs import eval_work_list
 from ftapp.services import Services
 from ftapp.serving.backend import Sampling
+from ftapp.settings import Settings
 from tests.arena.conftest import arena_home
 
 
@@ -33,9 +34,12 @@ def say_prompts(n: int, first: str = "") -> list[Prompt]:
     return prompts
 
 
-def generate_all(services: Services, chat=knowing_chat, workers: int = 2) -> int:
-    """What the web app's background thread does for runs: generate, then score."""
-    work = [eval_work_list(services.count_tokens.count_text)]
+def generate_all(
+    services: Services, chat=knowing_chat, workers: int = 2, settings: Settings | None = None
+) -> int:
+    """What the web app's background thread does for runs: generate, then score (under
+    `settings`, by default the services' own)."""
+    work = [eval_work_list(services.count_tokens.count_text, settings or services.settings)]
     return generate_pending(services.db, chat, work, workers=workers)
 
 

@@ -1,8 +1,9 @@
 """A scripted OpenAI-compatible judge for tests: an HTTP server on 127.0.0.1 (port 0, in a
 thread) that implements GET /v1/models and POST /v1/chat/completions, records every request
-(path, headers, JSON body), and answers each chat request with whatever `reply(body)` returns,
-or with an HTTP error when `fail_with` is set. The judge is an external service, so this is
-the network beyond loopback being faked, not ftapp.
+(path, headers, Authorization included, JSON body), and answers each chat request with whatever
+`reply(body)` returns, or with an HTTP error when `fail_with` is set (its body `raw_body` when
+given: a judge may answer anything). The judge is an external service, so this is the network
+beyond loopback being faked, not ftapp. It listens on 127.0.0.1, which `localhost` names too.
 
     with JudgeStub(reply=lambda body: "A") as stub:
         judge_once(JudgeConfig(url=stub.url, model="judge"), ...)
@@ -59,11 +60,13 @@ class JudgeStub:
         models: tuple[str, ...] = ("judge",),
         fail_with: int | None = None,
         delay_s: float = 0.0,
+        raw_body: str | None = None,
     ) -> None:
         self.reply = reply
         self.models = models
         self.fail_with = fail_with  # an HTTP status every request gets instead of an answer
         self.delay_s = delay_s  # before answering a chat request: for timeout tests
+        self.raw_body = raw_body  # every reply's whole body (status fail_with, or 200)
         self.requests: list[Request] = []
         self.url = ""
         self._lock = threading.Lock()
@@ -105,6 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.owner.record(Request("GET", self.path, self._headers(), None))
+        if self.owner.raw_body is not None:
+            return self._send(self.owner.fail_with or 200, self.owner.raw_body.encode())
         if self.owner.fail_with:
             return self._error(self.owner.fail_with)
         if self.path != "/v1/models":
@@ -118,6 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.owner.record(Request("POST", self.path, self._headers(), body))
         if self.owner.delay_s:
             time.sleep(self.owner.delay_s)
+        if self.owner.raw_body is not None:
+            return self._send(self.owner.fail_with or 200, self.owner.raw_body.encode())
         if self.owner.fail_with:
             return self._error(self.owner.fail_with)
         if self.path != "/v1/chat/completions":
@@ -137,10 +144,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": {"message": message, "type": "stub", "code": status}})
 
     def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
+        self._send(status, json.dumps(payload).encode(), "application/json")
+
+    def _send(self, status: int, data: bytes, content_type: str = "text/html") -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

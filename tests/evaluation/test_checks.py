@@ -31,7 +31,8 @@ import time
 
 
 def check(answer, reference, prompt):
-    with open(os.environ["PID_LOG"], "a") as log:
+    # Beside this file: the check's environment holds nothing of the test's.
+    with open(os.path.join(os.path.dirname(__file__), "pids.log"), "a") as log:
         log.write(f"{os.getpid()}\\n")
     print("chatter on stdout must not break the protocol")
     if answer == "boom":
@@ -59,11 +60,15 @@ def items(*answers: str, reference: str | None = None, prompt: str = "") -> list
 
 
 @pytest.fixture
-def check_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def check_file(tmp_path: Path) -> Path:
     path = tmp_path / "length_check.py"
     path.write_text(CHECK_FILE)
-    monkeypatch.setenv("PID_LOG", str(tmp_path / "pids.log"))
     return path
+
+
+def run_code_check(spec: CheckSpec, answers: list[CheckItem]) -> list[CheckResult]:
+    """run_check in an installation that allows Python-file and command checks."""
+    return run_check(spec, answers, code_checks=True)
 
 
 # --- python checks -----------------------------------------------------------------------
@@ -72,7 +77,7 @@ def check_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_python_check_scores_each_answer_in_one_child_process(check_file: Path) -> None:
     spec = parse_check({"name": "length", "kind": "python", "path": str(check_file)})
     answers = items("abcde", "stdin", "boom", "seven", "yes", "word", "", "abcdefghij")
-    results = run_check(spec, answers)
+    results = run_code_check(spec, answers)
     assert results == [
         CheckResult(0.5, ""),  # 5 characters / 10
         CheckResult(1.0, ""),
@@ -92,12 +97,12 @@ def test_python_check_scores_each_answer_in_one_child_process(check_file: Path) 
 def test_python_check_gets_reference_and_prompt(check_file: Path) -> None:
     spec = CheckSpec("same", "python", path=str(check_file))
     same = [CheckItem("Paris", "Paris", "compare"), CheckItem("Lyon", "Paris", "compare")]
-    assert [r.score for r in run_check(spec, same)] == [1.0, 0.0]
+    assert [r.score for r in run_code_check(spec, same)] == [1.0, 0.0]
 
 
 def test_a_hanging_python_check_times_out_and_keeps_finished_answers(check_file: Path) -> None:
     spec = CheckSpec("length", "python", path=str(check_file), timeout_s=0.5)
-    results = run_check(spec, items("abc", "hang", "abcd"))
+    results = run_code_check(spec, items("abc", "hang", "abcd"))
     assert results[0] == CheckResult(0.3, "")
     assert [r.score for r in results[1:]] == [None, None]
     assert all(r.detail.startswith("timed out") for r in results[1:])
@@ -107,7 +112,7 @@ def test_a_hanging_python_check_times_out_and_keeps_finished_answers(check_file:
 def test_a_python_check_that_does_not_load_fails_every_answer(tmp_path: Path) -> None:
     broken = tmp_path / "broken.py"
     broken.write_text("def check(answer, reference, prompt):\n    return (\n")
-    results = run_check(CheckSpec("broken", "python", path=str(broken)), items("a", "b"))
+    results = run_code_check(CheckSpec("broken", "python", path=str(broken)), items("a", "b"))
     assert [r.score for r in results] == [None, None]
     assert results[0].detail.startswith(f"cannot load {broken}: SyntaxError")
     assert results[0] == results[1]
@@ -168,7 +173,7 @@ def test_command_check_reads_the_answer_on_stdin() -> None:
     command = f"{PY} -c 'import sys; print(len(sys.stdin.read()) / 10)'"
     spec = parse_check({"name": "length", "kind": "command", "command": command})
     # "éèà" is 3 characters: the answer arrives as UTF-8 text.
-    assert run_check(spec, items("abcde", "éèà", "")) == [
+    assert run_code_check(spec, items("abcde", "éèà", "")) == [
         CheckResult(0.5, "0.5"), CheckResult(0.3, "0.3"), CheckResult(0.0, "0.0"),
     ]  # fmt: skip
 
@@ -179,7 +184,8 @@ def test_command_check_reads_the_answer_from_a_file() -> None:
     appended = f"{PY} -c '{script}'"
     for command in (with_placeholder, appended):
         spec = CheckSpec("xs", "command", command=command, input="file")
-        assert [r.score for r in run_check(spec, items("xx..", "xxxx", "...."))] == [0.5, 1.0, 0.0]
+        results = run_code_check(spec, items("xx..", "xxxx", "...."))
+        assert [r.score for r in results] == [0.5, 1.0, 0.0]
 
 
 def test_command_check_falls_back_on_the_exit_status() -> None:
@@ -189,7 +195,7 @@ def test_command_check_falls_back_on_the_exit_status() -> None:
     )
     spec = CheckSpec("status", "command", command=f"{PY} -c {shlex.quote(script)}")
     # The last line "7" is a number but not in 0..1, so the exit status decides.
-    assert run_check(spec, items("ok then", "bad")) == [
+    assert run_code_check(spec, items("ok then", "bad")) == [
         CheckResult(1.0, "checked 7 chars\n7\nproblem here"),
         CheckResult(0.0, "checked 3 chars\n7\nproblem here"),
     ]
@@ -198,7 +204,7 @@ def test_command_check_falls_back_on_the_exit_status() -> None:
 def test_command_check_times_out_per_answer() -> None:
     script = "import sys, time; time.sleep(60 if 'slow' in sys.stdin.read() else 0)"
     spec = CheckSpec("slow", "command", command=f"{PY} -c {shlex.quote(script)}", timeout_s=0.5)
-    assert run_check(spec, items("slow", "fast")) == [
+    assert run_code_check(spec, items("slow", "fast")) == [
         CheckResult(None, "timed out after 0.5 s"),
         CheckResult(1.0, ""),
     ]

@@ -1,6 +1,7 @@
 """Model-as-judge: reading verdicts, the score of a pair judged in both orders, the requests
 sent to an OpenAI-compatible judge (a scripted one on loopback, and the session's real vLLM
-server), its errors, and the settings as stored in the database."""
+server), which hosts get the installation's API key, its errors (never the peer's text), and
+the settings as stored in the database."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ from tests.evaluation.judge_stub import JudgeStub, always_a, prefers_longer, sho
 
 SHORT = "Paris."
 LONG = "The capital of France is Paris, on the Seine."
+
+
+def where(stub: JudgeStub) -> str:
+    """The stub as messages name it: host:port."""
+    return stub.url.removeprefix("http://")
 
 
 @pytest.mark.parametrize(
@@ -101,6 +107,29 @@ def test_judge_config_round_trip_and_validation() -> None:
             parse_judge(data)
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://judge.example:8000/v1#frag", "#fragment"),
+        ("http://judge.example:8000#", "#fragment"),  # would swallow /v1/chat/completions
+        ("https://judge.example/v1?api-version=1", "?query"),
+        ("http://judge.example/?", "?query"),
+        ("http://alice:hunter2@judge.example:8000/v1", "user name or password"),
+        ("https://alice@judge.example/v1", "user name or password"),
+        ("http://judge.example:99999/v1", "port"),
+        ("http://judge.example:eighty/v1", "port"),
+        ("file:///etc/passwd", "http:// or https:// with a host"),
+        ("http:///v1", "http:// or https:// with a host"),
+    ],
+)
+def test_judge_url_is_parsed_and_refused_naming_the_field(url: str, why: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        parse_judge({"url": url, "model": "m"})
+    message = str(refused.value)
+    assert message.startswith("judge url: ") and why in message and "got " in message
+    assert "alice" not in message and "hunter2" not in message  # credentials never echoed
+
+
 def test_requests_carry_the_pair_in_order(monkeypatch) -> None:
     monkeypatch.delenv(API_KEY_ENV, raising=False)
     with JudgeStub(reply=lambda body: "**B**", models=("judge",)) as stub:
@@ -124,13 +153,50 @@ def test_requests_carry_the_pair_in_order(monkeypatch) -> None:
     assert "authorization" not in second.headers
 
 
-def test_api_key_from_the_environment(monkeypatch) -> None:
+def test_the_installations_key_goes_only_to_the_hosts_listed_with_it(monkeypatch) -> None:
     monkeypatch.setenv(API_KEY_ENV, "sk-from-env")
     with JudgeStub() as stub:
+        port = stub.url.rsplit(":", 1)[1]
+        # One server, two names: 127.0.0.1 is listed, localhost is not.
+        listed = JudgeConfig(url=f"http://127.0.0.1:{port}/v1", model="judge")
+        unlisted = JudgeConfig(url=f"http://LocalHost:{port}", model="judge")
+        for config in (listed, unlisted):
+            judge_once(config, "Q", None, "x", "y", api_hosts=("127.0.0.1",))
+            assert judge_health(config, api_hosts=("127.0.0.1",)) is None
+        # Exact names only, never a suffix or another name of the same machine.
+        for hosts in ((), ("0.0.1",), (".0.0.1",), ("localhost.",), ("127.0.0.1:" + port,)):
+            judge_once(listed, "Q", None, "x", "y", api_hosts=hosts)
+        judge_once(unlisted, "Q", None, "x", "y", api_hosts=("localhost",))
+        # A key typed with the URL was meant for that URL: it goes, listed or not.
+        judge_once(JudgeConfig(url=unlisted.url, model="judge", api_key="sk-typed"), "Q", None,
+                   "x", "y")  # fmt: skip
+    sent = [
+        (r.headers["host"].split(":")[0], r.headers.get("authorization")) for r in stub.requests
+    ]
+    assert sent == [
+        ("127.0.0.1", "Bearer sk-from-env"), ("127.0.0.1", "Bearer sk-from-env"),
+        ("localhost", None), ("localhost", None),
+        *[("127.0.0.1", None)] * 5,
+        ("localhost", "Bearer sk-from-env"),
+        ("localhost", "Bearer sk-typed"),
+    ]  # fmt: skip
+
+
+def test_a_refusal_says_when_the_key_was_held_back(monkeypatch) -> None:
+    monkeypatch.setenv(API_KEY_ENV, "sk-from-env")
+    with JudgeStub(fail_with=401) as stub:
         config = JudgeConfig(url=stub.url, model="judge")
-        judge_once(config, "Q", None, "x", "y")
-        assert judge_health(config) is None
-    assert [r.headers["authorization"] for r in stub.requests] == ["Bearer sk-from-env"] * 2
+        with pytest.raises(ServingError) as held_back:
+            judge_once(config, "Q", None, "x", "y")
+        with pytest.raises(ServingError) as sent:
+            judge_once(config, "Q", None, "x", "y", api_hosts=("127.0.0.1",))
+    assert str(held_back.value) == (
+        f"the judge at {where(stub)} refused the request (HTTP 401 Unauthorized); "
+        "FTAPP_JUDGE_API_KEY is sent only to the hosts in FTAPP_JUDGE_API_HOSTS"
+    )
+    assert (
+        str(sent.value) == f"the judge at {where(stub)} refused the request (HTTP 401 Unauthorized)"
+    )
 
 
 def test_both_orders_cancel_position_bias() -> None:
@@ -170,24 +236,45 @@ def test_http_error_names_the_judge_and_status() -> None:
         with pytest.raises(ServingError) as error:
             judge_pair(config, "Q", None, "x", "y")
         health = judge_health(config)
-    message = str(error.value)
-    assert stub.url in message and "500" in message and "stub error 500" in message
+    assert str(error.value) == (
+        f"the judge at {where(stub)} refused the request (HTTP 500 Internal Server Error)"
+    )
     assert len(stub.chat_bodies) == 1  # the first failure stops the pair
-    assert health is not None and stub.url in health and "500" in health
+    assert health == (
+        f"the judge at {where(stub)} refused to list its models (HTTP 500 Internal Server Error)"
+    )
+
+
+@pytest.mark.parametrize("status", [401, 502, 599, None])  # None: a 200 that is no completion
+def test_the_peers_body_never_reaches_a_message(status: int | None) -> None:
+    body = "<h1>Sign in again at https://phish.example</h1>" + "PEER-TEXT " * 10_000
+    with JudgeStub(fail_with=status, raw_body=body) as stub:
+        config = JudgeConfig(url=stub.url, model="judge")
+        with pytest.raises(ServingError) as error:
+            judge_once(config, "Q", None, "x", "y")
+        health = judge_health(config)
+    for message in (str(error.value), health):
+        assert message is not None and message.startswith(f"the judge at {where(stub)} ")
+        assert "PEER-TEXT" not in message and "phish" not in message and len(message) < 200
+    if status:
+        assert f"(HTTP {status}" in str(error.value)
+    else:
+        assert "not a chat completion" in str(error.value)
 
 
 def test_closed_port_and_timeout_are_serving_errors() -> None:
     with JudgeStub() as stub:
         url = stub.url
     closed = JudgeConfig(url=url, model="judge")
-    with pytest.raises(ServingError, match=re.escape(url)):
+    with pytest.raises(ServingError, match=re.escape(url.removeprefix("http://"))):
         judge_once(closed, "Q", None, "x", "y")
     health = judge_health(closed)
-    assert health is not None and url in health and "not answering" in health
+    assert health is not None and url.removeprefix("http://") in health
+    assert "not answering" in health
 
     with JudgeStub(delay_s=2.0) as stub:
         slow = JudgeConfig(url=stub.url, model="judge", timeout_s=0.2)
-        with pytest.raises(ServingError, match=re.escape(stub.url)):
+        with pytest.raises(ServingError, match=re.escape(where(stub))):
             judge_once(slow, "Q", None, "x", "y")
 
 
@@ -197,7 +284,7 @@ def test_judge_health_reports_a_missing_model() -> None:
         assert judge_health(JudgeConfig(url=stub.url + "/v1", model="qwen-72b")) is None
         missing = judge_health(JudgeConfig(url=stub.url, model="gpt-judge"))
     assert missing is not None
-    assert stub.url in missing and "gpt-judge" in missing and "llama-70b, qwen-72b" in missing
+    assert where(stub) in missing and "gpt-judge" in missing and "llama-70b, qwen-72b" in missing
     assert {r.path for r in stub.requests} == {"/v1/models"}
 
 

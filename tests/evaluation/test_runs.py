@@ -4,6 +4,7 @@ and rescored after a crash."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -61,7 +62,8 @@ def test_generated_answers_are_scored_against_their_references(eval_services):
         ({"name": "../etc"}, "run name"),
         ({"scoring": {"metrics": ["accuracy"]}}, "accuracy"),
         ({"scoring": {"metrics": ["regex"]}}, "regex"),
-        ({"check_specs": [{"name": "x", "kind": "python", "path": "/no/such.py"}]}, "x"),
+        ({"check_specs": [{"name": "x", "kind": "python", "path": "/no/such.py"}],
+          "code_checks": True}, "check 'x': no such file"),
         ({"check_specs": [{"name": "bleu", "kind": "pep8"}]}, "a metric has that name"),
         ({"check_specs": [{"name": "p", "kind": "pep8"}, {"name": "p", "kind": "pep8"}]},
          "listed twice"),
@@ -182,8 +184,9 @@ def test_checks_score_every_answer_and_keep_what_they_said(eval_services, tmp_pa
         {"name": "short", "kind": "command", "input": "stdin",
          "command": "python3 -c \"import sys; print(1.0 if len(sys.stdin.read()) < 8 else 0.0)\""},
     ]  # fmt: skip
-    run = _run(eval_services, check_specs=specs)
-    generate_all(eval_services)
+    run = _run(eval_services, check_specs=specs, code_checks=True)
+    allowed = dataclasses.replace(eval_services.settings, code_checks=True)
+    generate_all(eval_services, settings=allowed)
     with eval_services.db() as db:
         answers = {(a["contestant"], a["position"]): a for a in store.run_answers(db, run.id)}
     knows, doesnt = answers[("concise", 1)], answers[("base", 1)]
@@ -220,5 +223,21 @@ def test_an_unreachable_judge_leaves_the_metrics_and_says_so(eval_services):
         done = store.get_run(db, run.id)
         answers = store.run_answers(db, run.id)
     assert done.status == RunStatus.DONE
-    assert done.error.startswith("the judge was not used") and url in done.error
+    assert done.error.startswith("the judge was not used")
+    assert url.removeprefix("http://") in done.error  # host:port
     assert all("exact_match" in a["scores"] and "judge" not in a["scores"] for a in answers)
+
+
+def test_the_judge_gets_the_key_only_from_settings_that_list_its_host(eval_services, monkeypatch):
+    monkeypatch.setenv("FTAPP_JUDGE_API_KEY", "sk-env")
+    listing = dataclasses.replace(eval_services.settings, judge_api_hosts=("127.0.0.1",))
+    with JudgeStub() as judge:
+        config = {"url": judge.url, "model": "judge"}
+        _run(eval_services, name="unlisted", n=1, judge_config=config)
+        generate_all(eval_services)
+        unlisted = [r.headers.get("authorization") for r in judge.requests]
+        _run(eval_services, name="listed", n=1, judge_config=config)
+        generate_all(eval_services, settings=listing)
+        listed = [r.headers.get("authorization") for r in judge.requests[len(unlisted) :]]
+    assert unlisted == [None] * 3  # the models, then the pair in both orders
+    assert listed == ["Bearer sk-env"] * 3

@@ -25,7 +25,9 @@ REPORT_VIEW = ("summary", "table", "plot", "extremes")
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
-    with running_arena_app(tmp_path_factory.mktemp("evaluate") / "home", models_dir) as live:
+    home = tmp_path_factory.mktemp("evaluate") / "home"
+    # The upload-to-export walk uses a Python check file: this installation allows them.
+    with running_arena_app(home, models_dir, extra_env={"FTAPP_CODE_CHECKS": "1"}) as live:
         yield live
 
 
