@@ -4,6 +4,7 @@ not signed in can see."""
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ import gradio as gr
 
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.ui.common import current_user, download_path, escape_markdown, guarded
+from ftapp.ui.common import current_user, download_path, guarded
 
 ABOUT = """
 ## ftapp: fine-tune a language model on your own examples
@@ -69,7 +70,9 @@ def build_about_tab(services: Services) -> AboutTab:
     @guarded(services, Role.VISITOR)
     def engine_status(request: gr.Request) -> str:
         status = services.backend.status()
-        return f"Generation: {escape_markdown(status.detail)}"
+        # ftapp's own line with the server's URL in it: Markdown escapes would show in the
+        # link as backslashes (http://127\\.0\\.0\\.1), so only HTML is escaped (as in Deploy).
+        return f"Generation: {html.escape(status.detail, quote=False)}"
 
     @guarded(services, Role.ADMIN)
     def export_everything(request: gr.Request) -> str:

@@ -15,6 +15,7 @@ from ftapp.auth import User, check_can_start, single_user_mode, verify_password
 from ftapp.errors import FtappError
 from ftapp.records import Role
 from ftapp.services import Services
+from ftapp.signin import LOCKOUT, USER_LOCKOUT
 from ftapp.ui.about_tab import build_about_tab
 from ftapp.ui.arena_tab import build_arena_tab
 from ftapp.ui.common import clear_downloads, current_user, escape_markdown, guarded, role_gate
@@ -175,7 +176,11 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
         show_error=True,
         footer_links=["api"],
         auth=(lambda name, password: _sign_in(services, name, password)) if passwords else None,
-        auth_message="Sign in with the name and password your ftapp admin gave you.",
+        # Gradio's page says "Incorrect Credentials" for a lockout too: the rule is told here.
+        auth_message=(
+            "Sign in with the name and password your ftapp admin gave you. After "
+            f"{USER_LOCKOUT} wrong tries, a name is locked for {LOCKOUT.seconds // 60} minutes."
+        ),
         # Every request passes the Host/Origin, session, page-session and file checks first.
         app_kwargs={"middleware": [Middleware(RequestGuard, services=services, bound_host=host)]},
         ssr_mode=False,  # a Node server in front would see the requests first

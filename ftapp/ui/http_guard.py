@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 API = "/gradio_api"
 SIGN_IN_BODY_LIMIT = 64 * 1024
 QUEUE_BODY_LIMIT = 16 * 1024 * 1024  # a queued event's inputs: long chats fit
+TOO_LARGE = object()  # a body over its limit, refused unread
 PAGE_SESSIONS_KEPT = 100_000  # owners remembered; the oldest are forgotten first
 UPLOAD_WINDOW_S = 3600.0
 STATIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/favicon.ico", f"{API}/assets/")
@@ -118,6 +119,9 @@ class RequestGuard:
                 return
         elif path.startswith(API):
             body, receive = await _peek_json_body(scope, receive, method)
+            if body is TOO_LARGE:
+                await _refuse(scope, send, 413, "request too large")
+                return
             if not self._may_use_page_session(scope, body, caller):
                 await _refuse(scope, send, 403, "this page session belongs to another user")
                 return
@@ -184,7 +188,10 @@ class RequestGuard:
             if throttle.is_locked:
                 await anyio.to_thread.run_sync(self._record_failure, name, address, True)
                 log.warning("sign-in refused (locked out): %r from %s", name, address)
-                await _refuse(scope, send, 429, lockout_message(throttle))
+                # 400 like a wrong password: Gradio's sign-in page shows nothing at all for
+                # any other status. The text, and Retry-After, say why.
+                retry = {"retry-after": str(max(1, round(throttle.locked_for_s)))}
+                await _refuse(scope, send, 400, lockout_message(throttle), retry)
                 return
             if throttle.delay_s:
                 await asyncio.sleep(throttle.delay_s)
@@ -301,12 +308,14 @@ class RequestGuard:
 # --- ASGI plumbing ---------------------------------------------------------------------------
 
 
-async def _refuse(scope: dict, send: Any, status: int, detail: str) -> None:
+async def _refuse(scope: dict, send: Any, status: int, detail: str,
+                  more_headers: dict[str, str] | None = None) -> None:  # fmt: skip
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
         return
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    headers += [(k.encode(), v.encode()) for k, v in (more_headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -361,7 +370,7 @@ async def _peek_json_body(scope: dict, receive: Any, method: str) -> tuple[Any, 
         return None, receive
     body = await _read_body(receive, QUEUE_BODY_LIMIT)
     if body is None:
-        return {"session_hash": "(too large)"}, receive  # refused as not anyone's page
+        return TOO_LARGE, receive
     try:
         parsed = json.loads(body or b"null")
     except ValueError:
