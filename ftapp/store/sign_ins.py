@@ -62,11 +62,6 @@ def delete_user_sessions(db: sqlite_utils.Database, user_name: str) -> int:
     return db.execute("DELETE FROM sign_in_sessions WHERE user_name = ?", [user_name]).rowcount
 
 
-def count_user_sessions(db: sqlite_utils.Database, user_name: str) -> int:
-    sql = "SELECT count(*) FROM sign_in_sessions WHERE user_name = ?"
-    return db.execute(sql, [user_name]).fetchone()[0]
-
-
 def delete_sessions_older_than(db: sqlite_utils.Database, created_before: str,
                                seen_before: str) -> int:  # fmt: skip
     return db.execute(
