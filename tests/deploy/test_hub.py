@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from ftapp.cli_export import add_export_commands
+from ftapp.cli.export import add_export_commands
 from ftapp.deploy.hub import push_to_hub
 from ftapp.errors import ServingError, ValidationError
 from ftapp.models.registry import bundled_base_model

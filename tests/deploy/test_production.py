@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftapp.cli_deploy import add_deploy_commands
+from ftapp.cli.deploy import add_deploy_commands
 from ftapp.deploy.production import (
     PRODUCTION,
     STOPPED,

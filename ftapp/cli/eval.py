@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ftapp.cli_common import generate_in_terminal, print_result, services, user
+from ftapp.cli.common import generate_in_terminal, print_result, services, user
 from ftapp.errors import ValidationError
 from ftapp.evaluation.checks import check_specs
 

@@ -17,7 +17,7 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from ftapp.cli_common import print_result, services, user
+from ftapp.cli.common import print_result, services, user
 
 
 def add_deploy_commands(commands: Any) -> None:

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ftapp.cli_common import print_result, services, user
+from ftapp.cli.common import print_result, services, user
 
 
 def add_export_commands(commands: Any) -> None:

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ftapp.cli_common import generate_in_terminal, print_result, services, user
+from ftapp.cli.common import generate_in_terminal, print_result, services, user
 
 
 def add_arena_commands(commands: Any) -> None:

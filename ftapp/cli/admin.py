@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ftapp.cli_common import print_result, services, user
+from ftapp.cli.common import print_result, services, user
 from ftapp.errors import ValidationError
 
 
