@@ -31,9 +31,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 from ftapp.models.bundled import prepare_bundled_model
-from ftapp.serving.backend import BASE, Backend, ChatRequest, Sampling, ServedModel
+from ftapp.names import BASE, MAX_LORA_RANK
+from ftapp.serving.backend import Backend, ChatRequest, Sampling, ServedModel
 from ftapp.settings import load_settings
-from ftapp.training.config import MAX_LORA_RANK
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS_FILE = REPO.parent / "shared" / "datasets" / "alpaca_en_demo.json"

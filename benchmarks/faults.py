@@ -67,16 +67,17 @@ from random import Random
 import psutil
 from running_app import (
     REPO,
+    STOP_GRACE_S,
     answers,
     app_env,
     error_kind,
     free_port,
     link_models,
+    log_tail,
     prepare_arena,
     sign_in,
     start_app,
     stop_app,
-    tail,
 )
 
 TARGETS = ("child", "worker", "vllm", "app")
@@ -769,7 +770,7 @@ def run(home: Path, args: argparse.Namespace) -> dict:
         while (reason := chaos.not_whole([])) and time.monotonic() < deadline:
             time.sleep(POLL_S)
         if reason:
-            raise SystemExit(f"the app never became whole: {reason}\n{tail(app.log_path)}")
+            raise SystemExit(f"the app never became whole: {reason}\n{log_tail(app.log_path)}")
         print(f"whole after {time.monotonic() - started:.0f} s; load on; kills: {' '.join(plan)}",
               flush=True)  # fmt: skip
         load.start()
@@ -783,7 +784,8 @@ def run(home: Path, args: argparse.Namespace) -> dict:
         while (said := chaos.battle()) and time.monotonic() < deadline:
             time.sleep(POLL_S)
         report["final_battle"] = said is None
-        stop_app(app.process)  # as a user would: the app stops its worker and vLLM server
+        # As a user would: the app stops its worker and vLLM server.
+        stop_app(app.process, STOP_GRACE_S)
         report["left_running"] = app.kill_everything()
         report["app_starts"] = app.starts
     finally:
@@ -791,7 +793,7 @@ def run(home: Path, args: argparse.Namespace) -> dict:
         probe.close()
         if app.process is not None:
             app.kill_everything()
-            stop_app(app.process)
+            stop_app(app.process, STOP_GRACE_S)
     conn = sqlite3.connect(home / "ftapp.db", timeout=30)
     try:
         report.update(compare(ledger, conn))

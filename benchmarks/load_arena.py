@@ -46,16 +46,18 @@ from pathlib import Path
 from running_app import (
     CALL_TIMEOUT_S,
     REPO,
+    STOP_GRACE_S,
+    AppFailed,
     app_env,
     error_kind,
     free_port,
     link_models,
+    log_tail,
     prepare_arena,
     sign_in,
     start_app,
     stop_app,
-    tail,
-    wait_for,
+    wait_until_up,
 )
 
 SESSION = "load"
@@ -153,10 +155,14 @@ def start(home: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, str, 
     log_path = home.parent / "app.log"
     process = start_app(env, log_path)
     url = f"http://127.0.0.1:{port}/"
-    wait_for(url, 120, process, log_path)
-    if args.backend == "vllm":
-        health = f"http://127.0.0.1:{env['FTAPP_VLLM_PORT']}/health"
-        wait_for(health, args.vllm_timeout, process, log_path)
+    try:
+        wait_until_up(url, process, log_path, 120)
+        if args.backend == "vllm":
+            health = f"http://127.0.0.1:{env['FTAPP_VLLM_PORT']}/health"
+            wait_until_up(health, process, log_path, args.vllm_timeout)
+    except AppFailed as failed:
+        stop_app(process, STOP_GRACE_S)
+        raise SystemExit(str(failed)) from None
     return process, url, log_path
 
 
@@ -325,14 +331,14 @@ def main() -> int:
         try:
             phases = measure(args, url, password, solo, names)
         finally:
-            stop_app(process)
+            stop_app(process, STOP_GRACE_S)
         print_phases(phases)
         print_ratios([(phases[0], phases[2]), (phases[1], phases[3])])
         print_errors(phases)
         missing = check_votes(home / "ftapp.db")
         print(f"\n{args.backend} backend, {os.cpu_count()} CPUs")
         if any(p.errors for p in phases):
-            print(f"the app's log ends with:\n{tail(log_path, 2000)}")
+            print(f"the app's log ends with:\n{log_tail(log_path, 2000)}")
     if missing:
         print(f"DATA LOSS: {missing} acknowledged votes are not in the database")
         return 1

@@ -1,40 +1,39 @@
 """The real app for the scripts in benchmarks/ that drive it through gradio_client
-(load_arena.py, faults.py): `python app.py` on a prepared FTAPP_HOME, as tests/live_app.py
-starts it for the tests (its own process group, a loopback port, Gradio's files and TMPDIR
-under a scratch folder beside the home), waiting until a URL answers, a signed-in Client,
-stopping it; and the Arena both scripts judge in. The scripts import it as a sibling module
-(`python benchmarks/X.py` puts benchmarks/ first on sys.path).
+(load_arena.py, faults.py): the launcher of tests/live_app.py, the one copy that tests and
+benchmarks share (the environment, its own process group, a loopback port, Gradio's files and
+TMPDIR under a scratch folder beside the home, waiting until a URL answers, stopping it), and
+what only the benchmarks need: a signed-in Client, and the Arena both scripts judge in. The
+scripts import it as a sibling module (`python benchmarks/X.py` puts benchmarks/ first on
+sys.path); it puts the repository on sys.path for tests.live_app.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
 import ssl
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository, for tests/
+from tests.live_app import (  # noqa: E402  (after the path above)
+    REPO,
+    AppFailed,
+    answers,
+    app_env,
+    free_port,
+    link_models,
+    log_tail,
+    start_app,
+    stop_app,
+    wait_until_up,
+)
+
+__all__ = [  # the launcher's names, for the scripts to import from here
+    "REPO", "AppFailed", "answers", "app_env", "free_port", "link_models", "log_tail",
+    "start_app", "stop_app", "wait_until_up",
+]  # fmt: skip
+STOP_GRACE_S = 30  # the app stops its worker and its vLLM server (10 s each at most) first
 CALL_TIMEOUT_S = 300  # one API call, queue wait included
 CONTESTANTS = ["base", "concise", "pirate"]  # prepare_arena's
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def link_models(home: Path, models_dir: Path) -> None:
-    """A fresh home whose models folder is the prepared bundled model's (no copy, no convert)."""
-    home.mkdir(parents=True)
-    (home / "models").symlink_to(models_dir.resolve(), target_is_directory=True)
 
 
 def prepare_arena(services, session: str, prompts: int, overlap: int, admin: str) -> None:
@@ -65,71 +64,6 @@ def prepare_arena(services, session: str, prompts: int, overlap: int, admin: str
         status = db.execute("SELECT status FROM eval_sessions WHERE name = ?", [session]).fetchone()
     if status[0] != "open":
         raise SystemExit(f"the session did not open after pre-generation (it is {status[0]})")
-
-
-def app_env(home: Path, port: int, **settings: str) -> dict[str, str]:
-    """The environment `python app.py` runs with: this home on this loopback port, offline,
-    Gradio's uploads and every temporary file under a scratch folder beside the home, and
-    `settings` (FTAPP_* values) on top."""
-    scratch = home.parent / "scratch"
-    scratch.mkdir(exist_ok=True)
-    return {
-        **os.environ, "FTAPP_HOME": str(home), "FTAPP_HOST": "127.0.0.1",
-        "FTAPP_PORT": str(port), "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(scratch / "gradio"), "TMPDIR": str(scratch),
-        "PYTHONUNBUFFERED": "1", **settings,
-    }  # fmt: skip
-
-
-def start_app(env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """`python app.py` in its own process group (stop_app ends the group), its output appended
-    to log_path. Returns at once: wait_for the URL."""
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-
-
-def answers(url: str) -> bool:
-    """Whether `url` answers 200 now."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-        return False
-
-
-def wait_for(url: str, seconds: float, process: subprocess.Popen, log_path: Path) -> None:
-    """Until `url` answers 200; SystemExit with the log's tail if the app exits or time runs
-    out (a guard against hanging, not a speed check)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the app exited ({process.returncode}):\n{tail(log_path)}")
-        if answers(url):
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"{url} did not answer within {seconds:.0f} s:\n{tail(log_path)}")
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[-chars:]
-    except OSError:
-        return "(no log)"
-
-
-def stop_app(process: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM to the app's process group (the app stops its worker and vLLM server), then
-    SIGKILL to whatever of the group is left after `grace` seconds."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(30)
 
 
 def sign_in(

@@ -20,7 +20,7 @@ from ftapp.data.splits import assign_splits
 from ftapp.data.versions import freeze_version
 from ftapp.models.registry import BaseModel
 from ftapp.models.tokens import ChatTokenCounter
-from ftapp.serving.backend import BASE
+from ftapp.names import BASE
 from ftapp.settings import Settings
 from ftapp.store import arena as arena_store
 from ftapp.store.db import write_transaction
@@ -72,4 +72,4 @@ def seed_demo(db: sqlite_utils.Database, settings: Settings, base: BaseModel) ->
 
 
 def _has_datasets(db: sqlite_utils.Database) -> bool:
-    return db.execute("SELECT 1 FROM datasets LIMIT 1").fetchone() is not None
+    return next(db["datasets"].rows_where(limit=1), None) is not None

@@ -1,5 +1,7 @@
-"""Shared fixtures: a real SQLite file per test, the real bundled model prepared once per
-session (reused from ftapp-data/models when `make` already prepared it), its tokenizer."""
+"""Shared fixtures: a real SQLite file per test (`db`, which needs no model), the real bundled
+model prepared once per session (reused from ftapp-data/models when `make` already prepared
+it) for the tests that ask for it (`home`, `settings`, `services`, `count_tokens`...), its
+tokenizer."""
 
 from __future__ import annotations
 
@@ -41,12 +43,19 @@ def count_tokens(bundled_model_dir: Path):
 
 
 @pytest.fixture
-def home(tmp_path: Path, models_dir: Path) -> Path:
-    """A fresh FTAPP_HOME whose models folder points at the prepared bundled model."""
+def bare_home(tmp_path: Path) -> Path:
+    """A fresh, empty FTAPP_HOME: no models folder, so nothing needs the bundled model."""
     path = tmp_path / "home"
     path.mkdir()
-    (path / "models").symlink_to(models_dir, target_is_directory=True)
     return path
+
+
+@pytest.fixture
+def home(bare_home: Path, models_dir: Path) -> Path:
+    """The test's FTAPP_HOME (`bare_home`), its models folder pointing at the prepared bundled
+    model: for tests that load, count tokens with or register the model."""
+    (bare_home / "models").symlink_to(models_dir, target_is_directory=True)
+    return bare_home
 
 
 @pytest.fixture
@@ -65,8 +74,10 @@ def services(settings: Settings):
 
 
 @pytest.fixture
-def db(settings: Settings):
-    database = open_db(settings.db_path)
+def db(bare_home: Path):
+    """The test's database, migrated: `settings.db_path` when a test asks for both. Needs no
+    model; a test that needs one asks for `home`, `settings` or `count_tokens` too."""
+    database = open_db(Settings(home=bare_home).db_path)
     yield database
     database.close()
 

@@ -13,13 +13,14 @@ module (each test then works in its own dataset):
     def app(tmp_path_factory, models_dir):
         with running_app(tmp_path_factory.mktemp("live") / "home", models_dir) as live:
             yield live
+
+The scripts in benchmarks/ start the same app with the same pieces (app_env, start_app,
+wait_until_up, stop_app), through benchmarks/running_app.py; this module is their one copy.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from ftapp.processes import free_port, stop_process_group
 
 REPO = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 120.0
@@ -68,16 +71,91 @@ class LiveApp:
             conn.close()
 
     def log_tail(self, chars: int = LOG_TAIL_CHARS) -> str:
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, chars)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class AppFailed(RuntimeError):
+    """The app exited, or did not answer, before it was up; the message ends with its log."""
+
+
+def link_models(home: Path, models_dir: Path) -> None:
+    """Make `home` (created if need be) a home whose models folder is `models_dir`, the
+    prepared bundled model's: a link, no copy, no conversion."""
+    home.mkdir(parents=True, exist_ok=True)
+    models_link = home / "models"
+    if not models_link.exists():
+        models_link.symlink_to(Path(models_dir).resolve(), target_is_directory=True)
+
+
+def app_env(home: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment `python app.py` runs with: this home on this loopback port, offline,
+    Gradio's uploads and every temporary file under a scratch folder beside the home (so
+    nothing is left in the machine's /tmp), and `settings` (FTAPP_* values) on top."""
+    scratch = home.parent / f"{home.name}-tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "FTAPP_HOME": str(home),
+        "FTAPP_HOST": "127.0.0.1",
+        "FTAPP_PORT": str(port),
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "GRADIO_TEMP_DIR": str(scratch / "gradio"),
+        "TMPDIR": str(scratch),
+        "PYTHONUNBUFFERED": "1",
+        **settings,
+    }
+
+
+def start_app(env: dict[str, str], log_path: Path, app_dir: Path = REPO) -> subprocess.Popen:
+    """`python app.py` (run in `app_dir`) in its own process group, so that stop_app stops its
+    children too, its output appended to `log_path`. Returns at once: wait_until_up."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "app.py"], cwd=app_dir, env=env, stdout=log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def wait_until_up(
+    url: str, process: subprocess.Popen, log_path: Path, timeout_s: float = START_TIMEOUT_S
+) -> None:
+    """Until `url` answers 200. AppFailed, with the log's tail, if the app exits first or time
+    runs out (a guard against hanging, not a speed check)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        code = process.poll()
+        if code is not None:
+            raise AppFailed(f"the app exited with code {code} before {url} answered:\n"
+                            f"{log_tail(log_path)}")  # fmt: skip
+        if answers(url):
+            return
+        if time.monotonic() > deadline:
+            raise AppFailed(f"the app did not answer {url} within {timeout_s:.0f} s:\n"
+                            f"{log_tail(log_path)}")  # fmt: skip
+        time.sleep(0.25)
+
+
+def log_tail(log_path: Path, chars: int = LOG_TAIL_CHARS) -> str:
+    try:
+        return log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+def stop_app(process: subprocess.Popen, grace_s: float = STOP_TIMEOUT_S) -> int:
+    """SIGTERM to the app's process group (the app stops its worker and vLLM server), then
+    SIGKILL to whatever of the group is left after `grace_s` seconds; its exit code."""
+    return stop_process_group(process, grace_s)
 
 
 @contextmanager
@@ -96,75 +174,20 @@ def running_app(
     model itself); `app_dir` is where `app.py` is run (the Space bundle runs its own).
 
     Fails the test (with the app's log tail) if the app exits or isn't up within 120 s.
-    Gradio's upload cache and the app's download folders go under the same temporary folder,
-    so nothing is left in the machine's /tmp.
     """
     home.mkdir(parents=True, exist_ok=True)
-    models_link = home / "models"
-    if models_dir is not None and not models_link.exists():
-        models_link.symlink_to(Path(models_dir).resolve(), target_is_directory=True)
-    scratch = home.parent / f"{home.name}-tmp"
-    scratch.mkdir(exist_ok=True)
+    if models_dir is not None:
+        link_models(home, models_dir)
     port = free_port()
-    env = {
-        **os.environ,
-        "FTAPP_HOME": str(home),
-        "FTAPP_HOST": "127.0.0.1",
-        "FTAPP_PORT": str(port),
-        "HF_HUB_OFFLINE": "1",
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "GRADIO_TEMP_DIR": str(scratch / "gradio"),
-        "TMPDIR": str(scratch),
-        "PYTHONUNBUFFERED": "1",
-        "FTAPP_BACKEND": "hf",
-        **(extra_env or {}),
-    }
+    env = app_env(home, port, **{"FTAPP_BACKEND": "hf", **(extra_env or {})})
     log_path = home.parent / f"{home.name}-app.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py"],
-            cwd=app_dir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stopping it stops its children too
-        )
+    process = start_app(env, log_path, app_dir)
     app = LiveApp(f"http://127.0.0.1:{port}/", home, log_path, process)
     try:
-        _wait_until_up(app)
+        try:
+            wait_until_up(app.url, process, log_path)
+        except AppFailed as failed:
+            pytest.fail(str(failed))
         yield app
     finally:
-        _stop(process)
-
-
-def _wait_until_up(app: LiveApp) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        code = app.process.poll()
-        if code is not None:
-            pytest.fail(f"the app exited with code {code} before it answered:\n{app.log_tail()}")
-        try:
-            with urllib.request.urlopen(app.url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"the app did not answer {app.url} within {START_TIMEOUT_S:.0f} s:\n"
-                        f"{app.log_tail()}")  # fmt: skip
-        time.sleep(0.25)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(STOP_TIMEOUT_S)
+        stop_app(process)

@@ -66,8 +66,8 @@ def secret_adapter(tmp_path_factory, models_dir: Path, count_tokens) -> TrainedA
 @pytest.fixture(scope="session")
 def vllm_server(tmp_path_factory, bundled_model_dir: Path):
     """One real vLLM CPU server for the whole session, supervised by ftapp."""
+    from ftapp.names import MAX_LORA_RANK
     from ftapp.serving.vllm_server import VllmOptions, VllmServer, vllm_importable
-    from ftapp.training.config import MAX_LORA_RANK
 
     available, why_not = vllm_importable()
     assert available, f"vLLM must be installed for the serving tests (`make install`): {why_not}"

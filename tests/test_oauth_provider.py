@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from tests.live_app import free_port
+from ftapp.processes import free_port
 from tests.oauth_provider import FakeHuggingFace, read_session, sign_in, sign_out
 
 START_TIMEOUT_S = 120.0

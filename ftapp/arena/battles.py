@@ -19,22 +19,19 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import sqlite_utils
 
-from ftapp.arena.contestants import pool_contestants, resolve_contestants, with_system_prompt
+from ftapp.arena.contestants import pool_contestants, resolve_contestants
 from ftapp.errors import Forbidden, ValidationError
+from ftapp.generation.chat import ChatFn, OpenDb, with_system_prompt
 from ftapp.models.registry import BaseModel
 from ftapp.records import Battle, BattleStatus, Vote, VoteChoice, parse_choice
 from ftapp.serving.backend import Sampling
 from ftapp.store import arena as store
 from ftapp.store.db import write_transaction
-
-ChatFn = Callable[[str, list[dict[str, str]], Sampling], Iterator[str]]
-OpenDb = Callable[[], AbstractContextManager[sqlite_utils.Database]]
 
 MAX_PROMPT_CHARS = 20_000
 MAX_COMMENT_CHARS = 5_000

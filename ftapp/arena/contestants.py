@@ -8,19 +8,16 @@ one thing.
 
 from __future__ import annotations
 
-import re
-
 import sqlite_utils
 
 from ftapp.errors import Conflict, ValidationError
 from ftapp.models.registry import BaseModel
+from ftapp.names import BASE, check_model_name
 from ftapp.records import Contestant
-from ftapp.serving.backend import BASE
 from ftapp.serving.setup import servable_models
 from ftapp.store import arena as store
 from ftapp.training.jobs import name_taken
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 
 
@@ -61,12 +58,7 @@ def add_prompt_variant(
 ) -> Contestant:
     """A prompt-engineered contestant: `model` (the base model by default) answering with
     `system_prompt`."""
-    name = (name or "").strip()
-    if not NAME.match(name):
-        raise ValidationError(
-            f"name {name!r}: use 1-80 letters, digits, '.', '_' or '-', starting with a letter "
-            "or digit"
-        )
+    name = check_model_name(name)
     if not (system_prompt or "").strip():
         raise ValidationError("a prompt variant needs a system prompt")
     if len(system_prompt) > MAX_SYSTEM_PROMPT_CHARS:
@@ -77,7 +69,7 @@ def add_prompt_variant(
     models = servable_models(db, base)
     if model not in models:
         raise ValidationError(f"unknown model {model!r}; choose from {', '.join(models)}")
-    if name == BASE or name_taken(db, name):
+    if name_taken(db, name):
         raise Conflict(f"name {name!r} is already used by a model, a training job or a contestant")
     store.insert_prompt_variant(db, name, model, system_prompt, user)
     return Contestant(name, model, system_prompt)
@@ -95,16 +87,3 @@ def pool_contestants(db: sqlite_utils.Database, base: BaseModel) -> list[Contest
     """The enabled contestants that can still answer (a deleted adapter drops out)."""
     known = {c.name: c for c in all_contestants(db, base)}
     return [known[name] for name in store.pool(db) if name in known]
-
-
-def with_system_prompt(
-    contestant: Contestant, conversation: list[dict[str, str]]
-) -> list[dict[str, str]]:
-    """The messages a contestant's model is sent: its system prompt comes first, before a
-    system message the prompt itself may carry."""
-    if not contestant.system_prompt:
-        return conversation
-    if conversation and conversation[0]["role"] == "system":
-        merged = f"{contestant.system_prompt}\n\n{conversation[0]['content']}"
-        return [{"role": "system", "content": merged}, *conversation[1:]]
-    return [{"role": "system", "content": contestant.system_prompt}, *conversation]

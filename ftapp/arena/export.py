@@ -39,9 +39,8 @@ def battle_records(db: sqlite_utils.Database, session: str | None = None) -> lis
     votes = defaultdict(list)
     for battle, vote in store.voted_battles(db, session_id):
         votes[battle.id].append(vote)
-    sql = "SELECT id FROM battles" + (" WHERE session_id = ?" if session_id else "")
     records = []
-    for (battle_id,) in db.execute(sql + " ORDER BY id", [session_id] if session_id else []):
+    for battle_id in store.battle_ids(db, session_id):
         battle = store.get_battle(db, battle_id)
         base = {
             "battle_id": battle.id,

@@ -1,7 +1,6 @@
-"""Pre-generating the answers of evaluation sessions in the background: the sessions' work
-list for the batch generator (ftapp/evaluation/batch.py), which claims pending rows of
-`session_answers`, generates them through the serving backend and writes them back. A
-session whose answers are all in opens by itself (or waits for the admin when some failed).
+"""The Arena's use of the answer queue (ftapp/generation/): the work list of evaluation
+sessions' answers. A session whose answers are all in opens by itself (or waits for the admin
+when some failed).
 
 The web app's `AnswerGenerator` thread runs it; `ftapp arena generate` runs
 `generate_pending` from a terminal.
@@ -12,10 +11,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ftapp.arena.battles import ChatFn, OpenDb
 from ftapp.arena.sessions import open_if_generated
-from ftapp.evaluation import batch
-from ftapp.store import arena as store
+from ftapp.generation import queue
+from ftapp.generation.chat import ChatFn, OpenDb
+from ftapp.store.answers import SESSION_ANSWERS_TABLE, groups_generating
 
 
 def _open_session(open_db: OpenDb, session_id: int) -> None:
@@ -23,12 +22,10 @@ def _open_session(open_db: OpenDb, session_id: int) -> None:
         open_if_generated(db, session_id)
 
 
-SESSION_ANSWERS = batch.WorkList(
+SESSION_ANSWERS = queue.WorkList(
     name="session answer",
-    group_column="session_id",
-    claim=store.claim_answers,
-    finish=store.finish_answer,
-    waiting_groups=store.sessions_generating,
+    table=SESSION_ANSWERS_TABLE,
+    waiting_groups=lambda db: groups_generating(db, SESSION_ANSWERS_TABLE),
     complete=_open_session,
 )
 
@@ -43,6 +40,6 @@ def generate_pending(
 ) -> int:
     """Generate every pending session answer; open each session whose answers are all in.
     Returns how many answers were attempted."""
-    return batch.generate_pending(
+    return queue.generate_pending(
         open_db, chat, [SESSION_ANSWERS], workers=workers, stop=stop, is_ready=is_ready
     )

@@ -68,6 +68,21 @@ def prompts_from_file(path: Path | str, file_name: str | None = None) -> tuple[l
     return _checked(prompts, file_name), f"uploaded {file_name}"
 
 
+def load_prompts(
+    db: sqlite_utils.Database,
+    version: str | None = None,
+    split: str = "test",
+    prompt_file: Path | str | None = None,
+) -> tuple[list[Prompt], str]:
+    """The prompts a session or an evaluation run is created with: an uploaded file if one is
+    given, else one split of a frozen version. Returns (prompts, source label)."""
+    if prompt_file:
+        return prompts_from_file(Path(prompt_file), Path(prompt_file).name)
+    if not version:
+        raise ValidationError("choose a dataset version")
+    return prompts_from_version(db, version, split)
+
+
 def cut_before_last_answer(messages: list[dict[str, str]]) -> Prompt:
     """The conversation up to its last user turn, and the answer after it as the reference."""
     last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)

@@ -21,17 +21,22 @@ import re
 import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import sqlite_utils
 
 from ftapp.arena.contestants import resolve_contestants
-from ftapp.arena.prompts import Prompt
+from ftapp.arena.prompts import Prompt, load_prompts
 from ftapp.auth import User
 from ftapp.errors import Forbidden, NotFound, ValidationError
+from ftapp.generation import progress
+from ftapp.generation.progress import GenerationProgress
 from ftapp.models.registry import BaseModel
 from ftapp.records import EvalSession, Role, SessionStatus
 from ftapp.serving.backend import Sampling
+from ftapp.store import answers as answers_store
 from ftapp.store import arena as store
+from ftapp.store.answers import SESSION_ANSWERS_TABLE
 from ftapp.store.db import write_transaction
 
 SESSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,79}$")
@@ -40,27 +45,6 @@ MAX_INSTRUCTIONS_CHARS = 10_000
 # A battle handed out but not voted on keeps its place in the overlap this long; after that
 # another reviewer may take it (its first reviewer can still vote on it).
 ASSIGNMENT_HOLD = timedelta(minutes=30)
-
-
-@dataclass(frozen=True)
-class GenerationProgress:
-    total: int
-    done: int
-    failed: int
-
-    @property
-    def remaining(self) -> int:
-        return self.total - self.done - self.failed
-
-    @classmethod
-    def from_counts(cls, counts: dict[str, int]) -> GenerationProgress:
-        """From a count of answers per status (pending, running, done, failed)."""
-        return cls(sum(counts.values()), counts.get("done", 0), counts.get("failed", 0))
-
-
-def failure_reasons(answers: list[dict]) -> list[str]:
-    """The distinct reasons why answers failed for good, for the admin to read."""
-    return sorted({a["error"] for a in answers if a["status"] == "failed" and a["error"]})
 
 
 @dataclass(frozen=True)
@@ -129,8 +113,44 @@ def create_session(
     return store.get_session(db, session_id)
 
 
+def start_session(
+    db: sqlite_utils.Database,
+    base: BaseModel,
+    *,
+    name: str,
+    contestants: list[str],
+    version: str | None = None,
+    split: str = "test",
+    prompt_file: Path | str | None = None,
+    sampling: Sampling,
+    overlap: int = 1,
+    instructions: str = "",
+    reviewers: str = "",
+    user: str,
+) -> EvalSession:
+    """A session from the fields of the Arena's Manage form or `ftapp arena create-session`,
+    the one way both build it: the prompts from a version's split or a file, the reviewers
+    as comma-separated names (empty: everyone)."""
+    prompts, source = load_prompts(db, version, split, prompt_file)
+    return create_session(
+        db, base, name=name, prompts=prompts, source=source, contestants=contestants,
+        sampling=sampling, overlap=overlap, instructions=instructions,
+        reviewers=(reviewers or "").split(","), user=user,
+    )  # fmt: skip
+
+
+def get_session(db: sqlite_utils.Database, name_or_id: str | int) -> EvalSession:
+    """The session with this name (text) or id (a whole number); NotFound otherwise."""
+    return store.get_session(db, name_or_id)
+
+
+def all_sessions(db: sqlite_utils.Database) -> list[EvalSession]:
+    """Every session, newest first."""
+    return store.list_sessions(db)
+
+
 def generation_progress(db: sqlite_utils.Database, session_id: int) -> GenerationProgress:
-    return GenerationProgress.from_counts(store.answer_counts(db, session_id))
+    return progress.generation_progress(db, SESSION_ANSWERS_TABLE, session_id)
 
 
 def session_summaries(db: sqlite_utils.Database) -> list[SessionSummary]:
@@ -138,9 +158,9 @@ def session_summaries(db: sqlite_utils.Database) -> list[SessionSummary]:
     summaries = []
     for session in store.list_sessions(db):
         n_battles, n_votes = store.battle_and_vote_counts(db, session.id)
-        progress = generation_progress(db, session.id)
-        failures = failure_reasons(store.session_answers(db, session.id))
-        summaries.append(SessionSummary(session, progress, n_battles, n_votes, failures))
+        answers = generation_progress(db, session.id)
+        failures = progress.failure_reasons(db, SESSION_ANSWERS_TABLE, session.id)
+        summaries.append(SessionSummary(session, answers, n_battles, n_votes, failures))
     return summaries
 
 
@@ -159,8 +179,8 @@ def open_if_generated(
         session = store.get_session(db, session_id)
         if session.status != SessionStatus.GENERATING:
             return session.status == SessionStatus.OPEN
-        progress = generation_progress(db, session_id)
-        if progress.remaining or (progress.failed and not even_with_failures):
+        answered = generation_progress(db, session_id)
+        if answered.remaining or (answered.failed and not even_with_failures):
             return False
         answers = {
             (row["prompt_id"], row["contestant"]): row
@@ -189,7 +209,7 @@ def retry_failed(db: sqlite_utils.Database, session_id: int) -> int:
         session = store.get_session(db, session_id)
         if session.status != SessionStatus.GENERATING:
             raise ValidationError(f"session {session.name!r} is already {session.status}")
-        return store.retry_failed_answers(db, session_id)
+        return answers_store.retry_failed_answers(db, SESSION_ANSWERS_TABLE, session_id)
 
 
 def close_session(db: sqlite_utils.Database, session_id: int) -> None:
@@ -238,25 +258,17 @@ def next_battle(
     with write_transaction(db):
         session = store.get_session(db, session_id)
         _check_can_judge(session, user)
-        unfinished = db.execute(
-            "SELECT a.battle_id FROM battle_assignments a JOIN battles b ON b.id = a.battle_id "
-            "LEFT JOIN votes v ON v.battle_id = a.battle_id AND v.reviewer = a.reviewer "
-            "WHERE b.session_id = ? AND a.reviewer = ? AND v.id IS NULL "
-            "ORDER BY a.assigned_at, a.battle_id LIMIT 1",
-            [session_id, user.name],
-        ).fetchone()
-        if unfinished:
-            return unfinished[0]
+        unfinished = store.unfinished_battle(db, session_id, user.name)
+        if unfinished is not None:
+            return unfinished
         salt = zlib.crc32(user.name.encode())
-        row = db.execute(
-            f"SELECT id FROM ({_TAKEN_SQL}) WHERE taken < ? "
-            "ORDER BY taken, (id * 2654435761 + ?) % 4294967296 LIMIT 1",
-            [hold_since, session_id, user.name, session.overlap, salt],
-        ).fetchone()
-        if row is None:
+        battle_id = store.least_taken_battle(
+            db, session_id, user.name, session.overlap, hold_since, salt
+        )
+        if battle_id is None:
             return None
-        store.assign(db, row[0], user.name)
-        return row[0]
+        store.assign(db, battle_id, user.name)
+        return battle_id
 
 
 def reviewer_progress(
@@ -265,43 +277,13 @@ def reviewer_progress(
     now = now or datetime.now(UTC)
     hold_since = (now - ASSIGNMENT_HOLD).isoformat(timespec="milliseconds")
     session = store.get_session(db, session_id)
-    judged = db.execute(
-        "SELECT COUNT(*) FROM votes v JOIN battles b ON b.id = v.battle_id "
-        "WHERE b.session_id = ? AND v.reviewer = ?",
-        [session_id, reviewer],
-    ).fetchone()[0]
-    in_hand = db.execute(
-        "SELECT COUNT(*) FROM battle_assignments a JOIN battles b ON b.id = a.battle_id "
-        "LEFT JOIN votes v ON v.battle_id = a.battle_id AND v.reviewer = a.reviewer "
-        "WHERE b.session_id = ? AND a.reviewer = ? AND v.id IS NULL",
-        [session_id, reviewer],
-    ).fetchone()[0]
-    open_to_them = db.execute(
-        f"SELECT COUNT(*) FROM ({_TAKEN_SQL}) WHERE taken < ?",
-        [hold_since, session_id, reviewer, session.overlap],
-    ).fetchone()[0]
-    n_battles, counted = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(MIN(n, ?)), 0) FROM (SELECT b.id, "
-        "(SELECT COUNT(*) FROM votes v WHERE v.battle_id = b.id) AS n "
-        "FROM battles b WHERE b.session_id = ? AND b.status = 'ready')",
-        [session.overlap, session_id],
-    ).fetchone()
-    return ReviewerProgress(judged, in_hand + open_to_them, counted, n_battles * session.overlap)
-
-
-# Battles of a session a reviewer hasn't been given, with how many judges each has: votes,
-# plus battles handed out since the hold time and not voted on yet.
-# Parameters: hold_since, session_id, reviewer.
-_TAKEN_SQL = """
-    SELECT b.id,
-        (SELECT COUNT(*) FROM votes v WHERE v.battle_id = b.id)
-        + (SELECT COUNT(*) FROM battle_assignments a
-           LEFT JOIN votes w ON w.battle_id = a.battle_id AND w.reviewer = a.reviewer
-           WHERE a.battle_id = b.id AND w.id IS NULL AND a.assigned_at > ?) AS taken
-    FROM battles b
-    WHERE b.session_id = ? AND b.status = 'ready' AND NOT EXISTS
-        (SELECT 1 FROM battle_assignments x WHERE x.battle_id = b.id AND x.reviewer = ?)
-"""
+    counts = store.reviewer_counts(db, session_id, reviewer, session.overlap, hold_since)
+    return ReviewerProgress(
+        judged=counts.judged,
+        remaining=counts.in_hand + counts.open_to_them,
+        session_votes=counts.votes_counted,
+        session_target=counts.n_battles * session.overlap,
+    )
 
 
 def _check_can_judge(session: EvalSession, user: User) -> None:

@@ -64,4 +64,3 @@ def _parser() -> argparse.ArgumentParser:
     add_deploy_commands(commands)
     add_admin_commands(commands)
     return parser
-

@@ -28,7 +28,7 @@ def generate_in_terminal(app: Any, work_lists: list, workers: int) -> int:
     thread does), once the engine is ready; stops the engine afterwards. Returns how many
     answers were attempted."""
     from ftapp.errors import ServingError
-    from ftapp.evaluation.batch import generate_pending
+    from ftapp.generation.queue import generate_pending
 
     try:
         deadline = time.monotonic() + 600

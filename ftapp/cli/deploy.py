@@ -41,31 +41,28 @@ def add_deploy_commands(commands: Any) -> None:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from ftapp.deploy.production import promote
+    from ftapp.deploy.production import promote_to_production
 
     app = services()
-    with app.db() as db:
-        promotion = promote(db, app.served_base, args.name, user(), args.note)
-    print(f"{promotion.model} is in production (promotion #{promotion.id}); {_sync(app)}")
+    promotion, served = promote_to_production(app.db, _engine(app), app.served_base, args.name,
+                                              user(), args.note)  # fmt: skip
+    print(f"{promotion.model} is in production (promotion #{promotion.id}); {served}")
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from ftapp.deploy.production import rollback
+    from ftapp.deploy.production import roll_back_production
 
     app = services()
-    with app.db() as db:
-        promotion = rollback(db, app.served_base, user())
-    print(f"rolled back: {promotion.model} is in production again; {_sync(app)}")
+    promotion, served = roll_back_production(app.db, _engine(app), app.served_base, user())
+    print(f"rolled back: {promotion.model} is in production again; {served}")
     return 0
 
 
-def _sync(app: Any) -> str:
-    # Only a deployment given by URL: asking for any other backend here would start a vLLM
-    # server (or load a model) in this short-lived process.
-    if not app.settings.vllm_url:
-        return "the web app serves it from its next production request"
-    return app.sync_production()
+def _engine(app: Any) -> Any:
+    """The engine to tell of a promotion: only a deployment given by URL. Any other backend
+    here would start a vLLM server (or load a model) in this short-lived process."""
+    return app.backend if app.settings.vllm_url else None
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -23,7 +23,6 @@ from typing import Any
 
 from ftapp.cli.common import generate_in_terminal, print_result, services, user
 from ftapp.errors import ValidationError
-from ftapp.evaluation.checks import check_specs
 
 
 def add_eval_commands(commands: Any) -> None:
@@ -90,39 +89,28 @@ def add_eval_commands(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ftapp.arena.prompts import prompts_from_file, prompts_from_version
-    from ftapp.data.versions import resolve_version
     from ftapp.evaluation.report import build_report
-    from ftapp.evaluation.runs import create_run, eval_work_list
-    from ftapp.serving.backend import Sampling
+    from ftapp.evaluation.runs import eval_work_list, run_progress, start_run
+    from ftapp.serving.backend import sampling_from_fields
 
     if bool(args.judge_url) != bool(args.judge_model):
         raise ValidationError("give both --judge-url and --judge-model, or neither")
     app = services()
-    sampling = Sampling(temperature=args.temperature, top_p=args.top_p,
-                        max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
-    scoring: dict[str, Any] = {}
-    if args.metrics:
-        scoring["metrics"] = _names(args.metrics)
-    if args.regex:
-        scoring["regex"] = args.regex
-    specs = check_specs(args.check, args.check_python, args.check_command, args.check_input)
-    judge = {"url": args.judge_url, "model": args.judge_model} if args.judge_url else None
+    sampling = sampling_from_fields(temperature=args.temperature, top_p=args.top_p,
+                                    max_new_tokens=args.max_new_tokens, seed=args.seed)  # fmt: skip
     with app.db() as db:
-        version_id = None
-        if args.version:
-            prompts, source = prompts_from_version(db, args.version, args.split)
-            version_id = resolve_version(db, args.version).id
-        else:
-            prompts, source = prompts_from_file(args.prompts)
-        run = create_run(
-            db, app.served_base, name=args.name, prompts=prompts, source=source,
-            contestants=_names(args.contestants), sampling=sampling, scoring=scoring,
-            check_specs=specs, judge_config=judge, dataset_version_id=version_id,
-            code_checks=app.settings.code_checks, user=user(),
+        run = start_run(
+            db, app.served_base, app.settings, name=args.name,
+            contestants=_names(args.contestants), version=args.version, split=args.split,
+            prompt_file=args.prompts, sampling=sampling,
+            metric_names=_names(args.metrics) if args.metrics else None, regex=args.regex,
+            ready_checks=args.check, python_checks=args.check_python,
+            command_checks=args.check_command, check_input=args.check_input,
+            judge_url=args.judge_url, judge_model=args.judge_model, user=user(),
         )  # fmt: skip
+        n_examples = run_progress(db, run.id).total // len(run.contestants)
     if args.no_wait:
-        print(f"created run {run.name}: {len(prompts)} examples from {source}, "
+        print(f"created run {run.name}: {n_examples} examples from {run.source}, "
               f"{len(run.contestants)} contestants; the web app generates and scores it "
               "(or run `ftapp eval generate`)")  # fmt: skip
         return 0

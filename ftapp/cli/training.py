@@ -35,7 +35,7 @@ def add_training_commands(commands: Any) -> None:
     cancel.add_argument("id", type=int)
     cancel.set_defaults(handler=_jobs_cancel)
 
-    worker = commands.add_parser("worker", help="run training jobs from the queue")
+    worker = commands.add_parser("worker", help="run training and export jobs from the queue")
     worker.add_argument("--device", default="cpu", help="cpu, or cuda:N (one job per device)")
     worker.add_argument("--gpus", type=int, default=1,
                         help="GPUs one job spans (accelerate launch, data parallel)")  # fmt: skip

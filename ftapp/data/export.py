@@ -67,10 +67,9 @@ def _rows(db: sqlite_utils.Database, dataset: str, version: str | int | None, sp
         frozen = version_store.get_version(db, target.id, number)
         yield from version_store.version_rows(db, frozen.id, split)
         return
-    sql = "SELECT id, split, messages_json, tools_json FROM examples WHERE dataset_id = ? AND "
-    sql += "status = 'accepted'" + (" AND split = ?" if split else "") + " ORDER BY id"
-    params: list[Any] = [target.id] + ([split] if split else [])
-    for example_id, row_split, messages_json, tools_json in db.execute(sql, params):
+    for example_id, row_split, messages_json, tools_json in store.accepted_examples(
+        db, target.id, split
+    ):
         yield {
             "example_id": example_id,
             "split": row_split,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,21 @@ class ImportRejected(ValidationError):
         self.report = report
 
 
+@dataclass
+class _Findings:
+    """What the phases of an import found wrong, in the order they found it."""
+
+    where: str  # "line" or "row": how a location is named for this file type
+    problems: list[RowProblem] = field(default_factory=list)
+    duplicates: list[RowProblem] = field(default_factory=list)
+
+    def problem(self, row: SourceRow, reason: str) -> None:
+        self.problems.append(RowProblem(f"{self.where} {row.line}", row.line, reason, row.raw))
+
+    def duplicate(self, row: SourceRow, reason: str) -> None:
+        self.duplicates.append(RowProblem(f"{self.where} {row.line}", row.line, reason, row.raw))
+
+
 def import_file(
     db: sqlite_utils.Database,
     path: Path | str,
@@ -64,6 +80,61 @@ def import_file(
     progress = progress or (lambda fraction, message: None)
     dataset = store.check_dataset_name(dataset)
     on_error = parse_choice(OnError, on_error, "on_error")
+    _check_file(path, file_name, max_bytes, max_tokens)
+    file_type = file_type_of(file_name)
+    found = _Findings(location_word(file_type))
+
+    progress(0.0, f"reading {file_name}")
+    rows = read_rows(path, file_type, column_map)
+    if not rows:
+        raise ValidationError(f"{file_name}: the file has no rows")
+    source_format = _resolve_format(fmt, rows, file_name, found.where)
+
+    progress(0.2, f"validating {len(rows)} rows")
+    unique = _valid_unique_rows(rows, source_format, max_tokens, found)
+    progress(0.4, "counting tokens")
+    candidates = _rows_that_fit(unique, count_tokens, max_tokens, source_format, found, progress)
+    found.problems.sort(key=lambda problem: problem.line)
+
+    def rejected(message: str) -> ImportRejected:
+        duplicates = sorted(found.duplicates, key=lambda d: d.line)
+        report = ImportReport(dataset, file_name, file_type, source_format, len(rows), 0,
+                              found.problems, duplicates)  # fmt: skip
+        return ImportRejected(f"{file_name}: {message}", report)
+
+    if found.problems and on_error == OnError.ABORT:
+        raise rejected(
+            f"{len(found.problems)} of {len(rows)} rows are invalid, nothing was imported. "
+            + _first_problems(found.problems)
+        )
+    if not candidates:
+        raise rejected("no row could be imported. " + _first_problems(found.problems))
+
+    progress(0.8, f"writing {len(candidates)} examples")
+    import_row = {
+        "file_name": file_name,
+        "file_type": file_type,
+        "source_format": str(source_format),
+        "on_error": str(on_error),
+        "n_rows": len(rows),
+        "created_by": user,
+    }
+    import_id, n_imported = _write(db, dataset, candidates, import_row, found, user, rejected)
+    progress(1.0, "done")
+    return ImportReport(
+        dataset=dataset,
+        file_name=file_name,
+        file_type=file_type,
+        source_format=source_format,
+        n_rows=len(rows),
+        n_imported=n_imported,
+        problems=found.problems,
+        duplicates=found.duplicates,
+        import_id=import_id,
+    )
+
+
+def _check_file(path: Path, file_name: str, max_bytes: int | None, max_tokens: int) -> None:
     if not path.is_file():
         raise ValidationError(f"{file_name}: file not found")
     size = path.stat().st_size
@@ -74,75 +145,72 @@ def import_file(
         )
     if max_tokens < 1:
         raise ValidationError(f"max tokens must be at least 1, got {max_tokens}")
-    file_type = file_type_of(file_name)
-    where = location_word(file_type)
 
-    progress(0.0, f"reading {file_name}")
-    rows = read_rows(path, file_type, column_map)
-    if not rows:
-        raise ValidationError(f"{file_name}: the file has no rows")
-    source_format = _resolve_format(fmt, rows, file_name, where)
 
-    progress(0.2, f"validating {len(rows)} rows")
-    problems: list[RowProblem] = []
-    valid: list[tuple[SourceRow, Any]] = []
+def _valid_unique_rows(
+    rows: list[SourceRow], source_format: SourceFormat, max_tokens: int, found: _Findings
+) -> list[tuple[SourceRow, Any, str]]:
+    """The rows that normalize, once each (row, normalized, content hash): copies are dropped
+    before counting tokens, so re-importing a file costs no tokenization, and so are rows too
+    long in characters to fit in `max_tokens`."""
+    seen: dict[str, int] = {}
+    unique: list[tuple[SourceRow, Any, str]] = []
     for row in rows:
         if row.error:
-            problems.append(RowProblem(f"{where} {row.line}", row.line, row.error, row.raw))
+            found.problem(row, row.error)
             continue
         try:
-            valid.append((row, normalize(row.value, source_format)))
+            normalized = normalize(row.value, source_format)
         except RowError as exc:
-            problems.append(RowProblem(f"{where} {row.line}", row.line, str(exc), row.raw))
-
-    # Drop copies before counting tokens: re-importing a file then costs no tokenization.
-    seen: dict[str, int] = {}
-    duplicates: list[RowProblem] = []
-    unique: list[tuple[SourceRow, Any, str]] = []
-    for row, normalized in valid:
+            found.problem(row, str(exc))
+            continue
         digest = content_hash(normalized.messages, normalized.tools)
         if digest in seen:
-            reason = f"exact duplicate of {where} {seen[digest]}"
-            duplicates.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
+            found.duplicate(row, f"exact duplicate of {found.where} {seen[digest]}")
             continue
         seen[digest] = row.line
         chars = _chars(normalized.messages)
         if chars > max_tokens * MAX_CHARS_PER_TOKEN:
-            reason = (f"longer than the max length: {chars:,} characters can't fit in "
-                      f"{max_tokens} tokens")  # fmt: skip
-            problems.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
+            found.problem(row, f"longer than the max length: {chars:,} characters can't fit in "
+                               f"{max_tokens} tokens")  # fmt: skip
             continue
         unique.append((row, normalized, digest))
+    return unique
 
-    progress(0.4, "counting tokens")
+
+def _rows_that_fit(
+    unique: list[tuple[SourceRow, Any, str]],
+    count_tokens: TokenCounter,
+    max_tokens: int,
+    source_format: SourceFormat,
+    found: _Findings,
+    progress: Progress,
+) -> list[tuple[SourceRow, dict[str, Any]]]:
+    """Count tokens in bounded batches; the rows within `max_tokens`, as example rows."""
     token_counts: list[int] = []
     for batch in _token_batches(unique):
         token_counts += count_tokens([normalized.messages for _, normalized, _ in batch])
         progress(0.4 + 0.4 * len(token_counts) / len(unique), "counting tokens")
-
     candidates: list[tuple[SourceRow, dict[str, Any]]] = []
     for (row, normalized, digest), n_tokens in zip(unique, token_counts, strict=True):
         if n_tokens > max_tokens:
-            reason = f"longer than the max length: {n_tokens} tokens > {max_tokens}"
-            problems.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
+            found.problem(row, f"longer than the max length: {n_tokens} tokens > {max_tokens}")
             continue
         candidates.append((row, _example_row(row, normalized, digest, n_tokens, source_format)))
-    problems.sort(key=lambda problem: problem.line)
+    return candidates
 
-    def rejected(message: str) -> ImportRejected:
-        report = ImportReport(dataset, file_name, file_type, source_format, len(rows), 0,
-                              problems, sorted(duplicates, key=lambda d: d.line))  # fmt: skip
-        return ImportRejected(f"{file_name}: {message}", report)
 
-    if problems and on_error == OnError.ABORT:
-        raise rejected(
-            f"{len(problems)} of {len(rows)} rows are invalid, nothing was imported. "
-            + _first_problems(problems)
-        )
-    if not candidates:
-        raise rejected("no row could be imported. " + _first_problems(problems))
-
-    progress(0.8, f"writing {len(candidates)} examples")
+def _write(
+    db: sqlite_utils.Database,
+    dataset: str,
+    candidates: list[tuple[SourceRow, dict[str, Any]]],
+    import_row: dict[str, Any],
+    found: _Findings,
+    user: str,
+    rejected: Callable[[str], ImportRejected],
+) -> tuple[int, int]:
+    """Write the import and its new examples in one transaction; returns (import id, how many
+    examples). Rows already in the dataset are duplicates; if nothing is new, `rejected`."""
     with write_transaction(db):
         target = store.find_dataset(db, dataset) or store.create_dataset(db, dataset, user)
         # Read inside the transaction, so a concurrent import can't slip the same row in.
@@ -150,32 +218,28 @@ def import_file(
         to_insert = []
         for row, example in candidates:
             if example["content_hash"] in known:
-                reason = f"exact duplicate of example #{known[example['content_hash']]} already"
-                reason += " in the dataset"
-                duplicates.append(RowProblem(f"{where} {row.line}", row.line, reason, row.raw))
+                first = known[example["content_hash"]]
+                found.duplicate(row, f"exact duplicate of example #{first} already in the dataset")
             else:
                 to_insert.append(example)
-        duplicates.sort(key=lambda problem: problem.line)
+        found.duplicates.sort(key=lambda problem: problem.line)
         if not to_insert:
-            reason = _first_problems(problems) or "every row is a duplicate of one already there."
+            reason = (
+                _first_problems(found.problems) or "every row is a duplicate of one already there."
+            )
             raise rejected(f"no row could be imported. {reason}")
         import_id = (
             db["imports"]
             .insert(
                 {
+                    **import_row,
                     "dataset_id": target.id,
-                    "file_name": file_name,
-                    "file_type": file_type,
-                    "source_format": str(source_format),
-                    "on_error": str(on_error),
-                    "n_rows": len(rows),
                     "n_imported": len(to_insert),
-                    "n_rejected": len(problems),
-                    "n_duplicates": len(duplicates),
-                    "problems_json": _problems_json(problems),
-                    "duplicates_json": _problems_json(duplicates),
+                    "n_rejected": len(found.problems),
+                    "n_duplicates": len(found.duplicates),
+                    "problems_json": _problems_json(found.problems),
+                    "duplicates_json": _problems_json(found.duplicates),
                     "created_at": utc_now(),
-                    "created_by": user,
                 }
             )
             .last_pk
@@ -184,23 +248,12 @@ def import_file(
         for example in to_insert:
             example.update(dataset_id=target.id, import_id=import_id, created_at=now)
         db["examples"].insert_all(to_insert, batch_size=1000)
-    progress(1.0, "done")
-    return ImportReport(
-        dataset=dataset,
-        file_name=file_name,
-        file_type=file_type,
-        source_format=source_format,
-        n_rows=len(rows),
-        n_imported=len(to_insert),
-        problems=problems,
-        duplicates=duplicates,
-        import_id=import_id,
-    )
+    return import_id, len(to_insert)
 
 
 def import_problems(db: sqlite_utils.Database, import_id: int) -> list[RowProblem]:
     """The rejected rows of a past import, as stored with it."""
-    row = next(db.query("SELECT problems_json FROM imports WHERE id = ?", [import_id]), None)
+    row = store.find_import(db, import_id)
     if row is None:
         raise NotFound(f"no import #{import_id}")
     return [RowProblem(**problem) for problem in json.loads(row["problems_json"])]

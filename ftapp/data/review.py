@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 
 from ftapp.data.formats import RowError, check_messages, content_hash
+from ftapp.data.stats import dataset_stats
 from ftapp.errors import NotFound, ValidationError
 from ftapp.records import Example, ExampleStatus, parse_choice
 from ftapp.store import datasets as store
@@ -34,16 +37,7 @@ def set_status(db: sqlite_utils.Database, example_ids: list[int], status: str, u
         if missing:
             raise NotFound(f"no example #{missing[0]}")
         changing = [(i, old) for i, old in current.items() if old != new_status]
-        now = utc_now()
-        db.conn.executemany(
-            "UPDATE examples SET status = ?, reviewed_at = ?, reviewed_by = ? WHERE id = ?",
-            [(new_status, now, user, example_id) for example_id, _ in changing],
-        )
-        db.conn.executemany(
-            "INSERT INTO example_events (example_id, action, detail_json, user_name, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [(i, new_status, json.dumps({"from": old}), user, now) for i, old in changing],
-        )
+        store.set_statuses(db, changing, new_status, user, utc_now())
     return len(changing)
 
 
@@ -193,3 +187,40 @@ def set_note(db: sqlite_utils.Database, example_id: int, note: str, user: str) -
 def parse_tags(text: str) -> list[str]:
     """Tags typed as comma-separated text."""
     return [tag.strip() for tag in (text or "").split(",") if tag.strip()]
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    """What the review screen shows: one page of the examples matching the filters, and the
+    example at position `at` of them (clamped to the matches) with its history."""
+
+    stats: dict[str, Any]  # data/stats.dataset_stats of the whole dataset
+    total: int  # examples matching the filters
+    at: int
+    page_start: int
+    examples: list[Example]
+    current: Example | None
+    events: list[dict[str, Any]]  # the current example's history, oldest first
+
+
+def review_page(
+    db: sqlite_utils.Database,
+    dataset: str,
+    at: int,
+    page_size: int,
+    *,
+    status: str | None = None,
+    split: str | None = None,
+    tag: str | None = None,
+    search: str | None = None,
+) -> ReviewPage:
+    target = store.get_dataset(db, dataset)
+    filters = {"status": status, "split": split, "tag": tag, "search": search}
+    stats = dataset_stats(db, dataset)
+    _, total = store.query_examples(db, target.id, limit=0, **filters)
+    at = max(0, min(at, total - 1))
+    page_start = (at // page_size) * page_size
+    page, _ = store.query_examples(db, target.id, offset=page_start, limit=page_size, **filters)
+    current = page[at - page_start] if page else None
+    events = store.example_events(db, current.id) if current else []
+    return ReviewPage(stats, total, at, page_start, page, current, events)

@@ -49,10 +49,7 @@ def assign_splits(
     fractions = parse_ratios(ratios)
     with write_transaction(db):
         target = store.get_dataset(db, dataset)
-        rows = db.execute(
-            "SELECT id, content_hash FROM examples WHERE dataset_id = ? AND status != 'rejected'",
-            [target.id],
-        ).fetchall()
+        rows = store.split_candidates(db, target.id)
         rows.sort(key=lambda row: (_order_key(seed, row[1]), row[0]))
         n_train, n_validation, _ = split_counts(len(rows), fractions)
         assignment = {}
@@ -63,13 +60,8 @@ def assign_splits(
                 assignment[example_id] = Split.VALIDATION
             else:
                 assignment[example_id] = Split.TEST
-        db.execute(
-            "UPDATE examples SET split = NULL WHERE dataset_id = ? AND status = 'rejected'",
-            [target.id],
-        )
-        db.conn.executemany(
-            "UPDATE examples SET split = ? WHERE id = ?",
-            [(split.value, example_id) for example_id, split in assignment.items()],
+        store.set_splits(
+            db, target.id, {example_id: split.value for example_id, split in assignment.items()}
         )
         store.set_split_config(db, target.id, fractions, seed)
     counts = {split.value: 0 for split in Split}

@@ -16,33 +16,11 @@ from ftapp.store import versions as version_store
 def dataset_stats(db: sqlite_utils.Database, dataset: str) -> dict[str, Any]:
     target = store.get_dataset(db, dataset)
     by_status = dict.fromkeys(("pending", "accepted", "rejected"), 0)
-    by_status.update(
-        db.execute(
-            "SELECT status, COUNT(*) FROM examples WHERE dataset_id = ? GROUP BY status",
-            [target.id],
-        ).fetchall()
-    )
+    by_status.update(store.examples_per_status(db, target.id))
     by_split = dict.fromkeys(("train", "validation", "test", "none"), 0)
-    for split, count in db.execute(
-        "SELECT COALESCE(split, 'none'), COUNT(*) FROM examples "
-        "WHERE dataset_id = ? AND status != 'rejected' GROUP BY split",
-        [target.id],
-    ):
-        by_split[split] = count
-    by_tag = dict(
-        db.execute(
-            "SELECT t.value, COUNT(*) FROM examples e, json_each(e.tags_json) t "
-            "WHERE e.dataset_id = ? GROUP BY t.value ORDER BY COUNT(*) DESC, t.value",
-            [target.id],
-        ).fetchall()
-    )
-    imports = list(
-        db.query(
-            "SELECT id, file_name, file_type, source_format, n_rows, n_imported, n_rejected, "
-            "n_duplicates, created_at, created_by FROM imports WHERE dataset_id = ? ORDER BY id",
-            [target.id],
-        )
-    )
+    by_split.update(store.examples_per_split(db, target.id))
+    by_tag = store.examples_per_tag(db, target.id)
+    imports = store.list_imports(db, target.id)
     tokens = token_lengths(db, dataset)
     return {
         "name": target.name,
@@ -62,12 +40,7 @@ def dataset_stats(db: sqlite_utils.Database, dataset: str) -> dict[str, Any]:
 
 def token_lengths(db: sqlite_utils.Database, dataset: str, status: str | None = None) -> list[int]:
     target = store.get_dataset(db, dataset)
-    sql = "SELECT n_tokens FROM examples WHERE dataset_id = ? AND n_tokens IS NOT NULL"
-    params: list[Any] = [target.id]
-    if status:
-        sql += " AND status = ?"
-        params.append(status)
-    return [n for (n,) in db.execute(sql, params)]
+    return store.token_counts(db, target.id, status)
 
 
 def token_histogram(lengths: list[int], bins: int = 20) -> list[dict[str, Any]]:

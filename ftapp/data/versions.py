@@ -24,11 +24,7 @@ def freeze_version(
     content equals an existing version, which is returned instead."""
     with write_transaction(db):
         target = store.get_dataset(db, dataset)
-        rows = db.execute(
-            "SELECT id, split, messages_json, tools_json FROM examples "
-            "WHERE dataset_id = ? AND status = 'accepted' ORDER BY id",
-            [target.id],
-        ).fetchall()
+        rows = store.accepted_examples(db, target.id)
         if not rows:
             raise ValidationError(f"{dataset}: nothing to freeze, no example is accepted yet")
         unsplit = sum(1 for row in rows if row[1] is None)

@@ -1,97 +1,98 @@
-"""Merges and Hub pushes for the web app, in a child process: the web process never loads
-model weights (merging a 7B model takes tens of GB), and a merge that crashes or runs out of
-memory fails with its reason while the app goes on.
+"""The process of one export job: `python -m ftapp.deploy.child JOB_ID`.
 
-    python -m ftapp.deploy.child '{"action": "merge", "model": "secret", "user": "ann"}'
-
-The child reads FTAPP_HOME like every ftapp process, runs the same core functions as
-`ftapp export`, prints one line on success and `error: ...` on failure.
+Started by the worker (or by `ftapp export` in the terminal) in its own process group, its
+output going to the job's log, once the job is claimed (status running). It runs the same core
+functions the CLI ran before exports were jobs (deploy/merge.py, deploy/hub.py), beats the
+job's heartbeat while it works, and records how the job ended: the merged folder, or the
+pushed repo's URL and commit; or the reason it failed. A kill leaves the job running with a
+heartbeat that goes stale, and the next worker marks it failed (ftapp/training/worker.py).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
+import logging
 import sys
-from typing import Any
+import threading
+import traceback
+from contextlib import closing
+from pathlib import Path
 
-from ftapp.errors import FtappError, ServingError
-from ftapp.settings import Settings
+from ftapp.deploy.export_jobs import describe, take_token
+from ftapp.errors import FtappError
+from ftapp.settings import load_settings
+from ftapp.store import export_jobs as store
+from ftapp.store.db import connect
+from ftapp.store.export_jobs import ExportAction, ExportStatus
+from ftapp.training.child import describe_failure
+from ftapp.training.progress import HEARTBEAT_SECONDS
 
-TIMEOUT_S = 3 * 3600  # a merge of a large model on a CPU, then an upload
+log = logging.getLogger("ftapp.deploy")
 
-
-def run_export(
-    settings: Settings,
-    action: str,
-    model: str,
-    user: str,
-    *,
-    repo_id: str = "",
-    merged: bool = False,
-    private: bool = True,
-    token: str | None = None,
-    timeout_s: float = TIMEOUT_S,
-) -> str:
-    """Merge (action "merge") or push (action "push") `model` in a child process; returns its
-    line for people. Its error, if any, is raised as an FtappError with the child's message."""
-    request = {"action": action, "model": model, "user": user, "repo_id": repo_id,
-               "merged": merged, "private": private}  # fmt: skip
-    env = {**os.environ, "FTAPP_HOME": str(settings.home)}
-    if token:  # given in the page; otherwise the child finds HF_TOKEN or the saved login
-        env["HF_TOKEN"] = token
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "ftapp.deploy.child", json.dumps(request)],
-            env=env, capture_output=True, text=True, timeout=timeout_s,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        raise ServingError(
-            f"{action} of {model!r} took over {timeout_s:.0f} s and was stopped"
-        ) from None
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    if done.returncode == 0 and lines:
-        return lines[-1]
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    if errors:
-        raise FtappError(errors[-1].removeprefix("error: "))
-    tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
-    raise ServingError(f"{action} of {model!r} failed (exit {done.returncode}): {tail[0]}")
+EXIT_FAILED = 2
 
 
-def _run(request: dict[str, Any]) -> str:
-    from ftapp.settings import load_settings
-    from ftapp.store.db import open_db
-
+def run_export_job(job_id: int) -> str:
+    """Run export job `job_id` (claimed already) and record its result; returns its line."""
     settings = load_settings()
-    db = open_db(settings.db_path)
+    token = take_token(settings.home, job_id)  # read once, then gone from the disk
+    with closing(connect(settings.db_path)) as db:
+        job = store.get_export_job(db, job_id)
+        if job.status != ExportStatus.RUNNING:
+            raise FtappError(f"export job #{job_id} is {job.status.value}, not running")
+        stop = threading.Event()
+        beating = threading.Thread(target=_beat, args=(settings.db_path, job_id, stop),
+                                   daemon=True, name="heartbeat")  # fmt: skip
+        beating.start()
+        try:
+            if job.action == ExportAction.MERGE:
+                from ftapp.deploy.merge import merge_adapter
+
+                log.info("export job #%d: merging %s", job.id, job.model)
+                out = Path(job.out_dir) if job.out_dir else None
+                path = merge_adapter(db, settings, job.model, job.created_by, out)
+                store.succeed_export_job(db, job_id, result_path=str(path))
+            else:
+                from ftapp.deploy.hub import push_to_hub
+
+                log.info("export job #%d: pushing %s%s to %s", job.id, job.model,
+                         " (merged)" if job.is_merged else "", job.repo_id)  # fmt: skip
+                pushed = push_to_hub(db, settings, job.model, job.repo_id or "", job.created_by,
+                                     merged=job.is_merged, private=job.is_private,
+                                     token=token)  # fmt: skip
+                store.succeed_export_job(db, job_id, result_url=pushed.url,
+                                         result_commit=pushed.commit)  # fmt: skip
+        finally:
+            stop.set()
+            beating.join(timeout=5)
+        return describe(store.get_export_job(db, job_id))
+
+
+def _beat(db_path: Path, job_id: int, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_SECONDS):
+        with closing(connect(db_path)) as db:
+            store.beat(db, job_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    job_id = int(argv[0])
     try:
-        if request["action"] == "merge":
-            from ftapp.deploy.merge import merge_adapter
-
-            path = merge_adapter(db, settings, request["model"], request["user"])
-            return f"merged {request['model']} into {path}"
-        if request["action"] == "push":
-            from ftapp.deploy.hub import push_to_hub
-
-            url = push_to_hub(db, settings, request["model"], request["repo_id"],
-                              request["user"], merged=bool(request["merged"]),
-                              private=bool(request["private"]))  # fmt: skip
-            return f"pushed {request['model']} to {url}"
-        raise FtappError(f"unknown export action {request['action']!r}")
-    finally:
-        db.close()
-
-
-def main(argv: list[str]) -> int:
-    try:
-        print(_run(json.loads(argv[1])), flush=True)
-    except FtappError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        print(run_export_job(job_id), flush=True)
+    except BaseException as exc:  # every failure ends the job with a reason, then exits
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        if not isinstance(exc, FtappError):
+            traceback.print_exc()
+        reason = describe_failure(exc)
+        print(f"error: {reason}", file=sys.stderr, flush=True)
+        with closing(connect(load_settings().db_path)) as db:
+            store.fail_export_job(db, job_id, reason)
+        return EXIT_FAILED
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(main())

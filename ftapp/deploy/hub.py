@@ -13,6 +13,7 @@ import importlib
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,12 @@ _NOT_UPLOADED = {"README.md", "optimizer.pt", "scheduler.pt", "scaler.pt", "trai
                  "training_args.bin", "ftapp-adapter.json"}  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Pushed:
+    url: str  # the repo's page
+    commit: str | None  # the commit the upload made (None if the Hub did not say)
+
+
 def push_to_hub(
     db: sqlite_utils.Database,
     settings: Settings,
@@ -42,11 +49,11 @@ def push_to_hub(
     private: bool = True,
     token: str | None = None,
     api: Any = None,
-) -> str:
+) -> Pushed:
     """Upload variant `model_name` to the Hub model repo `repo_id` ("owner/name"), created if
     needed (private unless `private=False`). `merged`: the merged model instead of the
     adapter. `token`: else HF_TOKEN or the saved `hf auth login`. `api`: an HfApi (tests pass
-    a stand-in). Returns the repo's URL."""
+    a stand-in). Returns the repo's URL and the upload's commit."""
     from huggingface_hub import HfApi, constants, get_token
 
     check_repo_id(repo_id)
@@ -72,7 +79,7 @@ def push_to_hub(
         what = "merged model" if merged else "LoRA adapter"
         try:
             repo = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-            api.upload_folder(
+            commit = api.upload_folder(
                 repo_id=repo_id, folder_path=str(folder), repo_type="model",
                 commit_message=f"Upload {what} {variant.name} from ftapp",
             )  # fmt: skip
@@ -81,7 +88,7 @@ def push_to_hub(
     url = str(repo) if isinstance(repo, str) else f"{endpoint.rstrip('/')}/{repo_id}"
     kind = "hub_merged" if merged else "hub_adapter"
     record_export(db, variant.name, kind, repo_id, url, user)
-    return url
+    return Pushed(url, getattr(commit, "oid", None))
 
 
 def check_repo_id(repo_id: str) -> None:

@@ -21,8 +21,8 @@ import sqlite_utils
 from ftapp.deploy.model_card import card_facts, render_model_card
 from ftapp.errors import Conflict, NotFound, ValidationError
 from ftapp.models.registry import BaseModel, get_base_model
+from ftapp.names import BASE
 from ftapp.records import ModelVariant
-from ftapp.serving.backend import BASE
 from ftapp.settings import Settings
 from ftapp.store import jobs as job_store
 from ftapp.store.exports import record_export
@@ -45,7 +45,7 @@ def merge_adapter(
     and records the push instead)."""
     variant, base = variant_and_base(db, settings, model_name)
     out = Path(out_dir) if out_dir else default_merge_dir(settings, variant.name)
-    _check_free(out)
+    check_free(out)
     card = render_model_card(card_facts(db, settings, variant.name), merged=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -91,7 +91,8 @@ def variant_and_base(
     return variant, get_base_model(db, settings.models_dir, variant.base_model)
 
 
-def _check_free(out: Path) -> None:
+def check_free(out: Path) -> None:
+    """A Conflict unless `out` is free for a merged model: missing, or an empty folder."""
     if out.is_file() or (out.is_dir() and any(out.iterdir())):
         raise Conflict(
             f"{out} already exists and is not empty: choose another output folder or remove "

@@ -21,6 +21,7 @@ from ftapp.models.registry import get_base_model
 from ftapp.records import DatasetVersion
 from ftapp.settings import Settings
 from ftapp.store import jobs as job_store
+from ftapp.store.arena import has_votes
 from ftapp.store.versions import get_version_by_id
 
 # Markdown characters that could start code, emphasis, a link or a new table cell. HTML is
@@ -133,12 +134,7 @@ def _evaluations(db: sqlite_utils.Database, model_name: str) -> list[dict[str, A
 def _arena(db: sqlite_utils.Database, model_name: str) -> dict[str, Any] | None:
     """This model's rating over all votes (the Leaderboard tab's numbers), or None without
     votes on its battles."""
-    voted = db.execute(
-        "SELECT 1 FROM votes v JOIN battles b ON b.id = v.battle_id "
-        "WHERE ? IN (b.model_a, b.model_b) LIMIT 1",
-        [model_name],
-    ).fetchone()
-    if not voted:
+    if not has_votes(db, model_name):
         return None
     board = leaderboard(db)
     rating = next((r for r in board.ratings if r.model == model_name), None)

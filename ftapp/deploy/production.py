@@ -22,16 +22,17 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from ftapp.arena.battles import OpenDb
-from ftapp.errors import Conflict, Forbidden, FtappError, ValidationError
+from ftapp.errors import Conflict, Forbidden, FtappError, ServingError, ValidationError
+from ftapp.generation.chat import OpenDb
 from ftapp.models.registry import BaseModel
-from ftapp.serving.backend import BASE, Backend, ChatRequest, Sampling, check_messages
+from ftapp.names import BASE, PRODUCTION
+from ftapp.serving.backend import Backend, ChatRequest, Sampling, check_messages
 from ftapp.serving.setup import served_model
 from ftapp.store import production as store
 from ftapp.store.db import write_transaction
-from ftapp.store.production import PRODUCTION, ProductionRequest, Promotion
+from ftapp.store.production import ProductionRequest, Promotion
 
-__all__ = ["PRODUCTION", "Promotion", "ProductionRequest"]  # re-exported for callers
+__all__ = ["Promotion", "ProductionRequest"]  # re-exported for callers
 
 MAX_NOTE_CHARS = 500
 # The `error` of a reply the client stopped (Stop, a closed page): not an engine failure, so
@@ -104,6 +105,57 @@ def production_stack(history: list[Promotion]) -> list[str]:
         else:
             stack.append(promotion.model)
     return stack
+
+
+# --- the engine in step -----------------------------------------------------------------------
+# The Deploy tab and `ftapp deploy` both promote and roll back through these: the row first,
+# then the engine told at once, for clients that call it directly.
+
+# What a process without an engine of its own says (`ftapp deploy` without FTAPP_VLLM_URL: a
+# backend here would start a vLLM server or load a model in a short-lived process).
+NO_ENGINE_HERE = "the web app serves it from its next production request"
+
+
+def promote_to_production(
+    open_db: OpenDb, backend: Backend | None, base: BaseModel, model: str, user: str,
+    note: str = "",
+) -> tuple[Promotion, str]:  # fmt: skip
+    """Promote `model` and tell the engine at once (`backend` None: none in this process);
+    returns the promotion and a line saying where production is served now."""
+    with open_db() as db:
+        promotion = promote(db, base, model, user, note)
+    return promotion, sync_production(open_db, backend, base)
+
+
+def roll_back_production(
+    open_db: OpenDb, backend: Backend | None, base: BaseModel, user: str
+) -> tuple[Promotion, str]:
+    """Roll back (see `rollback`) and tell the engine at once, as `promote_to_production`."""
+    with open_db() as db:
+        promotion = rollback(db, base, user)
+    return promotion, sync_production(open_db, backend, base)
+
+
+def sync_production(open_db: OpenDb, backend: Backend | None, base: BaseModel) -> str:
+    """Make the engine serve the promoted adapter as "production" (and nothing under that name
+    when the base model or nothing is promoted); returns a line for people. The in-process
+    backends need nothing: they resolve "production" at every request. Also the vLLM
+    backend's `on_ready`: a (re)started server has forgotten the adapter."""
+    if backend is None:
+        return NO_ENGINE_HERE
+    with open_db() as db:
+        current = current_production(db)
+        served = served_model(db, base, PRODUCTION) if current else None
+    try:
+        backend.register_alias(PRODUCTION, served.adapter_path if served else None)
+    except ServingError as exc:
+        return f"vLLM will get it when it is ready ({exc})"
+    url = backend.endpoint().url
+    if url is None:
+        return f"the {backend.name} backend answers as {PRODUCTION!r} in the Playground"
+    if current is None or current.model == BASE:
+        return f"vLLM at {url}: nothing registered as {PRODUCTION!r} (base model)"
+    return f"vLLM at {url} serves {current.model!r} as {PRODUCTION!r}"
 
 
 # --- the production chat ---------------------------------------------------------------------
@@ -248,6 +300,13 @@ def production_endpoint(
         )
     curl, python = client_snippets(url or PLACEHOLDER_URL, model)
     return Endpoint(url, model, " ".join(notes), curl, python)
+
+
+def backend_endpoint(backend: Backend, current: Promotion | None) -> Endpoint:
+    """`production_endpoint` for the backend this process runs (the Deploy tab's)."""
+    where = backend.endpoint()
+    return production_endpoint(backend.name, where.url, current, where.base_name,
+                               where.own_server)  # fmt: skip
 
 
 def client_snippets(url: str, model: str) -> tuple[str, str]:

@@ -13,7 +13,6 @@ turns them on (FTAPP_CODE_CHECKS=1, `Settings.code_checks`); the ready checks al
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from typing import Any, Literal
 from ftapp.errors import ValidationError
 from ftapp.evaluation.check_runner import score_from_value
 from ftapp.evaluation.metrics import fenced_block
+from ftapp.processes import signal_group
 
 CheckKind = Literal["python", "command", "pep8"]
 CheckInput = Literal["stdin", "file"]
@@ -231,8 +231,7 @@ def _run(argv: list[str], stdin: str, timeout_s: float, cwd: str | None = None) 
         try:
             stdout, stderr = proc.communicate(stdin, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            signal_group(proc.pid, signal.SIGKILL)
             stdout, stderr = proc.communicate()
             return _Finished(stdout, stderr, None)
     return _Finished(stdout, stderr, proc.returncode)

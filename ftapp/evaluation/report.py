@@ -18,11 +18,11 @@ import numpy as np
 import sqlite_utils
 from scipy import stats
 
-from ftapp.arena.sessions import GenerationProgress
 from ftapp.errors import NotFound, ValidationError
 from ftapp.evaluation import metrics
 from ftapp.evaluation.runs import prompt_text, run_progress
 from ftapp.files import write_records
+from ftapp.generation.progress import GenerationProgress
 from ftapp.records import EvalRun, RunStatus
 from ftapp.store import evaluation as store
 

@@ -5,7 +5,7 @@ An admin (or `ftapp eval run`) creates a run: the examples (a frozen version's t
 an uploaded file), the contestants (the first is the baseline), the sampling (greedy by
 default, so a rerun gives the same answers), the metrics, user-defined checks and an optional
 judge model. Every contestant's answer to every example is generated in the background by
-the batch generator (batch.py); when they are all in, the run is scored here: text metrics
+the answer queue (ftapp/generation/); when they are all in, the run is scored here: text metrics
 against the reference, latency and tokens per second, each check, and the judge comparing
 each contestant with the baseline in both orders. report.py turns the scores into the
 report. Checks that run an admin's code obey the installation's switch (`code_checks`) twice:
@@ -27,17 +27,22 @@ from typing import Any
 
 import sqlite_utils
 
-from ftapp.arena.battles import OpenDb
 from ftapp.arena.contestants import resolve_contestants
-from ftapp.arena.prompts import Prompt
-from ftapp.arena.sessions import SESSION_NAME, GenerationProgress, failure_reasons
+from ftapp.arena.prompts import Prompt, load_prompts
+from ftapp.arena.sessions import SESSION_NAME
+from ftapp.data.versions import resolve_version
 from ftapp.errors import Conflict, FtappError, ValidationError
-from ftapp.evaluation import batch, checks, judge, metrics
+from ftapp.evaluation import checks, judge, metrics
+from ftapp.generation import progress, queue
+from ftapp.generation.chat import OpenDb
+from ftapp.generation.progress import GenerationProgress
 from ftapp.models.registry import BaseModel
 from ftapp.records import EvalRun, RunStatus
 from ftapp.serving.backend import Sampling
 from ftapp.settings import Settings
+from ftapp.store import answers as answers_store
 from ftapp.store import evaluation as store
+from ftapp.store.answers import EVAL_ANSWERS_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +136,72 @@ def keep_check_file(checks_dir: Path, uploaded: Path | str) -> Path:
     return kept
 
 
+def start_run(
+    db: sqlite_utils.Database,
+    base: BaseModel,
+    settings: Settings,
+    *,
+    name: str,
+    contestants: list[str],
+    version: str | None = None,
+    split: str = "test",
+    prompt_file: Path | str | None = None,
+    sampling: Sampling = DEFAULT_SAMPLING,
+    metric_names: list[str] | None = None,
+    regex: str | None = None,
+    ready_checks: list[str] | None = None,
+    python_checks: list[Path | str] | None = None,
+    command_checks: list[str] | None = None,
+    check_input: str = "stdin",
+    judge_url: str | None = None,
+    judge_model: str | None = None,
+    user: str,
+) -> EvalRun:
+    """A run from the fields of the Evaluate tab or `ftapp eval run`, the one way both build
+    it: the examples from a version's split or a file, the checks, the judge. A Python check
+    file is copied into FTAPP_HOME/checks first (where code checks may run at all), so the
+    run is scored with it even after the original file is moved or deleted."""
+    judge_url, judge_model = (judge_url or "").strip(), (judge_model or "").strip()
+    if bool(judge_url) != bool(judge_model):
+        raise ValidationError("give both the judge's URL and its model, or neither")
+    commands = [c for c in command_checks or [] if c.strip()]
+    specs = checks.check_specs(ready_checks or [], [], commands, check_input or "stdin")
+    for python_file in python_checks or []:
+        # Kept only where it may run; else create_run refuses it before anything is copied.
+        kept = Path(python_file)
+        if settings.code_checks:
+            kept = keep_check_file(settings.home / "checks", python_file)
+        check_name = re.sub(r"[^A-Za-z0-9_-]", "_", Path(python_file).stem)[:40] or "check"
+        specs.append({"name": check_name, "kind": "python", "path": str(kept)})
+    scoring: dict[str, Any] = {}
+    if metric_names:
+        scoring["metrics"] = list(metric_names)
+    if (regex or "").strip():
+        scoring["regex"] = regex
+    prompts, source = load_prompts(db, version, split, prompt_file)
+    version_id = None if prompt_file else resolve_version(db, version or "").id
+    return create_run(
+        db, base, name=name, prompts=prompts, source=source, contestants=contestants,
+        sampling=sampling, scoring=scoring, check_specs=specs,
+        judge_config={"url": judge_url, "model": judge_model} if judge_url else None,
+        dataset_version_id=version_id, code_checks=settings.code_checks, user=user,
+    )  # fmt: skip
+
+
+def get_run(db: sqlite_utils.Database, name_or_id: str | int) -> EvalRun:
+    """The run with this name (text) or id (a whole number); NotFound otherwise."""
+    return store.get_run(db, name_or_id)
+
+
 def run_progress(db: sqlite_utils.Database, run_id: int) -> GenerationProgress:
-    return GenerationProgress.from_counts(store.answer_counts(db, run_id))
+    return progress.generation_progress(db, EVAL_ANSWERS_TABLE, run_id)
 
 
 def run_summaries(db: sqlite_utils.Database) -> list[RunSummary]:
     """Every run, newest first, with its generation progress and why answers failed."""
     summaries = []
     for run in store.list_runs(db):
-        failures = failure_reasons(store.run_answers(db, run.id))
+        failures = progress.failure_reasons(db, EVAL_ANSWERS_TABLE, run.id)
         summaries.append(RunSummary(run, run_progress(db, run.id), failures))
     return summaries
 
@@ -160,22 +222,20 @@ def retry_run(db: sqlite_utils.Database, name: str) -> int:
     run = store.get_run(db, name)
     if run.status == RunStatus.GENERATING:
         raise Conflict(f"run {run.name!r} is still generating")
-    retried = store.retry_failed_answers(db, run.id)
+    retried = answers_store.retry_failed_answers(db, EVAL_ANSWERS_TABLE, run.id)
     if not retried and run.status != RunStatus.FAILED:
         raise Conflict(f"run {run.name!r} has no failed answer to retry")
     store.set_run_status(db, run.id, RunStatus.GENERATING)
     return retried
 
 
-def eval_work_list(count_tokens: CountTokens, settings: Settings) -> batch.WorkList:
-    """The runs' work list for the batch generator; a run whose answers are all in is scored
+def eval_work_list(count_tokens: CountTokens, settings: Settings) -> queue.WorkList:
+    """The runs' work list for the answer queue; a run whose answers are all in is scored
     with `count_tokens` counting the answers' tokens (for tokens per second), under `settings`
     (may code checks run, which hosts get the judge's key)."""
-    return batch.WorkList(
+    return queue.WorkList(
         name="evaluation answer",
-        group_column="run_id",
-        claim=store.claim_answers,
-        finish=store.finish_answer,
+        table=EVAL_ANSWERS_TABLE,
         waiting_groups=store.runs_waiting,
         complete=lambda open_db, run_id: complete_run(open_db, run_id, count_tokens, settings),
     )
@@ -190,7 +250,7 @@ def complete_run(
         run = store.get_run(db, run_id)
         if run.status not in (RunStatus.GENERATING, RunStatus.SCORING):
             return
-        counts = store.answer_counts(db, run_id)
+        counts = answers_store.answer_counts(db, EVAL_ANSWERS_TABLE, run_id)
         if counts.get("pending") or counts.get("running"):
             return
         answers = store.run_answers(db, run_id)

@@ -40,7 +40,7 @@ def bundled_base_model(models_dir: Path) -> BaseModel:
 
 def list_base_models(db: sqlite_utils.Database, models_dir: Path) -> list[BaseModel]:
     models = [bundled_base_model(models_dir)] if is_prepared(models_dir) else []
-    for row in db.query("SELECT * FROM base_models ORDER BY name"):
+    for row in db["base_models"].rows_where(order_by="name"):
         models.append(BaseModel(row["name"], row["source"], Path(row["path"]), row["hub_id"]))
     return models
 

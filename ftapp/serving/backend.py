@@ -7,15 +7,13 @@ named after its model variant. The Playground, the Arena and evaluations call on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ftapp.errors import ValidationError
-
-BASE = "base"  # the model name of the base model itself, in every backend
 
 
 class BackendState(StrEnum):
@@ -67,6 +65,45 @@ class Sampling:
                 raise ValidationError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
 
 
+def sampling_from_fields(
+    *, temperature: Any, top_p: Any, max_new_tokens: Any, seed: Any = None
+) -> Sampling:
+    """Sampling settings from a form's or a command line's fields, as typed: numbers or text,
+    the seed empty for random. The Playground, the Arena, the Evaluate tab and the CLI all
+    build their sampling here; a bad field is a ValidationError that names it."""
+    return Sampling(
+        temperature=_number(temperature, "temperature"),
+        top_p=_number(top_p, "top-p"),
+        max_new_tokens=whole_number(max_new_tokens, "max new tokens", minimum=1),
+        seed=parse_seed(seed),
+    )
+
+
+def parse_seed(value: Any) -> int | None:
+    """A seed field: empty (None, "", spaces) means random; otherwise a whole number >= 0."""
+    if value is None or not str(value).strip():
+        return None
+    return whole_number(str(value).strip() if isinstance(value, str) else value, "seed", minimum=0)
+
+
+def whole_number(value: Any, field: str, *, minimum: int | None = None) -> int:
+    """A whole number from a field, or a ValidationError that names the field."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{field} must be a whole number, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ValidationError(f"{field} must be at least {minimum}, got {number}")
+    return number
+
+
+def _number(value: Any, field: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{field} must be a number, got {value!r}") from None
+
+
 # Far above any served model's context (SmolLM2: 8,192 tokens), far below what hurts.
 MAX_MESSAGE_CHARS = 50_000
 MAX_CONVERSATION_CHARS = 200_000
@@ -104,8 +141,21 @@ class ChatRequest:
     sampling: Sampling = field(default_factory=Sampling)
 
 
+@dataclass(frozen=True)
+class BackendEndpoint:
+    """Where a client outside the app reaches the engine, for the Deploy tab's snippets."""
+
+    url: str | None  # the server's root URL; None when generation runs inside the app
+    base_name: str  # the name clients send for the base model
+    own_server: bool  # whether ftapp starts the server itself (it listens on loopback only)
+
+
 class Backend(Protocol):
     name: str
+    # Called each time the engine becomes ready after it was not (start-up, a restart of a
+    # server that forgot its aliases); errors are logged, not raised. The app registers
+    # "production" there. Backends that never forget (in-process) never call it.
+    on_ready: Callable[[], object] | None
 
     def start(self) -> None:
         """Start what runs beside the app (a supervised vLLM server); returns at once."""
@@ -118,6 +168,17 @@ class Backend(Protocol):
     def stream_chat(self, request: ChatRequest) -> Iterator[str]:
         """The answer in pieces as they are generated. Closing the iterator stops the
         generation. Raises ftapp.errors.ServingError when the engine can't answer."""
+        ...
+
+    def register_alias(self, alias: str, adapter_path: Path | None) -> None:
+        """Make `alias` name the adapter at `adapter_path` (None: no adapter under that name)
+        for clients that call the engine directly. Backends that resolve names at every
+        request (in-process) do nothing. Raises ServingError when the engine can't be told."""
+        ...
+
+    def endpoint(self) -> BackendEndpoint:
+        """How a client outside the app calls the engine; never raises (a server still
+        starting gives the name ftapp's own server uses for the base model)."""
         ...
 
     def close(self) -> None:

@@ -3,13 +3,16 @@ last user message, word by word. Never a user-facing default."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from ftapp.serving.backend import BackendState, BackendStatus, ChatRequest
+from ftapp.names import BASE
+from ftapp.serving.backend import BackendEndpoint, BackendState, BackendStatus, ChatRequest
 
 
 class EchoBackend:
     name = "echo"
+    on_ready: Callable[[], object] | None = None  # always ready: never called
 
     def start(self) -> None:
         pass
@@ -24,6 +27,12 @@ class EchoBackend:
         words = f"[{request.model.name}] {last_user}".split(" ")
         for i, word in enumerate(words[: request.sampling.max_new_tokens]):
             yield word if i == 0 else " " + word
+
+    def register_alias(self, alias: str, adapter_path: Path | None) -> None:
+        pass  # names are resolved at every request
+
+    def endpoint(self) -> BackendEndpoint:
+        return BackendEndpoint(url=None, base_name=BASE, own_server=False)
 
     def close(self) -> None:
         pass

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from ftapp.errors import ServingError
-from ftapp.serving.backend import BackendState, BackendStatus, ChatRequest
+from ftapp.names import BASE
+from ftapp.serving.backend import BackendEndpoint, BackendState, BackendStatus, ChatRequest
 
 
 class HFBackend:
@@ -31,6 +32,7 @@ class HFBackend:
         self._model: Any = None
         self._tokenizer: Any = None
         self._adapters: dict[Path, str] = {}  # adapter folder -> PEFT adapter name
+        self.on_ready: Callable[[], object] | None = None  # never called: nothing to forget
 
     def start(self) -> None:
         pass  # the model loads on the first request
@@ -98,6 +100,12 @@ class HFBackend:
                 thread.join()
             if errors:
                 raise ServingError(f"generation failed: {errors[0]}") from errors[0]
+
+    def register_alias(self, alias: str, adapter_path: Path | None) -> None:
+        pass  # a request names its adapter folder: aliases are resolved at every request
+
+    def endpoint(self) -> BackendEndpoint:
+        return BackendEndpoint(url=None, base_name=BASE, own_server=False)
 
     def close(self) -> None:
         with self._lock:

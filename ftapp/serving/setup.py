@@ -14,15 +14,15 @@ import sqlite_utils
 
 from ftapp.errors import ValidationError
 from ftapp.models.registry import BaseModel, bundled_base_model, get_base_model
-from ftapp.serving.backend import BASE, Backend, ServedModel
+from ftapp.names import BASE, MAX_LORA_RANK, PRODUCTION
+from ftapp.serving.backend import Backend, ServedModel
 from ftapp.serving.echo import EchoBackend
 from ftapp.serving.hf import HFBackend
 from ftapp.serving.vllm_backend import VllmBackend
 from ftapp.serving.vllm_server import VllmOptions, VllmServer, vllm_importable
 from ftapp.settings import Settings
 from ftapp.store import jobs as job_store
-from ftapp.store.production import PRODUCTION, latest_promotion
-from ftapp.training.config import MAX_LORA_RANK
+from ftapp.store.production import latest_promotion
 
 
 def served_base_model(db: sqlite_utils.Database, settings: Settings) -> BaseModel:

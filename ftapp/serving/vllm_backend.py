@@ -25,7 +25,14 @@ from typing import Any
 import httpx
 
 from ftapp.errors import FtappError, ServingError
-from ftapp.serving.backend import BASE, BackendState, BackendStatus, ChatRequest, ServedModel
+from ftapp.names import BASE
+from ftapp.serving.backend import (
+    BackendEndpoint,
+    BackendState,
+    BackendStatus,
+    ChatRequest,
+    ServedModel,
+)
 from ftapp.serving.vllm_server import VllmServer
 
 log = logging.getLogger(__name__)
@@ -43,7 +50,7 @@ class VllmBackend:
         self.server = server
         # Called (in the polling thread) each time status() finds the server ready after it
         # was not: the app registers "production" again there. Errors are logged, not raised.
-        self.on_ready: Callable[[], None] | None = None
+        self.on_ready: Callable[[], object] | None = None
         self._was_ready = False
 
     @property
@@ -128,7 +135,7 @@ class VllmBackend:
                 f"{error_text(response)}"
             )
 
-    def sync_adapter(self, name: str, adapter_path: Path | None) -> None:
+    def register_alias(self, name: str, adapter_path: Path | None) -> None:
         """Make `name` serve the adapter at `adapter_path`, or no adapter at all (None)."""
         if adapter_path is not None:
             self.load_adapter(ServedModel(name, adapter_path))
@@ -141,6 +148,14 @@ class VllmBackend:
         """The name the server gives the base model ("base" on the server ftapp starts)."""
         roots = [name for name, card in self._models().items() if card.get("parent") is None]
         return BASE if BASE in roots or not roots else roots[0]
+
+    def endpoint(self) -> BackendEndpoint:
+        try:
+            base_name = self.base_name()
+        except ServingError:  # starting or down: the name ftapp's own server gives it
+            base_name = BASE
+        own_server = self.server is not None
+        return BackendEndpoint(url=self.url, base_name=base_name, own_server=own_server)
 
     def _model_name(self, model: ServedModel) -> str:
         if model.adapter_path is None:

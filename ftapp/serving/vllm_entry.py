@@ -16,17 +16,15 @@ import os
 import runpy
 import signal
 import sys
-import threading
-import time
+
+from ftapp.processes import watch_parent
 
 PARENT_ENV = "FTAPP_VLLM_PARENT_PID"
 WATCH_SECONDS = 0.5
 
 
-def watch_parent(parent_pid: int, every: float = WATCH_SECONDS) -> None:
-    """Kill this process's group as soon as its parent is no longer `parent_pid`."""
-    while os.getppid() == parent_pid:
-        time.sleep(every)
+def kill_server() -> None:
+    """Kill this process and its group (the engine process with it), at once."""
     # An inference server has nothing to save: SIGKILL, so a server stuck in start-up goes too.
     if os.getpgrp() == os.getpid():  # the group is the server's own (the app's start_new_session)
         os.killpg(0, signal.SIGKILL)
@@ -37,8 +35,7 @@ def main(argv: list[str]) -> None:
     module, *args = argv
     parent = os.environ.get(PARENT_ENV)
     if parent:
-        threading.Thread(target=watch_parent, args=(int(parent),), daemon=True,
-                         name="ftapp-parent-watch").start()  # fmt: skip
+        watch_parent(int(parent), kill_server, WATCH_SECONDS)
     sys.argv = [module, *args]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

@@ -10,12 +10,9 @@ stopped when the app exits, and kills itself, engine process included, when the 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +23,9 @@ from pathlib import Path
 
 import httpx
 
-from ftapp.serving.backend import BASE, BackendState, BackendStatus
+from ftapp.names import BASE
+from ftapp.processes import free_port, stop_process_group
+from ftapp.serving.backend import BackendState, BackendStatus
 from ftapp.serving.vllm_entry import PARENT_ENV
 
 log = logging.getLogger(__name__)
@@ -57,12 +56,6 @@ class VllmOptions:
     gpu_memory_utilization: float = 0.5  # GPU only: the rest stays free for training
     threads: int = 0  # CPU only: cores for vLLM's OpenMP threads; 0: vLLM's default
     extra_args: tuple[str, ...] = ()  # more vLLM flags (FTAPP_VLLM_ARGS), appended last
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def server_command(options: VllmOptions, port: int, cuda: bool) -> list[str]:
@@ -224,14 +217,8 @@ class VllmServer:
         process = self._process
         if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=STOP_GRACE)
         # Whatever is left of the group (an engine process whose parent was killed) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        stop_process_group(process, STOP_GRACE)
 
     def _last_log_line(self) -> str:
         try:

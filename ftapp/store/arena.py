@@ -1,15 +1,17 @@
 """Tables of the Arena: `prompt_variants`, `arena_pool`, `eval_sessions`, `session_prompts`,
 `session_answers`, `battles`, `battle_assignments` and `votes`.
 
-Two writes are delicate: claiming answers to generate (one BEGIN IMMEDIATE transaction, so two
-generators never take the same answer) and votes (the database refuses a second vote by the
-same reviewer on a battle, and a trigger refuses any change to a cast vote).
+The answers of `session_answers` are claimed, written and retried through the answer queue's
+store module (ftapp/store/answers.py). One write here is delicate: votes (the database refuses
+a second vote by the same reviewer on a battle, and a trigger refuses any change to a cast
+vote).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
@@ -24,7 +26,7 @@ from ftapp.records import (
     Vote,
     VoteChoice,
 )
-from ftapp.store.db import claim_rows, to_record, write_transaction
+from ftapp.store.db import to_record, write_transaction
 from ftapp.timeutil import utc_now
 
 # --- prompt-engineered contestants and the free-battle pool ---------------------------------
@@ -136,47 +138,6 @@ def session_answers(db: sqlite_utils.Database, session_id: int) -> list[dict[str
     )
 
 
-def answer_counts(db: sqlite_utils.Database, session_id: int) -> dict[str, int]:
-    rows = db.execute(
-        "SELECT status, COUNT(*) FROM session_answers WHERE session_id = ? GROUP BY status",
-        [session_id],
-    ).fetchall()
-    return {status: count for status, count in rows}
-
-
-def claim_answers(db: sqlite_utils.Database, limit: int, stale_before: str) -> list[dict[str, Any]]:
-    """Take up to `limit` answers to generate: pending ones, and running ones claimed before
-    `stale_before` (their generator died). Marked running in the same transaction."""
-    return claim_rows(
-        db,
-        "session_answers",
-        "SELECT a.*, p.messages_json, s.contestants_json, s.sampling_json "
-        "FROM session_answers a JOIN session_prompts p ON p.id = a.prompt_id "
-        "JOIN eval_sessions s ON s.id = a.session_id "
-        "WHERE s.status = 'generating' AND (a.status = 'pending' OR "
-        "(a.status = 'running' AND a.claimed_at < ?)) ORDER BY a.id LIMIT ?",
-        [stale_before, limit],
-        utc_now(),
-    )
-
-
-def finish_answer(db: sqlite_utils.Database, answer_id: int, **changes: Any) -> None:
-    db["session_answers"].update(answer_id, {**changes, "finished_at": utc_now()})
-
-
-def retry_failed_answers(db: sqlite_utils.Database, session_id: int) -> int:
-    return db.execute(
-        "UPDATE session_answers SET status = 'pending', error = NULL "
-        "WHERE session_id = ? AND status = 'failed'",
-        [session_id],
-    ).rowcount
-
-
-def sessions_generating(db: sqlite_utils.Database) -> list[int]:
-    rows = db.execute("SELECT id FROM eval_sessions WHERE status = 'generating' ORDER BY id")
-    return [row[0] for row in rows]
-
-
 # --- battles, assignments, votes ------------------------------------------------------------
 
 
@@ -222,6 +183,93 @@ def battle_and_vote_counts(db: sqlite_utils.Database, session_id: int) -> tuple[
     ).fetchone()
 
 
+def battle_ids(db: sqlite_utils.Database, session_id: int | None = None) -> list[int]:
+    """Every battle's id, oldest first; one session's, or all (free battles too)."""
+    where, params = (" WHERE session_id = ?", [session_id]) if session_id else ("", [])
+    return [row[0] for row in db.execute(f"SELECT id FROM battles{where} ORDER BY id", params)]
+
+
+# --- the reviewer queue of a session ----------------------------------------------------------
+
+# Battles of a session a reviewer hasn't been given, with how many judges each has: votes,
+# plus battles handed out since the hold time and not voted on yet.
+# Parameters: hold_since, session_id, reviewer.
+_TAKEN_SQL = """
+    SELECT b.id,
+        (SELECT COUNT(*) FROM votes v WHERE v.battle_id = b.id)
+        + (SELECT COUNT(*) FROM battle_assignments a
+           LEFT JOIN votes w ON w.battle_id = a.battle_id AND w.reviewer = a.reviewer
+           WHERE a.battle_id = b.id AND w.id IS NULL AND a.assigned_at > ?) AS taken
+    FROM battles b
+    WHERE b.session_id = ? AND b.status = 'ready' AND NOT EXISTS
+        (SELECT 1 FROM battle_assignments x WHERE x.battle_id = b.id AND x.reviewer = ?)
+"""
+# A reviewer's battles in hand: handed to them, not voted on. Parameters: session_id, reviewer.
+_IN_HAND_SQL = (
+    "FROM battle_assignments a JOIN battles b ON b.id = a.battle_id "
+    "LEFT JOIN votes v ON v.battle_id = a.battle_id AND v.reviewer = a.reviewer "
+    "WHERE b.session_id = ? AND a.reviewer = ? AND v.id IS NULL"
+)
+
+
+@dataclass(frozen=True)
+class ReviewerCounts:
+    judged: int  # votes this reviewer cast in the session
+    in_hand: int  # battles handed to them, not voted on
+    open_to_them: int  # battles they haven't been given, below the overlap
+    n_battles: int  # ready battles of the session
+    votes_counted: int  # votes towards the overlap (at most `overlap` per battle)
+
+
+def unfinished_battle(db: sqlite_utils.Database, session_id: int, reviewer: str) -> int | None:
+    """The battle handed to this reviewer first and not voted on yet, if any."""
+    row = db.execute(
+        f"SELECT a.battle_id {_IN_HAND_SQL} ORDER BY a.assigned_at, a.battle_id LIMIT 1",
+        [session_id, reviewer],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def least_taken_battle(
+    db: sqlite_utils.Database,
+    session_id: int,
+    reviewer: str,
+    overlap: int,
+    hold_since: str,
+    salt: int,
+) -> int | None:
+    """The least-judged battle below the overlap this reviewer hasn't been given, ties broken
+    in an order of their own (`salt`), so reviewers starting together spread out."""
+    row = db.execute(
+        f"SELECT id FROM ({_TAKEN_SQL}) WHERE taken < ? "
+        "ORDER BY taken, (id * 2654435761 + ?) % 4294967296 LIMIT 1",
+        [hold_since, session_id, reviewer, overlap, salt],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def reviewer_counts(
+    db: sqlite_utils.Database, session_id: int, reviewer: str, overlap: int, hold_since: str
+) -> ReviewerCounts:
+    judged = db.execute(
+        "SELECT COUNT(*) FROM votes v JOIN battles b ON b.id = v.battle_id "
+        "WHERE b.session_id = ? AND v.reviewer = ?",
+        [session_id, reviewer],
+    ).fetchone()[0]
+    in_hand = db.execute(f"SELECT COUNT(*) {_IN_HAND_SQL}", [session_id, reviewer]).fetchone()[0]
+    open_to_them = db.execute(
+        f"SELECT COUNT(*) FROM ({_TAKEN_SQL}) WHERE taken < ?",
+        [hold_since, session_id, reviewer, overlap],
+    ).fetchone()[0]
+    n_battles, counted = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(MIN(n, ?)), 0) FROM (SELECT b.id, "
+        "(SELECT COUNT(*) FROM votes v WHERE v.battle_id = b.id) AS n "
+        "FROM battles b WHERE b.session_id = ? AND b.status = 'ready')",
+        [overlap, session_id],
+    ).fetchone()
+    return ReviewerCounts(judged, in_hand, open_to_them, n_battles, counted)
+
+
 def insert_vote(db: sqlite_utils.Database, row: dict[str, Any]) -> None:
     """Raises Conflict when this reviewer already voted on this battle (the UNIQUE key)."""
     try:
@@ -261,6 +309,16 @@ def voted_battles(
         vote = {k[2:]: row.pop(k) for k in list(row) if k.startswith("v_")}
         pairs.append((_battle(row), _vote({**vote, "battle_id": row["id"]})))
     return pairs
+
+
+def has_votes(db: sqlite_utils.Database, model: str) -> bool:
+    """Whether any vote was cast on a battle `model` took part in (either side)."""
+    row = db.execute(
+        "SELECT 1 FROM votes v JOIN battles b ON b.id = v.battle_id "
+        "WHERE ? IN (b.model_a, b.model_b) LIMIT 1",
+        [model],
+    ).fetchone()
+    return row is not None
 
 
 def _session(row: dict[str, Any]) -> EvalSession:

@@ -89,6 +89,66 @@ def content_hashes(db: sqlite_utils.Database, dataset_id: int) -> dict[str, int]
     return dict(rows.fetchall())
 
 
+def examples_per_status(db: sqlite_utils.Database, dataset_id: int) -> dict[str, int]:
+    """status -> number of the dataset's examples with it (statuses with none are absent)."""
+    rows = db.execute(
+        "SELECT status, COUNT(*) FROM examples WHERE dataset_id = ? GROUP BY status",
+        [dataset_id],
+    )
+    return dict(rows.fetchall())
+
+
+def examples_per_split(db: sqlite_utils.Database, dataset_id: int) -> dict[str, int]:
+    """split ("none" for no split yet) -> number of the dataset's examples that are not
+    rejected in it (splits with none are absent)."""
+    rows = db.execute(
+        "SELECT COALESCE(split, 'none'), COUNT(*) FROM examples "
+        "WHERE dataset_id = ? AND status != 'rejected' GROUP BY split",
+        [dataset_id],
+    )
+    return dict(rows.fetchall())
+
+
+def examples_per_tag(db: sqlite_utils.Database, dataset_id: int) -> dict[str, int]:
+    """tag -> number of the dataset's examples with it, most used first, then by name."""
+    rows = db.execute(
+        "SELECT t.value, COUNT(*) FROM examples e, json_each(e.tags_json) t "
+        "WHERE e.dataset_id = ? GROUP BY t.value ORDER BY COUNT(*) DESC, t.value",
+        [dataset_id],
+    )
+    return dict(rows.fetchall())
+
+
+def token_counts(
+    db: sqlite_utils.Database, dataset_id: int, status: str | None = None
+) -> list[int]:
+    """The token count of every counted example of the dataset (optionally of one status)."""
+    sql = "SELECT n_tokens FROM examples WHERE dataset_id = ? AND n_tokens IS NOT NULL"
+    params: list[Any] = [dataset_id]
+    if status:
+        sql += " AND status = ?"
+        params.append(status)
+    return [n for (n,) in db.execute(sql, params)]
+
+
+# --- imports -------------------------------------------------------------------------------
+
+
+def list_imports(db: sqlite_utils.Database, dataset_id: int) -> list[dict[str, Any]]:
+    """The dataset's imports in order, with their row counts (not their problems)."""
+    return list(
+        db.query(
+            "SELECT id, file_name, file_type, source_format, n_rows, n_imported, n_rejected, "
+            "n_duplicates, created_at, created_by FROM imports WHERE dataset_id = ? ORDER BY id",
+            [dataset_id],
+        )
+    )
+
+
+def find_import(db: sqlite_utils.Database, import_id: int) -> dict[str, Any] | None:
+    return next(db.query("SELECT * FROM imports WHERE id = ?", [import_id]), None)
+
+
 # --- examples ------------------------------------------------------------------------------
 
 
@@ -143,6 +203,54 @@ def example_statuses(db: sqlite_utils.Database, example_ids: list[int]) -> dict[
         rows = db.execute(f"SELECT id, status FROM examples WHERE id IN ({marks})", chunk)
         statuses.update(rows.fetchall())
     return statuses
+
+
+def set_statuses(
+    db: sqlite_utils.Database, changes: list[tuple[int, str]], status: str, user: str, at: str
+) -> None:
+    """Give each (example id, old status) of `changes` the new status, reviewed by `user` at
+    `at`, and record the change as an event. Opens no transaction: call inside the caller's."""
+    db.conn.executemany(
+        "UPDATE examples SET status = ?, reviewed_at = ?, reviewed_by = ? WHERE id = ?",
+        [(status, at, user, example_id) for example_id, _ in changes],
+    )
+    db.conn.executemany(
+        "INSERT INTO example_events (example_id, action, detail_json, user_name, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [(i, status, json.dumps({"from": old}), user, at) for i, old in changes],
+    )
+
+
+def accepted_examples(
+    db: sqlite_utils.Database, dataset_id: int, split: str | None = None
+) -> list[tuple[int, str | None, str, str | None]]:
+    """(id, split, messages_json, tools_json) of the dataset's accepted examples (optionally
+    of one split) in id order, the JSON as stored."""
+    sql = "SELECT id, split, messages_json, tools_json FROM examples WHERE dataset_id = ? AND "
+    sql += "status = 'accepted'" + (" AND split = ?" if split else "") + " ORDER BY id"
+    params: list[Any] = [dataset_id] + ([split] if split else [])
+    return db.execute(sql, params).fetchall()
+
+
+def split_candidates(db: sqlite_utils.Database, dataset_id: int) -> list[tuple[int, str]]:
+    """(id, content hash) of the dataset's examples that are not rejected, in no set order."""
+    return db.execute(
+        "SELECT id, content_hash FROM examples WHERE dataset_id = ? AND status != 'rejected'",
+        [dataset_id],
+    ).fetchall()
+
+
+def set_splits(db: sqlite_utils.Database, dataset_id: int, splits: dict[int, str]) -> None:
+    """Take the split away from the dataset's rejected examples, then give each example id of
+    `splits` its split (call inside a write transaction)."""
+    db.execute(
+        "UPDATE examples SET split = NULL WHERE dataset_id = ? AND status = 'rejected'",
+        [dataset_id],
+    )
+    db.conn.executemany(
+        "UPDATE examples SET split = ? WHERE id = ?",
+        [(split, example_id) for example_id, split in splits.items()],
+    )
 
 
 def _filter_clause(

@@ -69,20 +69,3 @@ def to_record(cls: type[R], row: dict[str, Any], **converted: Any) -> R:
     are; `converted` gives the fields that need decoding (JSON, enums, booleans)."""
     plain = {f.name: row[f.name] for f in fields(cls) if f.name not in converted}
     return cls(**plain, **converted)
-
-
-def claim_rows(
-    db: sqlite_utils.Database, table: str, select_sql: str, params: list[Any], now: str
-) -> list[dict[str, Any]]:
-    """Claim work: the rows `select_sql` picks from `table` (with `params`) are marked running,
-    stamped with `now` and have their attempts counted, in one BEGIN IMMEDIATE transaction,
-    so two generators never take the same row."""
-    with write_transaction(db):
-        rows = list(db.query(select_sql, params))
-        for row in rows:
-            db.execute(
-                f"UPDATE {table} SET status = 'running', claimed_at = ?, "
-                "attempts = attempts + 1 WHERE id = ?",
-                [now, row["id"]],
-            )
-    return rows

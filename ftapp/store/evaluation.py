@@ -1,5 +1,6 @@
-"""Tables of automatic evaluation: `eval_runs`, `eval_examples`, `eval_answers` (the work list
-the batch generator claims from, then the scores of each answer) and `eval_judgments`."""
+"""Tables of automatic evaluation: `eval_runs`, `eval_examples`, `eval_answers` (the answer
+queue claims and writes them through ftapp/store/answers.py; the scores of each answer are
+written here) and `eval_judgments`."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sqlite_utils
 
 from ftapp.errors import NotFound
 from ftapp.records import Contestant, EvalRun, RunStatus
-from ftapp.store.db import claim_rows, to_record, write_transaction
+from ftapp.store.db import to_record, write_transaction
 from ftapp.timeutil import utc_now
 
 
@@ -60,47 +61,12 @@ def set_run_status(
     )
 
 
-def answer_counts(db: sqlite_utils.Database, run_id: int) -> dict[str, int]:
-    rows = db.execute(
-        "SELECT status, COUNT(*) FROM eval_answers WHERE run_id = ? GROUP BY status", [run_id]
-    ).fetchall()
-    return {status: count for status, count in rows}
-
-
-def claim_answers(db: sqlite_utils.Database, limit: int, stale_before: str) -> list[dict[str, Any]]:
-    """Up to `limit` answers of generating runs to generate (pending, or claimed before
-    `stale_before` by a generator that died), marked running."""
-    return claim_rows(
-        db,
-        "eval_answers",
-        "SELECT a.*, e.messages_json, r.contestants_json, r.sampling_json "
-        "FROM eval_answers a JOIN eval_examples e ON e.id = a.example_id "
-        "JOIN eval_runs r ON r.id = a.run_id "
-        "WHERE r.status = 'generating' AND (a.status = 'pending' OR "
-        "(a.status = 'running' AND a.claimed_at < ?)) ORDER BY a.id LIMIT ?",
-        [stale_before, limit],
-        utc_now(),
-    )
-
-
-def finish_answer(db: sqlite_utils.Database, answer_id: int, **changes: Any) -> None:
-    db["eval_answers"].update(answer_id, {**changes, "finished_at": utc_now()})
-
-
 def runs_waiting(db: sqlite_utils.Database) -> list[int]:
     """Runs still to be completed: generating, or scoring (scoring is redone after a crash)."""
     rows = db.execute(
         "SELECT id FROM eval_runs WHERE status IN ('generating', 'scoring') ORDER BY id"
     )
     return [row[0] for row in rows]
-
-
-def retry_failed_answers(db: sqlite_utils.Database, run_id: int) -> int:
-    return db.execute(
-        "UPDATE eval_answers SET status = 'pending', error = NULL, attempts = 0 "
-        "WHERE run_id = ? AND status = 'failed'",
-        [run_id],
-    ).rowcount
 
 
 def run_examples(db: sqlite_utils.Database, run_id: int) -> list[dict[str, Any]]:

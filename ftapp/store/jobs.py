@@ -85,6 +85,21 @@ def finish_job(
     return cursor.rowcount == 1
 
 
+def interrupt_job(
+    db: sqlite_utils.Database, job_id: int, reason: str, *, count_attempt: bool = True
+) -> bool:
+    """Put a running job back in the queue as interrupted (it resumes from its last checkpoint)
+    with `reason`. `count_attempt=False`: the worker was asked to stop, which is not a failed
+    attempt, so it doesn't count towards the attempts limit. False if it was not running."""
+    attempts = "" if count_attempt else "attempts = attempts - 1, "
+    cursor = db.execute(
+        f"UPDATE jobs SET status = 'interrupted', {attempts}error = ?, child_pid = NULL "
+        "WHERE id = ? AND status = 'running'",
+        [reason, job_id],
+    )
+    return cursor.rowcount == 1
+
+
 def stale_running_jobs(db: sqlite_utils.Database, heartbeat_before: str) -> list[Job]:
     rows = db.query(
         "SELECT * FROM jobs WHERE status = 'running' AND heartbeat_at < ? ORDER BY id",
@@ -116,6 +131,13 @@ def add_variant(db: sqlite_utils.Database, row: dict[str, Any]) -> None:
     db["model_variants"].upsert({**row, "created_at": utc_now()}, pk="name")
 
 
+def mark_best_variant(db: sqlite_utils.Database, job_id: int, best_path: str) -> None:
+    """Of a job's variants, the one saved at `best_path` is its best (lowest eval loss)."""
+    db.execute(
+        "UPDATE model_variants SET is_best = (path = ?) WHERE job_id = ?", [best_path, job_id]
+    )
+
+
 def list_variants(db: sqlite_utils.Database, job_id: int | None = None) -> list[ModelVariant]:
     sql, params = "SELECT * FROM model_variants", []
     if job_id is not None:
@@ -129,6 +151,15 @@ def get_variant(db: sqlite_utils.Database, name: str) -> ModelVariant:
     if row is None:
         raise NotFound(f"no model variant named {name!r}")
     return _variant(row)
+
+
+def name_in_use(db: sqlite_utils.Database, name: str) -> bool:
+    """Whether a job, a model variant or an arena prompt variant has this name (one namespace)."""
+    return bool(db.execute(
+        "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ? "
+        "UNION SELECT 1 FROM prompt_variants WHERE name = ?",
+        [name, name, name],
+    ).fetchone())  # fmt: skip
 
 
 def _job(row: dict[str, Any]) -> Job:

@@ -470,3 +470,42 @@ def m008_sign_in_sessions(db: sqlite_utils.Database) -> None:
         CREATE INDEX sign_in_attempts_address ON sign_in_attempts(address, at);
         """,
     )
+
+
+@migrations()
+def m009_export_jobs(db: sqlite_utils.Database) -> None:
+    """Why: merges and Hub pushes take minutes to hours (a 7B merge on a CPU, then the upload).
+    They ran in a child process inside a web request, with no row: a closed page or a restarted
+    app lost them, and nobody could see how far they got. Now each is a job with a row that
+    the worker claims and runs like a training job (its own child process, a heartbeat), with
+    a status, a log, the reason it failed and where the result went: the merged folder, or the
+    pushed repo's URL and commit. `exports` still records each finished export."""
+    _run(
+        db,
+        """
+        CREATE TABLE export_jobs (
+            id INTEGER PRIMARY KEY,
+            action TEXT NOT NULL CHECK (action IN ('merge', 'push')),
+            model TEXT NOT NULL,
+            out_dir TEXT,
+            repo_id TEXT,
+            is_merged INTEGER NOT NULL DEFAULT 0,
+            is_private INTEGER NOT NULL DEFAULT 1,
+            status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN
+                ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+            log_path TEXT NOT NULL,
+            worker_id TEXT,
+            child_pid INTEGER,
+            error TEXT,
+            result_path TEXT,
+            result_url TEXT,
+            result_commit TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            started_at TEXT,
+            heartbeat_at TEXT,
+            finished_at TEXT
+        );
+        CREATE INDEX export_jobs_status ON export_jobs(status, id)
+        """,
+    )

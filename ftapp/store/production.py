@@ -20,7 +20,6 @@ from ftapp.timeutil import utc_now
 # The model name clients use for whatever is promoted; no job, variant or prompt variant may
 # take it. Defined here, below the serving layer, so that ftapp/serving/setup.py can resolve it
 # without importing the deployment rules (which import the serving layer themselves).
-PRODUCTION = "production"
 # What a production request's `error` says until its reply has been written back: a row left
 # like this means the app stopped while it was answering.
 UNFINISHED = "unfinished: the app stopped while answering"

@@ -60,8 +60,7 @@ def run_job(job_id: int) -> int:
     with closing(connect(settings.db_path)) as db:
         best = outcome["best_checkpoint"]
         if best:
-            db.execute("UPDATE model_variants SET is_best = (path = ?) WHERE job_id = ?",
-                       [best, job.id])  # fmt: skip
+            store.mark_best_variant(db, job.id, best)
         store.add_variant(
             db,
             {

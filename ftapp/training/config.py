@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from ftapp.errors import ValidationError
+from ftapp.names import MAX_LORA_RANK
 
 # vLLM is started with --max-lora-rank equal to this: a larger rank could not be served.
-MAX_LORA_RANK = 64
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "bf16")
 QUANTIZATIONS = ("none", "4bit")

@@ -14,15 +14,12 @@ import sqlite_utils
 
 from ftapp.errors import Conflict, FtappError, ValidationError
 from ftapp.models.registry import BaseModel, get_base_model
+from ftapp.names import RESERVED_NAMES, check_model_name
 from ftapp.records import DatasetVersion, Job, JobStatus
-from ftapp.serving.backend import BASE
 from ftapp.settings import Settings
 from ftapp.store import jobs as store
 from ftapp.store.db import write_transaction
-from ftapp.store.production import PRODUCTION
 from ftapp.training.config import TrainConfig
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 
 
 @dataclass(frozen=True)
@@ -53,8 +50,7 @@ def check_config(
     if config.quantization == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
         raise ValidationError("quantization: 4bit (QLoRA) needs a CUDA GPU with bitsandbytes")
     if config.name:
-        if not NAME.match(config.name):
-            raise ValidationError("name: 1-80 letters, digits, '.', '_' or '-'")
+        check_model_name(config.name)
         if name_taken(db, config.name):
             raise Conflict(f"name: {config.name!r} is already used by another job or model")
     return CheckedConfig(config, version, base_model)
@@ -83,21 +79,11 @@ def demo_time_limit(settings: Settings, config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, time_limit_minutes=float(settings.demo_max_minutes))
 
 
-# Names that always mean one model: the base model and whatever is promoted to production.
-RESERVED_NAMES = (BASE, PRODUCTION)
-
-
 def name_taken(db: sqlite_utils.Database, name: str) -> bool:
     """Whether a job, a model variant or an arena prompt variant has this name: they share
     one namespace, so a name always means one thing. "base" and "production" are always
     taken: they name the base model and the promoted one."""
-    if name in RESERVED_NAMES:
-        return True
-    return bool(db.execute(
-        "SELECT 1 FROM jobs WHERE name = ? UNION SELECT 1 FROM model_variants WHERE name = ? "
-        "UNION SELECT 1 FROM prompt_variants WHERE name = ?",
-        [name, name, name],
-    ).fetchone())  # fmt: skip
+    return name in RESERVED_NAMES or store.name_in_use(db, name)
 
 
 def queue_job(db: sqlite_utils.Database, settings: Settings, config: TrainConfig, user: str) -> Job:
@@ -151,8 +137,13 @@ def cancel_job(db: sqlite_utils.Database, job_id: int) -> Job:
 
 
 def log_tail(job: Job, lines: int = 40) -> str:
-    path = Path(job.log_path)
-    if not job.log_path or not path.exists():
+    return tail_of_log(job.log_path, lines)
+
+
+def tail_of_log(log_path: str, lines: int = 40) -> str:
+    """The last `lines` lines of a child process's log, as a terminal would show them."""
+    path = Path(log_path)
+    if not log_path or not path.exists():
         return ""
     with path.open("rb") as handle:
         handle.seek(0, 2)

@@ -5,6 +5,12 @@ of a job never takes the worker down.
 It also watches over jobs whose training process went silent: a running job whose heartbeat
 is older than STALE_SECONDS (its worker and child were killed, the machine restarted) is
 marked interrupted and later resumed from its last checkpoint, at most MAX_ATTEMPTS times.
+
+Beside the training jobs, a second thread runs export jobs (merges and Hub pushes, table
+`export_jobs`) one at a time, each in a child process of its own (`ftapp.deploy.child`): they
+run on the CPU, so a long training job does not hold them up. An export child beats its job's
+heartbeat; one whose heartbeat went stale (its process died with its worker) is marked failed,
+not retried: a merge is quick to queue again, and a push may have reached the Hub.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from contextlib import closing, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from ftapp.processes import signal_group, stop_process_group, watch_parent
 from ftapp.records import Job, JobStatus
 from ftapp.settings import Settings
+from ftapp.store import export_jobs as export_store
 from ftapp.store import jobs as store
 from ftapp.store.db import connect
+from ftapp.store.export_jobs import ExportJob
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +56,32 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker %s on %s, database %s", self.worker_id, self.device, self.settings.db_path)
+        exports = threading.Thread(target=self._serve, args=(self.run_export_once,),
+                                   name="export-jobs", daemon=True)  # fmt: skip
+        exports.start()
+        self._serve(self.run_once)
+        exports.join(timeout=STOP_GRACE_SECONDS + 10)
+
+    def _serve(self, run_once) -> None:
         while not self.stopping.is_set():
             try:
-                ran = self.run_once()
+                ran = run_once()
             except Exception:  # a locked database, a full disk: log it, keep serving the queue
                 log.exception("worker %s: error while looking for work", self.worker_id)
                 ran = False
             if not ran:
                 self.stopping.wait(self.poll_seconds)
+
+    def run_export_once(self) -> bool:
+        """Fail stale export jobs, then run the next queued one if there is one. True if one
+        ran."""
+        with closing(connect(self.settings.db_path)) as db:
+            recover_stale_export_jobs(db)
+            job = export_store.claim_next_export_job(db, self.worker_id)
+        if job is None:
+            return False
+        run_export_child(self.settings, job, self.stopping)
+        return True
 
     def run_once(self) -> bool:
         """Recover stale jobs, then run the next job if there is one. True if a job ran."""
@@ -117,14 +144,14 @@ class Worker:
                 pass
             if self.stopping.is_set():
                 log.info("job #%d: worker stopping, the job will resume later", job.id)
-                return _terminate(child, STOP_GRACE_SECONDS)
+                return stop_process_group(child, STOP_GRACE_SECONDS)
             with closing(connect(self.settings.db_path)) as db:
                 wanted = store.get_job(db, job.id).is_cancel_requested
             if wanted and cancel_seen_at is None:
                 cancel_seen_at = time.monotonic()
             # The child stops by itself at the next step; a step stuck for too long is killed.
             if cancel_seen_at and time.monotonic() - cancel_seen_at > CANCEL_GRACE_SECONDS:
-                return _terminate(child, STOP_GRACE_SECONDS)
+                return stop_process_group(child, STOP_GRACE_SECONDS)
 
     def _settle(self, job: Job, returncode: int) -> None:
         """Record how the job ended when its child could not (killed, crashed hard)."""
@@ -139,11 +166,10 @@ class Worker:
             elif self.stopping.is_set():
                 # Asked to stop (the app or the machine shutting down): not a failed attempt,
                 # so it doesn't count towards MAX_ATTEMPTS.
-                db.execute(
-                    "UPDATE jobs SET status = 'interrupted', attempts = attempts - 1, error = ?, "
-                    "child_pid = NULL WHERE id = ? AND status = 'running'",
-                    ["the worker stopped; will resume from the last checkpoint", job.id],
-                )
+                store.interrupt_job(
+                    db, job.id, "the worker stopped; will resume from the last checkpoint",
+                    count_attempt=False,
+                )  # fmt: skip
             else:
                 _interrupt(
                     db, current, f"the training process ended with {exit_reason(returncode)}"
@@ -177,11 +203,54 @@ def _interrupt(db, job: Job, reason: str) -> None:
             db, job.id, JobStatus.FAILED, f"{reason}; gave up after {job.attempts} attempts"
         )
         return
-    db.execute(
-        "UPDATE jobs SET status = 'interrupted', error = ?, child_pid = NULL "
-        "WHERE id = ? AND status = 'running'",
-        [f"{reason}; will resume from the last checkpoint", job.id],
+    store.interrupt_job(db, job.id, f"{reason}; will resume from the last checkpoint")
+
+
+def run_export_child(settings: Settings, job: ExportJob, stopping: threading.Event) -> None:
+    """Run a claimed export job in its child process and wait for it; record how it ended
+    when the child could not (killed, crashed hard, or `stopping` set: the worker stops)."""
+    log.info("export job #%d: %s of %s", job.id, job.action.value, job.model)
+    Path(job.log_path).parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "FTAPP_HOME": str(settings.home), "TOKENIZERS_PARALLELISM": "false"}
+    with open(job.log_path, "ab") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "ftapp.deploy.child", str(job.id)],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True,  # its own process group: killed as a whole
+        )  # fmt: skip
+    with closing(connect(settings.db_path)) as db:
+        export_store.set_child_pid(db, job.id, child.pid)
+    while True:
+        try:
+            returncode = child.wait(timeout=1.0)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping.is_set():
+            returncode = stop_process_group(child, STOP_GRACE_SECONDS)
+            break
+    with closing(connect(settings.db_path)) as db:
+        if stopping.is_set():
+            reason = "stopped before it finished (its worker or command stopped); queue it again"
+        else:
+            reason = f"the export process ended with {exit_reason(returncode)}"
+        if export_store.fail_export_job(db, job.id, reason):  # the child recorded nothing
+            log.info("export job #%d: %s", job.id, reason)
+
+
+def recover_stale_export_jobs(db, stale_seconds: float | None = None) -> list[int]:
+    """Running export jobs whose heartbeat stopped: failed with the reason. Their ids."""
+    stale_seconds = STALE_SECONDS if stale_seconds is None else stale_seconds
+    cutoff = (datetime.now(UTC) - timedelta(seconds=stale_seconds)).isoformat(
+        timespec="milliseconds"
     )
+    recovered = []
+    for job in export_store.stale_running_export_jobs(db, cutoff):
+        _kill_orphan_process(job.child_pid, b"ftapp.deploy.child", job.id)
+        reason = f"no heartbeat since {job.heartbeat_at} (its process was lost); queue it again"
+        if export_store.fail_export_job(db, job.id, reason):
+            recovered.append(job.id)
+    return recovered
 
 
 def child_command(job_id: int, gpus: int = 1) -> list[str]:
@@ -194,29 +263,23 @@ def child_command(job_id: int, gpus: int = 1) -> list[str]:
     return [sys.executable, *launch, *entry]
 
 
-def _terminate(child: subprocess.Popen, grace: float) -> int:
-    """SIGTERM the child's process group, then SIGKILL after `grace` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with suppress(ProcessLookupError):
-            os.killpg(child.pid, sig)
-        try:
-            return child.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-    return child.wait()
-
-
 def _kill_orphan(job: Job) -> None:
     """A stale job's training process may still hang on this machine: end it before resuming."""
-    if not job.child_pid:
+    _kill_orphan_process(job.child_pid, b"ftapp.training.child", job.id)
+
+
+def _kill_orphan_process(pid: int | None, module: bytes, job_id: int) -> None:
+    """Kill the process group of `pid` if it is still `python -m <module> <job_id>` (a pid can
+    be reused by an unrelated process once its process is gone)."""
+    if not pid:
         return
     try:
-        cmdline = Path(f"/proc/{job.child_pid}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return
-    if b"ftapp.training.child" in cmdline and str(job.id).encode() in cmdline:
-        with suppress(ProcessLookupError):
-            os.killpg(os.getpgid(job.child_pid), signal.SIGKILL)
+    if module in cmdline and str(job_id).encode() in cmdline:
+        with suppress(ProcessLookupError):  # it may have ended since its cmdline was read
+            signal_group(os.getpgid(pid), signal.SIGKILL)
 
 
 def exit_reason(returncode: int) -> str:
@@ -234,14 +297,7 @@ def run_worker(
     With exit_with_parent, also stop when the process that started it (the web app) is gone."""
     worker = Worker(settings, device=device, gpus=gpus)
     if exit_with_parent:
-        parent = os.getppid()
-
-        def watch_parent() -> None:
-            while not worker.stopping.wait(2.0):
-                if os.getppid() != parent:
-                    worker.stopping.set()
-
-        threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
+        watch_parent(os.getppid(), worker.stopping.set, 2.0, until=worker.stopping)
 
     def stop(signum, frame):
         worker.stopping.set()

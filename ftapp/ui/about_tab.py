@@ -5,14 +5,13 @@ not signed in can see."""
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import gradio as gr
 
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.ui.common import current_user, download_path, guarded
+from ftapp.ui.common import TabWiring, current_user, download_path, guarded
 
 ABOUT = """
 ## ftapp: fine-tune a language model on your own examples
@@ -29,13 +28,7 @@ ABOUT = """
 SIGN_IN_COLUMNS = ("when (UTC)", "user", "address", "outcome")
 
 
-@dataclass(frozen=True)
-class AboutTab:
-    admin_box: gr.Group
-    load: tuple
-
-
-def build_about_tab(services: Services) -> AboutTab:
+def build_about_tab(services: Services) -> TabWiring:
     settings = services.settings
     gr.Markdown(ABOUT)
     if settings.ephemeral:
@@ -92,4 +85,4 @@ def build_about_tab(services: Services) -> AboutTab:
 
     export_button.click(export_everything, None, exported, api_name="export_everything")
     log_button.click(show_sign_ins, None, sign_ins, api_name="sign_in_log")
-    return AboutTab(admin_box, (engine_status, None, [engine]))
+    return TabWiring(on_load=((engine_status, None, [engine]),), admin_only=(admin_box,))

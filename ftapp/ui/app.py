@@ -72,7 +72,7 @@ def build_app(services: Services) -> gr.Blocks:
                               elem_id="ft-sign-out")  # fmt: skip
         with gr.Tabs() as tabs:
             with gr.Tab("Data", id="data", visible=everyone_admin) as data_tab:
-                build_data_tab(services)
+                data = build_data_tab(services)
             with gr.Tab("Train", id="train", visible=everyone_admin) as train_tab:
                 train = build_train_tab(services)
             with gr.Tab("Playground", id="playground", visible=everyone_admin) as playground_tab:
@@ -87,14 +87,17 @@ def build_app(services: Services) -> gr.Blocks:
                 deploy = build_deploy_tab(services)
             with gr.Tab("About", id="about"):
                 about = build_about_tab(services)
-        admin_tabs = [data_tab, train_tab, playground_tab, board_tab, evaluate_tab, deploy_tab,
-                      arena["manage_tab"]]  # fmt: skip
-        # Polling timers of admin tabs: started only for admins (for anyone else each tick
-        # would be refused, with an error on their screen).
-        admin_timers = [*train["timers"], *playground["timers"], *arena["timers"],
-                        *evaluate["timers"], *deploy["timers"]]  # fmt: skip
-        for timer in admin_timers:  # single-user mode: running from the start, never updated
+        wiring = data + train + playground + arena + board + evaluate + deploy + about
+        admin_only = [data_tab, train_tab, playground_tab, board_tab, evaluate_tab, deploy_tab,
+                      *wiring.admin_only]  # fmt: skip
+        # Polling timers: started only for admins (for anyone else each tick would be refused,
+        # with an error on their screen). In single-user mode every admin-only block shows and
+        # every timer runs from the start, and the page load leaves them alone.
+        admin_timers = list(wiring.timers)
+        for timer in admin_timers:
             timer.active = everyone_admin
+        for block in admin_only:
+            block.visible = everyone_admin
 
         @guarded(services, Role.VISITOR)
         def show_page(request: gr.Request):
@@ -107,29 +110,31 @@ def build_app(services: Services) -> gr.Blocks:
             # In single-user mode every tab and timer runs already: updating them on load made
             # long Playground streams hang the browser (tests/e2e/test_playground_browser.py).
             if everyone_admin:
-                return (gr.skip(), _user_line(services, user), gr.Group(visible=is_admin),
-                        *[gr.skip()] * (1 + len(admin_tabs) + len(timers)))  # fmt: skip
+                return (gr.skip(), _user_line(services, user),
+                        *[gr.skip()] * (1 + len(admin_only) + len(timers)))  # fmt: skip
             return (
                 gr.Tabs(selected=landing),
                 _user_line(services, user),
-                gr.Group(visible=is_admin),
                 gr.Tab(visible=is_reviewer),
-                *[gr.Tab(visible=is_admin) for _ in admin_tabs],
+                *[type(block)(visible=is_admin) for block in admin_only],
                 *timers,
             )
 
-        page = [tabs, user_line, about.admin_box, arena_tab, *admin_tabs, *admin_timers]
+        page = [tabs, user_line, arena_tab, *admin_only, *admin_timers]
         app.load(show_page, None, page, api_name=False)
-        app.load(*about.load, api_name=False)
-        # Reopening the page picks up where things are: versions, models, the latest job,
-        # the engine's state, sessions and the leaderboard. Each load runs only for the roles
-        # that may see it (the gate fails silently otherwise, so no error pops up).
-        admin_loads = [train["load"], *playground["load"], *arena["admin_load"], board,
-                       *evaluate["load"], *deploy["load"]]  # fmt: skip
-        for role, loads in [(Role.ADMIN, admin_loads), (Role.REVIEWER, arena["reviewer_load"])]:
-            gate = app.load(role_gate(services, role), None, None, api_name=False)
-            for handler, inputs, outputs in loads:
-                gate.success(handler, inputs, outputs, api_name=False)
+        # Reopening the page picks up where things are: datasets, versions, models, the latest
+        # job, the engine's state, sessions and the leaderboard. Each load runs only for the
+        # roles that may see it, the role its handler's guard requires (the gate fails
+        # silently otherwise, so no error pops up).
+        for role in (Role.VISITOR, Role.REVIEWER, Role.ADMIN):
+            loads = [load for load in wiring.on_load if load[0].ftapp_role == role]
+            if role == Role.VISITOR:
+                for handler, inputs, outputs in loads:
+                    app.load(handler, inputs, outputs, api_name=False)
+            elif loads:
+                gate = app.load(role_gate(services, role), None, None, api_name=False)
+                for handler, inputs, outputs in loads:
+                    gate.success(handler, inputs, outputs, api_name=False)
     return app
 
 

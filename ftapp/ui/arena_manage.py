@@ -4,30 +4,41 @@ failed answers or open without them, close it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import gradio as gr
 
-from ftapp.arena.contestants import add_prompt_variant, all_contestants, set_pool
+from ftapp.arena.contestants import (
+    add_prompt_variant,
+    all_contestants,
+    pool_contestants,
+    set_pool,
+)
 from ftapp.arena.sessions import (
     SessionSummary,
     close_session,
-    create_session,
+    generation_progress,
+    get_session,
     open_if_generated,
     retry_failed,
     session_summaries,
+    start_session,
 )
-from ftapp.errors import ValidationError
+from ftapp.names import BASE
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
-from ftapp.store import arena as store
+from ftapp.serving.backend import MAX_NEW_TOKENS, sampling_from_fields
 from ftapp.ui.common import (
+    TabWiring,
     contestant_names,
     current_user,
     escape_markdown,
     fresh_choices_on_focus,
     guarded,
-    load_prompts,
+    prompt_source,
     prompt_source_fields,
+    require,
     to_int,
     version_labels,
 )
@@ -37,9 +48,51 @@ SESSION_HEADERS = ["session", "status", "answers", "failed", "battles", "votes",
                    "contestants", "prompts from", "why answers failed"]  # fmt: skip
 
 
-def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
-    """The admin forms; returns the (handler, inputs, outputs) to run when the page loads, and
-    the timer that refreshes the sessions table."""
+@dataclass(frozen=True)
+class Part:
+    """One part of the Manage section: what the refresh after its events fills, and the events."""
+
+    outputs: list[Any]
+    events: list[Any]
+
+
+def build_manage_section(services: Services) -> TabWiring:
+    """The admin forms; every change redraws the tables and pickers of all of them."""
+    report = gr.Markdown("", elem_id="ft-m-report", render=False)  # placed below the forms
+    contestants = _build_contestants(services, report)
+    sessions, chosen, timer = _build_sessions(services, report)
+    new_session = _build_new_session(services, report)
+    report.render()
+
+    @guarded(services, Role.ADMIN)
+    def refresh(request: gr.Request, current: str | None):
+        with services.db() as db:
+            found = all_contestants(db, services.served_base)
+            enabled = {c.name for c in pool_contestants(db, services.served_base)}
+            summaries = session_summaries(db)
+            rows = [_session_row(summary) for summary in summaries]
+        names = [c.name for c in found]
+        models = [c.name for c in found if c.name == c.model]
+        table = [[c.name, c.model, c.system_prompt, "yes" if c.name in enabled else ""]
+                 for c in found]  # fmt: skip
+        session_names = [summary.session.name for summary in summaries]
+        return (
+            table,
+            gr.update(choices=models),
+            gr.update(choices=names, value=[n for n in names if n in enabled]),
+            rows,
+            gr.update(choices=session_names, value=current if current in session_names else None),
+            gr.update(choices=names),
+            gr.update(choices=version_labels(services)),
+        )
+
+    outputs = [*contestants.outputs, *sessions.outputs, *new_session.outputs]
+    for event in [*contestants.events, *sessions.events, *new_session.events]:
+        event.then(refresh, [chosen], outputs, api_name=False)
+    return TabWiring(on_load=((refresh, [chosen], outputs),), timers=(timer,))
+
+
+def _build_contestants(services: Services, report: gr.Markdown) -> Part:
     gr.Markdown("### Contestants")
     contestants_table = gr.Dataframe(headers=["name", "model", "system prompt", "in pool"],
                                      interactive=False, wrap=True)  # fmt: skip
@@ -56,70 +109,6 @@ def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
                        allow_custom_value=True, elem_id="ft-m-pool")  # fmt: skip
     save_pool = gr.Button("Save pool", elem_id="ft-m-save-pool")
 
-    gr.Markdown("### Evaluation sessions")
-    sessions_table = gr.Dataframe(headers=SESSION_HEADERS, interactive=False, wrap=True,
-                                  elem_id="ft-m-sessions")  # fmt: skip
-    with gr.Row():
-        chosen = gr.Dropdown(label="Session", choices=[], allow_custom_value=True, scale=3)
-        retry = gr.Button("Retry failed answers", size="sm")
-        open_anyway = gr.Button("Open without failed answers", size="sm")
-        close = gr.Button("Close session", size="sm", variant="stop")
-    with gr.Accordion("New session", open=False):
-        with gr.Row():
-            name = gr.Textbox(label="Name", elem_id="ft-m-session-name")
-            overlap = gr.Number(value=1, precision=0, minimum=1, label="Reviewers per battle",
-                                elem_id="ft-m-overlap")  # fmt: skip
-        instructions = gr.Textbox(label="Instructions for reviewers", lines=3)
-        session_contestants = gr.Dropdown(label="Contestants (two or more)", choices=[],
-                                          multiselect=True, allow_custom_value=True,
-                                          elem_id="ft-m-contestants")  # fmt: skip
-        source, version, split, prompt_file = prompt_source_fields("Prompts", "Prompt file", "ft-m")
-        reviewers = gr.Textbox(label="Who may take part (comma-separated; empty: everyone)")
-        with gr.Row():
-            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
-            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
-            max_new_tokens = gr.Number(value=256, precision=0, minimum=1,
-                                       maximum=MAX_NEW_TOKENS, label="Max new tokens")  # fmt: skip
-            seed = gr.Textbox(value="", label="Seed (empty: random)")
-        create = gr.Button("Create session", variant="primary", elem_id="ft-m-create")
-    report = gr.Markdown("", elem_id="ft-m-report")
-
-    fresh_choices_on_focus(services, version, lambda: version_labels(services), "session_versions")
-    fresh_choices_on_focus(
-        services,
-        session_contestants,
-        lambda: contestant_names(services),
-        "session_contestant_names",
-    )
-
-    @guarded(services, Role.ADMIN)
-    def refresh(request: gr.Request, current: str | None):
-        with services.db() as db:
-            found = all_contestants(db, services.served_base)
-            enabled = set(store.pool(db))
-            summaries = session_summaries(db)
-            rows = [_session_row(summary) for summary in summaries]
-        versions = version_labels(services)
-        names = [c.name for c in found]
-        models = [c.name for c in found if c.name == c.model]
-        table = [[c.name, c.model, c.system_prompt, "yes" if c.name in enabled else ""]
-                 for c in found]  # fmt: skip
-        session_names = [summary.session.name for summary in summaries]
-        return (
-            table,
-            gr.update(choices=models),
-            gr.update(choices=names, value=[n for n in names if n in enabled]),
-            rows,
-            gr.update(choices=session_names, value=current if current in session_names else None),
-            gr.update(choices=names),
-            gr.update(choices=versions),
-        )
-
-    @guarded(services, Role.ADMIN)
-    def show_sessions(request: gr.Request) -> list[list]:
-        with services.db() as db:
-            return [_session_row(summary) for summary in session_summaries(db)]
-
     @guarded(services, Role.ADMIN)
     def add(request: gr.Request, new_name: str, model: str, system_prompt: str) -> str:
         with services.db() as db:
@@ -135,71 +124,123 @@ def build_manage_section(services: Services) -> tuple[list[tuple], gr.Timer]:
             set_pool(db, services.served_base, names or [], current_user(services, request).name)
         return f"Free battles now draw from {len(names)} contestants."
 
+    events = [
+        add_variant.click(add, [variant_name, variant_model, variant_prompt], [report],
+                          api_name="arena_add_contestant"),
+        save_pool.click(save, [pool], [report], api_name="arena_save_pool"),
+    ]  # fmt: skip
+    return Part([contestants_table, variant_model, pool], events)
+
+
+def _build_sessions(services: Services, report: gr.Markdown) -> tuple[Part, gr.Dropdown, gr.Timer]:
+    """The sessions table, refreshed on a timer, and what can be done with one session."""
+    gr.Markdown("### Evaluation sessions")
+    sessions_table = gr.Dataframe(headers=SESSION_HEADERS, interactive=False, wrap=True,
+                                  elem_id="ft-m-sessions")  # fmt: skip
+    with gr.Row():
+        chosen = gr.Dropdown(label="Session", choices=[], allow_custom_value=True, scale=3)
+        retry = gr.Button("Retry failed answers", size="sm")
+        open_anyway = gr.Button("Open without failed answers", size="sm")
+        close = gr.Button("Close session", size="sm", variant="stop")
+
+    @guarded(services, Role.ADMIN)
+    def show_sessions(request: gr.Request) -> list[list]:
+        with services.db() as db:
+            return [_session_row(summary) for summary in session_summaries(db)]
+
+    events = [
+        retry.click(_session_action(services, _retry), [chosen], [report],
+                    api_name="arena_retry"),
+        open_anyway.click(_session_action(services, _open), [chosen], [report],
+                          api_name="arena_open"),
+        close.click(_session_action(services, _close), [chosen], [report],
+                    api_name="arena_close"),
+    ]  # fmt: skip
+    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
+    timer.tick(show_sessions, None, [sessions_table], api_name=False, show_progress="hidden")
+    return Part([sessions_table, chosen], events), chosen, timer
+
+
+def _session_action(services: Services, action):
+    @guarded(services, Role.ADMIN)
+    def run(request: gr.Request, session_name: str | None) -> str:
+        session_name = require(session_name, "choose a session first")
+        with services.db() as db:
+            target = get_session(db, session_name)
+            text = action(db, target)
+        if action is _retry:
+            services.answer_generator.wake()
+        return text
+
+    return run
+
+
+def _retry(db, target) -> str:
+    count = retry_failed(db, target.id)
+    return f"{count} failed answers of {escape_markdown(target.name)} will be generated again."
+
+
+def _open(db, target) -> str:
+    open_if_generated(db, target.id, even_with_failures=True)
+    return f"Session {escape_markdown(target.name)} is open."
+
+
+def _close(db, target) -> str:
+    close_session(db, target.id)
+    return f"Session {escape_markdown(target.name)} is closed: no more votes."
+
+
+def _build_new_session(services: Services, report: gr.Markdown) -> Part:
+    with gr.Accordion("New session", open=False):
+        with gr.Row():
+            name = gr.Textbox(label="Name", elem_id="ft-m-session-name")
+            overlap = gr.Number(value=1, precision=0, minimum=1, label="Reviewers per battle",
+                                elem_id="ft-m-overlap")  # fmt: skip
+        instructions = gr.Textbox(label="Instructions for reviewers", lines=3)
+        contestants = gr.Dropdown(label="Contestants (two or more)", choices=[],
+                                  multiselect=True, allow_custom_value=True,
+                                  elem_id="ft-m-contestants")  # fmt: skip
+        source, version, split, prompt_file = prompt_source_fields("Prompts", "Prompt file", "ft-m")
+        reviewers = gr.Textbox(label="Who may take part (comma-separated; empty: everyone)")
+        with gr.Row():
+            temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
+            top_p = gr.Slider(0.05, 1, value=0.95, step=0.05, label="Top-p")
+            max_new_tokens = gr.Number(value=256, precision=0, minimum=1,
+                                       maximum=MAX_NEW_TOKENS, label="Max new tokens")  # fmt: skip
+            seed = gr.Textbox(value="", label="Seed (empty: random)")
+        create = gr.Button("Create session", variant="primary", elem_id="ft-m-create")
+    fresh_choices_on_focus(services, version, lambda: version_labels(services), "session_versions")
+    fresh_choices_on_focus(
+        services, contestants, lambda: contestant_names(services), "session_contestant_names"
+    )
+    fields = [name, overlap, instructions, contestants, source, version, split, prompt_file,
+              reviewers, temperature, top_p, max_new_tokens, seed]  # fmt: skip
+    created = create.click(_creator(services), fields, [report], api_name="arena_create_session")
+    return Part([contestants, version], [created])
+
+
+def _creator(services: Services):
     @guarded(services, Role.ADMIN)
     def create_new(request: gr.Request, new_name: str, n_overlap: int | None, text: str,
                    picked: list[str], where: str, version_label: str | None, split_name: str,
                    upload: str | None, who: str, temp: float, p: float, max_tokens: int | None,
                    seed_value: str):  # fmt: skip
-        sampling = Sampling(
-            temperature=float(temp), top_p=float(p),
-            max_new_tokens=to_int(max_tokens, "max new tokens", minimum=1),
-            seed=to_int(seed_value, "seed", minimum=0) if str(seed_value or "").strip() else None,
-        )  # fmt: skip
+        sampling = sampling_from_fields(temperature=temp, top_p=p, max_new_tokens=max_tokens,
+                                        seed=seed_value)  # fmt: skip
+        source = prompt_source(where, version_label, upload)
         with services.db() as db:
-            prompts, source_label = load_prompts(db, where, version_label, split_name, upload)
-            session = create_session(
-                db, services.served_base, name=new_name, prompts=prompts, source=source_label,
-                contestants=picked or [], sampling=sampling,
+            session = start_session(
+                db, services.served_base, name=new_name, contestants=picked or [],
+                split=split_name, sampling=sampling,
                 overlap=to_int(n_overlap, "reviewers per battle", minimum=1), instructions=text,
-                reviewers=[r for r in (who or "").split(",")],
-                user=current_user(services, request).name,
+                reviewers=who or "", user=current_user(services, request).name, **source,
             )  # fmt: skip
+            answers = generation_progress(db, session.id).total
         services.answer_generator.wake()
-        answers = len(prompts) * len(session.contestants)
         return (f"Created session **{escape_markdown(session.name)}**: {answers} answers are "
                 "being generated; it opens to reviewers when they are in.")  # fmt: skip
 
-    def session_action(action):
-        @guarded(services, Role.ADMIN)
-        def run(request: gr.Request, session_name: str | None) -> str:
-            if not session_name:
-                raise ValidationError("choose a session first")
-            with services.db() as db:
-                target = store.get_session(db, session_name)
-                return action(db, target)
-
-        return run
-
-    def do_retry(db, target) -> str:
-        count = retry_failed(db, target.id)
-        services.answer_generator.wake()
-        return f"{count} failed answers of {escape_markdown(target.name)} will be generated again."
-
-    def do_open(db, target) -> str:
-        open_if_generated(db, target.id, even_with_failures=True)
-        return f"Session {escape_markdown(target.name)} is open."
-
-    def do_close(db, target) -> str:
-        close_session(db, target.id)
-        return f"Session {escape_markdown(target.name)} is closed: no more votes."
-
-    refresh_outputs = [contestants_table, variant_model, pool, sessions_table, chosen,
-                       session_contestants, version]  # fmt: skip
-    create_inputs = [name, overlap, instructions, session_contestants, source, version, split,
-                     prompt_file, reviewers, temperature, top_p, max_new_tokens, seed]  # fmt: skip
-    for event in [
-        add_variant.click(add, [variant_name, variant_model, variant_prompt], [report],
-                          api_name="arena_add_contestant"),
-        save_pool.click(save, [pool], [report], api_name="arena_save_pool"),
-        create.click(create_new, create_inputs, [report], api_name="arena_create_session"),
-        retry.click(session_action(do_retry), [chosen], [report], api_name="arena_retry"),
-        open_anyway.click(session_action(do_open), [chosen], [report], api_name="arena_open"),
-        close.click(session_action(do_close), [chosen], [report], api_name="arena_close"),
-    ]:  # fmt: skip
-        event.then(refresh, [chosen], refresh_outputs, api_name=False)
-    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
-    timer.tick(show_sessions, None, [sessions_table], api_name=False, show_progress="hidden")
-    return [(refresh, [chosen], refresh_outputs)], timer
+    return create_new
 
 
 def _session_row(summary: SessionSummary) -> list:

@@ -12,8 +12,6 @@ Shortcuts (outside text fields): 1 A better, 2 B better, 3 tie, 4 both bad, n ne
 
 from __future__ import annotations
 
-from typing import Any
-
 import gradio as gr
 
 from ftapp.arena.battles import follow_up, start_free_battle, stream_answers
@@ -23,23 +21,22 @@ from ftapp.services import Services
 from ftapp.serving.backend import Sampling
 from ftapp.ui.arena_battle import build_battle_panel, current_view, render, streaming
 from ftapp.ui.arena_manage import build_manage_section
-from ftapp.ui.common import current_user, guarded, paced
+from ftapp.ui.common import TabWiring, current_user, guarded, paced
 
 
-def build_arena_tab(services: Services, show_manage: bool) -> dict[str, Any]:
+def build_arena_tab(services: Services, show_manage: bool) -> TabWiring:
     """The Arena's three modes; Manage (admins) is hidden until the page knows the role."""
     with gr.Tabs():
         with gr.Tab("Evaluation sessions", id="arena-sessions"):
-            session_load = _build_sessions_mode(services)
+            sessions = _build_sessions_mode(services)
         with gr.Tab("Free battle", id="arena-free"):
             _build_free_mode(services)
         with gr.Tab("Manage", id="arena-manage", visible=show_manage) as manage_tab:
-            manage_load, manage_timer = build_manage_section(services)
-    return {"reviewer_load": [session_load], "admin_load": manage_load, "manage_tab": manage_tab,
-            "timers": [manage_timer]}  # fmt: skip
+            manage = build_manage_section(services)
+    return sessions + manage + TabWiring(admin_only=(manage_tab,))
 
 
-def _build_sessions_mode(services: Services) -> tuple:
+def _build_sessions_mode(services: Services) -> TabWiring:
     with gr.Row():
         session = gr.Dropdown(label="Session", choices=[], allow_custom_value=True, scale=4,
                               elem_id="ft-s-session")  # fmt: skip
@@ -91,7 +88,7 @@ def _build_sessions_mode(services: Services) -> tuple:
     next_button.click(show_next, [session], outputs, api_name="session_next")
     for vote in panel.votes:
         vote.then(show_progress, [session], [progress], api_name=False)
-    return list_sessions, [session], [session]
+    return TabWiring(on_load=((list_sessions, [session], [session]),))
 
 
 def _build_free_mode(services: Services) -> None:

@@ -11,13 +11,14 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import gradio as gr
 
 from ftapp.auth import RANK, User, require_role, resolve_user
-from ftapp.errors import FtappError
+from ftapp.errors import FtappError, ValidationError
 from ftapp.records import Role
 from ftapp.ui.arguments import argument_checker
 
@@ -32,6 +33,43 @@ T = TypeVar("T")
 # the browser; at vLLM's token rate a long reply kept Chromium's main thread so busy that a
 # click on Stop waited for seconds. Ten redraws a second still reads as live typing.
 STREAM_INTERVAL_SECONDS = 0.1
+
+
+# What Blocks.load takes: (handler, inputs, outputs).
+Load = tuple[Callable, Any, Any]
+
+
+@dataclass(frozen=True)
+class TabWiring:
+    """What a tab, or a section of one, leaves to the page (or the tab composing it) to wire;
+    every `build_*_tab` and section builder returns one, and sections add up with `+`.
+
+    - on_load: run when the page loads, each only for the role its guarded handler requires
+      (ftapp_role): the choices and tables as they are now, not as they were at start-up.
+    - timers: polling timers, started for admins only.
+    - admin_only: blocks (a tab, a group) shown only to admins.
+    - changes: events after which the tab's other sections redraw (`then` them).
+    - redraw: how this section redraws after a change elsewhere, keeping its place.
+    - reopen: how it redraws from the top, after its data was replaced (an import).
+    """
+
+    on_load: tuple[Load, ...] = ()
+    timers: tuple[gr.Timer, ...] = ()
+    admin_only: tuple[Any, ...] = ()
+    changes: tuple[Any, ...] = ()
+    redraw: tuple[Load, ...] = ()
+    reopen: tuple[Load, ...] = ()
+
+    def __add__(self, other: TabWiring) -> TabWiring:
+        return TabWiring(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+def require(value: T | None, message: str) -> T:
+    """The value of a field a handler can't do without (a picked run, a selected example), or
+    the page's "choose X first" message as a ValidationError."""
+    if value is None or value == "" or value == []:
+        raise ValidationError(message)
+    return value
 
 
 def guarded(services: Services, role: Role) -> Callable:
@@ -236,15 +274,9 @@ def notice(text: str) -> None:
 
 
 def to_int(value: Any, field: str, *, minimum: int | None = None) -> int:
-    from ftapp.errors import ValidationError
+    from ftapp.serving.backend import whole_number
 
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValidationError(f"{field} must be a whole number, got {value!r}") from None
-    if minimum is not None and number < minimum:
-        raise ValidationError(f"{field} must be at least {minimum}, got {number}")
-    return number
+    return whole_number(value, field, minimum=minimum)
 
 
 def escape_markdown(text: str) -> str:
@@ -293,7 +325,7 @@ FROM_VERSION, FROM_FILE = "a dataset version's split", "an uploaded file"
 
 def prompt_source_fields(what: str, file_label: str, elem_prefix: str) -> tuple:
     """The fields that say where a session's or a run's prompts come from: a frozen version's
-    split, or an uploaded file. Returns (source, version, split, file); `load_prompts` reads
+    split, or an uploaded file. Returns (source, version, split, file); `prompt_source` reads
     them."""
     source = gr.Radio([FROM_VERSION, FROM_FILE], value=FROM_VERSION, label=f"{what} from")
     with gr.Row():
@@ -305,17 +337,10 @@ def prompt_source_fields(what: str, file_label: str, elem_prefix: str) -> tuple:
     return source, version, split, upload
 
 
-def load_prompts(db: Any, where: str, version_label: str | None, split: str,
-                 upload: str | None) -> tuple[list, str]:  # fmt: skip
-    """The prompts a session or an evaluation run is created with, from the form's source
-    fields: a frozen version's split, or an uploaded file. Returns (prompts, source label)."""
-    from ftapp.arena.prompts import prompts_from_file, prompts_from_version
-    from ftapp.errors import ValidationError
-
+def prompt_source(where: str, version_label: str | None, upload: str | None) -> dict[str, Any]:
+    """The form's prompt source fields as the core takes them (`version` or `prompt_file`):
+    a frozen version's split, or an uploaded file."""
     if where == FROM_FILE:
-        if not upload:
-            raise ValidationError("choose a file of prompts to upload")
-        return prompts_from_file(Path(upload), Path(upload).name)
-    if not version_label:
-        raise ValidationError("choose a dataset version")
-    return prompts_from_version(db, version_label, split)
+        upload = require(upload, "choose a file of prompts to upload")
+        return {"version": None, "prompt_file": upload}
+    return {"version": require(version_label, "choose a dataset version"), "prompt_file": None}

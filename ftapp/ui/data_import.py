@@ -11,16 +11,25 @@ from ftapp.data.importer import ImportRejected, import_file, write_problems_json
 from ftapp.data.readers import csv_header, file_type_of
 from ftapp.records import ImportReport, OnError, Role, SourceFormat
 from ftapp.services import Services
+from ftapp.store.datasets import list_datasets
 from ftapp.text import plural
-from ftapp.ui.common import current_user, download_path, escape_markdown, guarded, to_int
+from ftapp.ui.common import (
+    TabWiring,
+    current_user,
+    download_path,
+    escape_markdown,
+    guarded,
+    require,
+    to_int,
+)
 
 MAPPABLE_FIELDS = ("prompt", "completion", "system", "instruction", "input", "output")
 AUTO = "(use the file's column names)"
 PROBLEM_HEADERS = ["where", "reason", "text (start)"]
 
 
-def build_import_section(services: Services) -> dict:
-    """Components of the import form; returns those other sections wire to."""
+def build_import_section(services: Services, dataset: gr.Dropdown) -> TabWiring:
+    """The import form; after an import, `dataset` is set to the dataset imported into."""
     with gr.Accordion("Import a file", open=True):
         gr.Markdown(
             "JSONL, JSON (an array), CSV or Parquet, in chat **messages**, "
@@ -63,7 +72,7 @@ def build_import_section(services: Services) -> dict:
         rejects_file = gr.File(label="Rejected rows (JSONL)", visible=False)
 
     @guarded(services, Role.ADMIN)
-    def show_mapping(path: str | None, name: str | None, request: gr.Request):
+    def show_mapping(request: gr.Request, path: str | None, name: str | None):
         is_csv = bool(path) and file_type_of(path) == "csv"
         columns = [AUTO, *csv_header(Path(path))] if is_csv else [AUTO]
         # Propose a name from the file, but never replace one the user already typed.
@@ -79,6 +88,7 @@ def build_import_section(services: Services) -> dict:
 
     @guarded(services, Role.ADMIN)
     def run_import(
+        request: gr.Request,
         path: str | None,
         name: str,
         fmt_value: str,
@@ -90,11 +100,9 @@ def build_import_section(services: Services) -> dict:
         instruction_column: str,
         input_column: str,
         output_column: str,
-        request: gr.Request,
         progress=gr.Progress(),
     ):
-        if not path:
-            raise gr.Error("Choose a file to import first.")
+        path = require(path, "Choose a file to import first.")
         columns = (prompt_column, completion_column, system_column, instruction_column,
                    input_column, output_column)  # fmt: skip
         column_map = {
@@ -130,7 +138,22 @@ def build_import_section(services: Services) -> dict:
         [report, problems, rejects_file],
         api_name="import_file",
     )
-    return {"imported": imported, "dataset_name": dataset_name}
+
+    @guarded(services, Role.ADMIN)
+    def select_imported(request: gr.Request, name: str, current: str | None):
+        names = dataset_names(services)
+        name = (name or "").strip()
+        # A failed import into a new name keeps the dataset being reviewed.
+        selected = name if name in names else current if current in names else None
+        return gr.update(choices=names, value=selected)
+
+    selected = imported.then(select_imported, [dataset_name, dataset], [dataset], api_name=False)
+    return TabWiring(changes=(selected,))
+
+
+def dataset_names(services: Services) -> list[str]:
+    with services.db() as db:
+        return [row["name"] for row in list_datasets(db)]
 
 
 def _report_outputs(user: User, report: ImportReport, headline: str):

@@ -4,18 +4,24 @@ k/← previous)."""
 
 from __future__ import annotations
 
-import html
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import gradio as gr
 
 from ftapp.data import review
 from ftapp.data.formats import prompt_and_answer
-from ftapp.data.stats import dataset_stats
-from ftapp.records import Example, Role
+from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.store import datasets as store
-from ftapp.ui.common import current_user, guarded
+from ftapp.ui.common import TabWiring, current_user, guarded, require
+from ftapp.ui.data_review_view import (
+    ReviewView,
+    Shown,
+    chat_of,
+    header_of,
+    progress_html,
+    table_row,
+)
 
 PAGE_SIZE = 20
 ALL = "all"
@@ -40,153 +46,210 @@ class Filters:
         )
 
 
-def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
+def build_review_section(services: Services, dataset: gr.Dropdown) -> TabWiring:
     with gr.Accordion("Review and label", open=True):
         progress_bar = gr.HTML(elem_id="ft-review-progress")
-        with gr.Row():
-            status_filter = gr.Dropdown(
-                [ALL, "pending", "accepted", "rejected"], value=ALL, label="Status"
-            )
-            split_filter = gr.Dropdown(
-                [ALL, "train", "validation", "test", "none"], value=ALL, label="Split"
-            )
-            tag_filter = gr.Textbox(label="Tag", placeholder="exact tag")
-            search = gr.Textbox(label="Search", placeholder="text in prompts, answers, notes")
-        table = gr.Dataframe(
-            headers=TABLE_HEADERS,
-            interactive=False,
-            wrap=False,
-            max_height=420,
-            elem_id="ft-review-table",
+        filters, table, bulk = _build_browser()
+        editor = _build_editor()
+    view = ReviewView(progress_bar, table, editor.position_label, gr.State(0), gr.State(None),
+                      *editor.shown)  # fmt: skip
+    view_inputs = [dataset, *filters, view.position]
+    show, show_first = _wire_browsing(services, dataset, filters, view, editor)
+    changes = [*_wire_bulk(services, bulk, view_inputs, view),
+               *_wire_labels(services, editor, view_inputs, view)]  # fmt: skip
+    return TabWiring(
+        changes=tuple(changes),
+        redraw=((show, view_inputs, view.outputs),),
+        reopen=((show_first, view_inputs, view.outputs),),
+    )
+
+
+def _build_browser() -> tuple[list[Any], gr.Dataframe, dict[str, gr.Button]]:
+    """The filters, the table of matching examples, and the buttons that act on all of them."""
+    with gr.Row():
+        status_filter = gr.Dropdown(
+            [ALL, "pending", "accepted", "rejected"], value=ALL, label="Status"
         )
-        with gr.Row():
-            bulk_accept = gr.Button("Accept all matching", size="sm")
-            bulk_reject = gr.Button("Reject all matching", size="sm")
-            bulk_pending = gr.Button("Reset matching to pending", size="sm")
-        with gr.Row():
-            prev_button = gr.Button("← Previous (k)", elem_id="ft-prev", size="sm")
-            position_label = gr.Markdown(elem_id="ft-position")
-            next_button = gr.Button("Next (j) →", elem_id="ft-next", size="sm")
-        header = gr.Markdown(elem_id="ft-example-header")
-        conversation = gr.Chatbot(
-            label="Conversation", render_markdown=False, height=320, elem_id="ft-conversation"
+        split_filter = gr.Dropdown(
+            [ALL, "train", "validation", "test", "none"], value=ALL, label="Split"
         )
-        with gr.Row():
-            accept_button = gr.Button("Accept (a)", variant="primary", elem_id="ft-accept")
-            reject_button = gr.Button("Reject (r)", variant="stop", elem_id="ft-reject")
-            pending_button = gr.Button("Back to pending", elem_id="ft-pending")
-        system_box = gr.Textbox(label="System prompt", lines=2, elem_id="ft-edit-system")
-        prompt_box = gr.Textbox(label="Prompt (last user turn)", lines=4, elem_id="ft-edit-prompt")
-        answer_box = gr.Textbox(
-            label="Answer (last assistant turn)", lines=6, elem_id="ft-edit-answer"
-        )
-        with gr.Row():
-            tags_box = gr.Textbox(label="Tags (comma-separated)", elem_id="ft-edit-tags")
-            note_box = gr.Textbox(label="Note", elem_id="ft-edit-note")
-        with gr.Row():
-            save_button = gr.Button("Save edits, tags and note", elem_id="ft-save")
-            revert_button = gr.Button("Revert to the imported text", elem_id="ft-revert")
-        with gr.Accordion("History of this example", open=False):
-            history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, wrap=True)
-    position = gr.State(0)
-    example_id = gr.State(None)
+        tag_filter = gr.Textbox(label="Tag", placeholder="exact tag")
+        search = gr.Textbox(label="Search", placeholder="text in prompts, answers, notes")
+    table = gr.Dataframe(
+        headers=TABLE_HEADERS,
+        interactive=False,
+        wrap=False,
+        max_height=420,
+        elem_id="ft-review-table",
+    )
+    with gr.Row():
+        bulk = {
+            "accepted": gr.Button("Accept all matching", size="sm"),
+            "rejected": gr.Button("Reject all matching", size="sm"),
+            "pending": gr.Button("Reset matching to pending", size="sm"),
+        }
+    return [status_filter, split_filter, tag_filter, search], table, bulk
 
-    filters = [status_filter, split_filter, tag_filter, search]
-    view_inputs = [dataset, *filters, position]
-    view_outputs = [
-        progress_bar, table, position_label, position, example_id, header, conversation,
-        system_box, prompt_box, answer_box, tags_box, note_box, history,
-    ]  # fmt: skip
 
-    def render(name: str | None, filters: Filters, at: int) -> list:
-        """Everything the section shows for the example at position `at` of the filtered list."""
-        if not name:
-            return ["", [], "No dataset selected.", 0, None, "", [], "", "", "", "", "", []]
-        with services.db() as db:
-            target = store.get_dataset(db, name)
-            stats = dataset_stats(db, name)
-            _, total = store.query_examples(db, target.id, limit=0, **filters.__dict__)
-            at = max(0, min(at, total - 1))
-            page_start = (at // PAGE_SIZE) * PAGE_SIZE
-            page, _ = store.query_examples(
-                db, target.id, offset=page_start, limit=PAGE_SIZE, **filters.__dict__
-            )
-            current = page[at - page_start] if page else None
-            events = store.example_events(db, current.id) if current else []
-        rows = [_table_row(e, marked=(i + page_start == at)) for i, e in enumerate(page)]
-        label = f"{at + 1} of {total} matching" if total else "No example matches the filters."
-        if current is None:
-            return [_progress_html(stats), rows, label, at, None, "", [], "", "", "", "", "", []]
-        prompt, answer = prompt_and_answer(current.messages)
-        system = current.messages[0]["content"] if current.messages[0]["role"] == "system" else ""
-        return [
-            _progress_html(stats), rows, label, at, current.id, _header(current),
-            _chat(current), system, prompt, answer, ", ".join(current.tags), current.note,
-            [[e["created_at"][:19], e["user_name"], e["action"], e["detail_json"][:300]]
-             for e in events],
-        ]  # fmt: skip
+@dataclass(frozen=True)
+class Editor:
+    """The one example shown: moving between examples, labelling and editing it."""
+
+    prev_button: gr.Button
+    next_button: gr.Button
+    position_label: gr.Markdown
+    labels: dict[str, gr.Button]  # new status -> its button
+    save_button: gr.Button
+    revert_button: gr.Button
+    shown: list[Any]  # header, conversation, the five edit boxes, history (ReviewView order)
+
+
+def _build_editor() -> Editor:
+    with gr.Row():
+        prev_button = gr.Button("← Previous (k)", elem_id="ft-prev", size="sm")
+        position_label = gr.Markdown(elem_id="ft-position")
+        next_button = gr.Button("Next (j) →", elem_id="ft-next", size="sm")
+    header = gr.Markdown(elem_id="ft-example-header")
+    conversation = gr.Chatbot(
+        label="Conversation", render_markdown=False, height=320, elem_id="ft-conversation"
+    )
+    with gr.Row():
+        labels = {
+            "accepted": gr.Button("Accept (a)", variant="primary", elem_id="ft-accept"),
+            "rejected": gr.Button("Reject (r)", variant="stop", elem_id="ft-reject"),
+            "pending": gr.Button("Back to pending", elem_id="ft-pending"),
+        }
+    system_box = gr.Textbox(label="System prompt", lines=2, elem_id="ft-edit-system")
+    prompt_box = gr.Textbox(label="Prompt (last user turn)", lines=4, elem_id="ft-edit-prompt")
+    answer_box = gr.Textbox(label="Answer (last assistant turn)", lines=6, elem_id="ft-edit-answer")
+    with gr.Row():
+        tags_box = gr.Textbox(label="Tags (comma-separated)", elem_id="ft-edit-tags")
+        note_box = gr.Textbox(label="Note", elem_id="ft-edit-note")
+    with gr.Row():
+        save_button = gr.Button("Save edits, tags and note", elem_id="ft-save")
+        revert_button = gr.Button("Revert to the imported text", elem_id="ft-revert")
+    with gr.Accordion("History of this example", open=False):
+        history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False, wrap=True)
+    shown = [header, conversation, system_box, prompt_box, answer_box, tags_box, note_box, history]
+    return Editor(prev_button, next_button, position_label, labels, save_button, revert_button,
+                  shown)  # fmt: skip
+
+
+def _render(services: Services, name: str | None, filters: Filters, at: int) -> list:
+    """Everything the section shows for the example at position `at` of the filtered list."""
+    if not name:
+        return Shown(position_label="No dataset selected.").values()
+    with services.db() as db:
+        page = review.review_page(db, name, at, PAGE_SIZE, **filters.__dict__)
+    rows = [table_row(e, marked=(i + page.page_start == page.at))
+            for i, e in enumerate(page.examples)]  # fmt: skip
+    label = (f"{page.at + 1} of {page.total} matching" if page.total
+             else "No example matches the filters.")  # fmt: skip
+    shown = Shown(progress_bar=progress_html(page.stats), table=rows, position_label=label,
+                  position=page.at)  # fmt: skip
+    current = page.current
+    if current is None:
+        return shown.values()
+    prompt, answer = prompt_and_answer(current.messages)
+    system = current.messages[0]["content"] if current.messages[0]["role"] == "system" else ""
+    return replace(
+        shown, example_id=current.id, header=header_of(current), conversation=chat_of(current),
+        system=system, prompt=prompt, answer=answer, tags=", ".join(current.tags),
+        note=current.note,
+        history=[[e["created_at"][:19], e["user_name"], e["action"], e["detail_json"][:300]]
+                 for e in page.events],
+    ).values()  # fmt: skip
+
+
+def _wire_browsing(services: Services, dataset: gr.Dropdown, filters: list[Any],
+                   view: ReviewView, editor: Editor) -> tuple:  # fmt: skip
+    """Opening a dataset, filtering, picking a row, previous and next. Returns the handlers
+    that redraw in place and from the first match."""
 
     @guarded(services, Role.ADMIN)
-    def show(name: str | None, status: str | None, split: str | None, tag: str, text: str,
-             at: int, request: gr.Request):  # fmt: skip
-        return render(name, Filters.of(status, split, tag, text), at)
+    def show(request: gr.Request, name: str | None, status: str | None, split: str | None,
+             tag: str, text: str, at: int):  # fmt: skip
+        return _render(services, name, Filters.of(status, split, tag, text), at)
 
     @guarded(services, Role.ADMIN)
-    def show_first(name: str | None, status: str | None, split: str | None, tag: str, text: str,
-                   at: int, request: gr.Request):  # fmt: skip
-        return render(name, Filters.of(status, split, tag, text), 0)
+    def show_first(request: gr.Request, name: str | None, status: str | None,
+                   split: str | None, tag: str, text: str, at: int):  # fmt: skip
+        return _render(services, name, Filters.of(status, split, tag, text), 0)
 
     @guarded(services, Role.ADMIN)
-    def step(name: str | None, status: str | None, split: str | None, tag: str, text: str,
-             at: int, delta: int, request: gr.Request):  # fmt: skip
-        return render(name, Filters.of(status, split, tag, text), at + delta)
+    def step(request: gr.Request, name: str | None, status: str | None, split: str | None,
+             tag: str, text: str, at: int, delta: int):  # fmt: skip
+        return _render(services, name, Filters.of(status, split, tag, text), at + delta)
 
     @guarded(services, Role.ADMIN)
-    def select_row(name: str | None, status: str | None, split: str | None, tag: str, text: str,
-                   at: int, evt: gr.SelectData, request: gr.Request):  # fmt: skip
+    def select_row(request: gr.Request, name: str | None, status: str | None,
+                   split: str | None, tag: str, text: str, at: int,
+                   evt: gr.SelectData):  # fmt: skip
         page_start = (at // PAGE_SIZE) * PAGE_SIZE
-        return render(name, Filters.of(status, split, tag, text), page_start + evt.index[0])
+        chosen = Filters.of(status, split, tag, text)
+        return _render(services, name, chosen, page_start + evt.index[0])
 
-    def label_with(new_status: str):
-        @guarded(services, Role.ADMIN)
-        def label(name: str | None, status: str | None, split: str | None, tag: str, text: str,
-                  at: int, current_id: int | None, request: gr.Request):  # fmt: skip
-            if current_id is None:
-                raise gr.Error("No example selected.")
-            with services.db() as db:
-                review.set_status(
-                    db, [current_id], new_status, current_user(services, request).name
-                )
-            view = render(name, Filters.of(status, split, tag, text), at)
-            # Still showing the same example (it matches the filters): move on to the next.
-            if view[4] == current_id:
-                view = render(name, Filters.of(status, split, tag, text), at + 1)
-            return view
+    view_inputs, outputs = [dataset, *filters, view.position], view.outputs
+    dataset.change(show_first, view_inputs, outputs, api_name="review_open")
+    for box in filters:
+        event = box.submit if isinstance(box, gr.Textbox) else box.change
+        event(show_first, view_inputs, outputs, api_name=False)
+    view.table.select(select_row, view_inputs, outputs, api_name="review_select")
+    editor.prev_button.click(_stepper(step, -1), view_inputs, outputs,
+                             api_name="review_previous")  # fmt: skip
+    editor.next_button.click(_stepper(step, 1), view_inputs, outputs, api_name="review_next")
+    return show, show_first
 
-        return label
 
+def _wire_bulk(services: Services, bulk: dict[str, gr.Button], view_inputs: list[Any],
+               view: ReviewView) -> list[Any]:  # fmt: skip
     def bulk_with(new_status: str):
         @guarded(services, Role.ADMIN)
-        def bulk(name: str | None, status: str | None, split: str | None, tag: str, text: str,
-                 at: int, request: gr.Request):  # fmt: skip
-            if not name:
-                raise gr.Error("No dataset selected.")
+        def bulk_set(request: gr.Request, name: str | None, status: str | None,
+                     split: str | None, tag: str, text: str, at: int):  # fmt: skip
+            name = require(name, "No dataset selected.")
             selected = Filters.of(status, split, tag, text)
             with services.db() as db:
                 changed = review.set_status_where(
                     db, name, new_status, current_user(services, request).name, **selected.__dict__
                 )
             gr.Info(f"{changed} examples set to {new_status}.")
-            return render(name, selected, at)
+            return _render(services, name, selected, at)
 
-        return bulk
+        return bulk_set
+
+    apis = {"accepted": "bulk_accept", "rejected": "bulk_reject", "pending": "bulk_pending"}
+    return [button.click(bulk_with(status), view_inputs, view.outputs, api_name=apis[status])
+            for status, button in bulk.items()]  # fmt: skip
+
+
+def _wire_labels(services: Services, editor: Editor, view_inputs: list[Any],
+                 view: ReviewView) -> list[Any]:  # fmt: skip
+    """Accept, reject, back to pending; save the edits; revert to the imported text."""
+
+    def label_with(new_status: str):
+        @guarded(services, Role.ADMIN)
+        def label(request: gr.Request, name: str | None, status: str | None, split: str | None,
+                  tag: str, text: str, at: int, current_id: int | None):  # fmt: skip
+            current_id = require(current_id, "No example selected.")
+            with services.db() as db:
+                review.set_status(
+                    db, [current_id], new_status, current_user(services, request).name
+                )
+            chosen = Filters.of(status, split, tag, text)
+            shown = _render(services, name, chosen, at)
+            # Still showing the same example (it matches the filters): move on to the next.
+            if shown[_EXAMPLE_ID] == current_id:
+                shown = _render(services, name, chosen, at + 1)
+            return shown
+
+        return label
 
     @guarded(services, Role.ADMIN)
-    def save(name: str | None, status: str | None, split: str | None, tag: str, text: str,
-             at: int, current_id: int | None, system: str, prompt: str, answer: str, tags: str,
-             note: str, request: gr.Request):  # fmt: skip
-        if current_id is None:
-            raise gr.Error("No example selected.")
+    def save(request: gr.Request, name: str | None, status: str | None, split: str | None,
+             tag: str, text: str, at: int, current_id: int | None, system: str, prompt: str,
+             answer: str, tags: str, note: str):  # fmt: skip
+        current_id = require(current_id, "No example selected.")
         with services.db() as db:
             review.save_example(
                 db, current_id, system=system, prompt=prompt, answer=answer,
@@ -195,125 +258,38 @@ def build_review_section(services: Services, dataset: gr.Dropdown) -> dict:
                 count_tokens=services.count_tokens,
             )  # fmt: skip
         gr.Info(f"Example #{current_id} saved.")
-        return render(name, Filters.of(status, split, tag, text), at)
+        return _render(services, name, Filters.of(status, split, tag, text), at)
 
     @guarded(services, Role.ADMIN)
-    def revert(name: str | None, status: str | None, split: str | None, tag: str, text: str,
-               at: int, current_id: int | None, request: gr.Request):  # fmt: skip
-        if current_id is None:
-            raise gr.Error("No example selected.")
+    def revert(request: gr.Request, name: str | None, status: str | None, split: str | None,
+               tag: str, text: str, at: int, current_id: int | None):  # fmt: skip
+        current_id = require(current_id, "No example selected.")
         with services.db() as db:
             review.revert_example(
                 db, current_id, current_user(services, request).name, services.count_tokens
             )
-        return render(name, Filters.of(status, split, tag, text), at)
+        return _render(services, name, Filters.of(status, split, tag, text), at)
 
-    dataset.change(show_first, view_inputs, view_outputs, api_name="review_open")
-    for box in filters:
-        event = box.submit if isinstance(box, gr.Textbox) else box.change
-        event(show_first, view_inputs, view_outputs, api_name=False)
-    table.select(select_row, view_inputs, view_outputs, api_name="review_select")
-    prev_button.click(_stepper(step, -1), view_inputs, view_outputs, api_name="review_previous")
-    next_button.click(_stepper(step, 1), view_inputs, view_outputs, api_name="review_next")
-    with_id = [*view_inputs, example_id]
-    edit_inputs = [*with_id, system_box, prompt_box, answer_box, tags_box, note_box]
-    changes = [
-        accept_button.click(
-            label_with("accepted"), with_id, view_outputs, api_name="review_accept"
-        ),
-        reject_button.click(
-            label_with("rejected"), with_id, view_outputs, api_name="review_reject"
-        ),
-        pending_button.click(
-            label_with("pending"), with_id, view_outputs, api_name="review_pending"
-        ),
-        bulk_accept.click(bulk_with("accepted"), view_inputs, view_outputs, api_name="bulk_accept"),
-        bulk_reject.click(bulk_with("rejected"), view_inputs, view_outputs, api_name="bulk_reject"),
-        bulk_pending.click(
-            bulk_with("pending"), view_inputs, view_outputs, api_name="bulk_pending"
-        ),
-        save_button.click(save, edit_inputs, view_outputs, api_name="review_save"),
-        revert_button.click(revert, with_id, view_outputs, api_name="review_revert"),
-    ]
-    return {
-        "refresh": (show, view_inputs, view_outputs),
-        "refresh_first": (show_first, view_inputs, view_outputs),
-        "events": changes,
-    }
+    with_id = [*view_inputs, view.example_id]
+    edits = [view.system, view.prompt, view.answer, view.tags, view.note]
+    apis = {"accepted": "review_accept", "rejected": "review_reject", "pending": "review_pending"}
+    events = [button.click(label_with(status), with_id, view.outputs, api_name=apis[status])
+              for status, button in editor.labels.items()]  # fmt: skip
+    events.append(editor.save_button.click(save, [*with_id, *edits], view.outputs,
+                                           api_name="review_save"))  # fmt: skip
+    events.append(editor.revert_button.click(revert, with_id, view.outputs,
+                                             api_name="review_revert"))  # fmt: skip
+    return events
+
+
+_EXAMPLE_ID = [f.name for f in fields(Shown)].index("example_id")
 
 
 def _stepper(step, delta: int):
     """A handler with the plain view signature that moves `delta` examples."""
 
-    def move(name, status, split, tag, text, at, request: gr.Request):
-        return step(name, status, split, tag, text, at, delta, request)
+    def move(request: gr.Request, name, status, split, tag, text, at):
+        return step(request, name, status, split, tag, text, at, delta)
 
     move.ftapp_role = step.ftapp_role  # the guarded `step` checks the role
     return move
-
-
-def _table_row(example: Example, *, marked: bool) -> list:
-    prompt, answer = prompt_and_answer(example.messages)
-    return [
-        "▶" if marked else "",
-        example.id,
-        example.status.value,
-        example.split.value if example.split else "",
-        ", ".join(example.tags),
-        example.n_tokens,
-        _short(prompt),
-        _short(answer),
-    ]
-
-
-def _short(text: str, limit: int = 90) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _header(example: Example) -> str:
-    parts = [f"**Example #{example.id}**", example.status.value]
-    if example.split:
-        parts.append(example.split.value)
-    parts.append(f"{example.n_tokens} tokens")
-    if example.source_line:
-        parts.append(f"from line {example.source_line} ({example.source_format})")
-    if example.is_edited:
-        parts.append(f"edited by {example.updated_by}")
-    if example.reviewed_by:
-        parts.append(f"reviewed by {example.reviewed_by} at {example.reviewed_at[:19]}")
-    return " · ".join(parts)
-
-
-def _chat(example: Example) -> list[dict]:
-    """Chatbot messages: system prompts and tool results shown as titled boxes.
-
-    The Chatbot renders HTML even with render_markdown=False (sanitized: `<b>` turns bold and
-    `<script>` disappears), so the text is escaped to be shown exactly as written."""
-    shown = []
-    for message in example.messages:
-        content = html.escape(message["content"], quote=False)
-        if message["role"] in ("user", "assistant"):
-            shown.append({"role": message["role"], "content": content})
-        else:
-            title = "System prompt" if message["role"] == "system" else "Tool result"
-            shown.append({"role": "assistant", "content": content, "metadata": {"title": title}})
-    return shown
-
-
-def _progress_html(stats: dict) -> str:
-    """Review progress at a glance: a stacked bar of accepted / rejected / pending."""
-    counts = stats["by_status"]
-    total = max(1, stats["examples"])
-    colors = {"accepted": "#16a34a", "rejected": "#dc2626", "pending": "#d1d5db"}
-    bars = "".join(
-        f'<div style="width:{100 * counts[s] / total:.2f}%;background:{colors[s]}"></div>'
-        for s in ("accepted", "rejected", "pending")
-    )
-    done = counts["accepted"] + counts["rejected"]
-    return (
-        f'<div style="display:flex;height:10px;border-radius:5px;overflow:hidden">{bars}</div>'
-        f'<div style="font-size:0.9em;margin-top:4px">Reviewed {done} of {stats["examples"]} · '
-        f"{counts['accepted']} accepted · {counts['rejected']} rejected · "
-        f"{counts['pending']} pending</div>"
-    )

@@ -12,13 +12,21 @@ from ftapp.data.stats import dataset_stats, token_histogram, token_lengths
 from ftapp.data.versions import freeze_version
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.ui.common import current_user, download_path, escape_markdown, guarded, to_int
+from ftapp.ui.common import (
+    TabWiring,
+    current_user,
+    download_path,
+    escape_markdown,
+    guarded,
+    require,
+    to_int,
+)
 
 CURRENT = "accepted examples now"
 VERSION_HEADERS = ["version", "examples", "train", "validation", "test", "hash", "frozen at", "by"]
 
 
-def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
+def build_versions_section(services: Services, dataset: gr.Dropdown) -> TabWiring:
     with gr.Accordion("Split, statistics, versions, export", open=True):
         with gr.Row():
             train_ratio = gr.Number(value=0.8, label="Train", minimum=0)
@@ -64,14 +72,13 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
     outputs = [counts, histogram, versions, export_version]
 
     @guarded(services, Role.ADMIN)
-    def show(name: str | None, request: gr.Request):
+    def show(request: gr.Request, name: str | None):
         return render(name)
 
     @guarded(services, Role.ADMIN)
-    def split(name: str | None, train: float | None, validation: float | None,
-              test: float | None, seed_value: int | None, request: gr.Request):  # fmt: skip
-        if not name:
-            raise gr.Error("No dataset selected.")
+    def split(request: gr.Request, name: str | None, train: float | None,
+              validation: float | None, test: float | None, seed_value: int | None):  # fmt: skip
+        name = require(name, "No dataset selected.")
         with services.db() as db:
             result = assign_splits(db, name, [train, validation, test], to_int(seed_value, "seed"))
         gr.Info("Splits assigned: " + ", ".join(f"{k} {v}" for k, v in result.items()))
@@ -82,9 +89,8 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         return render(name)
 
     @guarded(services, Role.ADMIN)
-    def freeze(name: str | None, note_text: str, request: gr.Request):
-        if not name:
-            raise gr.Error("No dataset selected.")
+    def freeze(request: gr.Request, name: str | None, note_text: str):
+        name = require(name, "No dataset selected.")
         with services.db() as db:
             version, created = freeze_version(
                 db, name, current_user(services, request).name, note_text
@@ -96,10 +102,9 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         return render(name)
 
     @guarded(services, Role.ADMIN)
-    def export(name: str | None, which: str | None, fmt: str | None, split_name: str | None,
-               request: gr.Request):  # fmt: skip
-        if not name:
-            raise gr.Error("No dataset selected.")
+    def export(request: gr.Request, name: str | None, which: str | None, fmt: str | None,
+               split_name: str | None):  # fmt: skip
+        name = require(name, "No dataset selected.")
         version = None if which == CURRENT else which
         suffix = f"-{which}" if version else ""
         suffix += f"-{split_name}" if split_name != "all" else ""
@@ -113,7 +118,7 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         return gr.update(value=str(out), visible=True)
 
     @guarded(services, Role.ADMIN)
-    def show_stats(name: str | None, request: gr.Request):
+    def show_stats(request: gr.Request, name: str | None):
         return render(name)[:2]
 
     dataset.change(show, [dataset], outputs, api_name="dataset_stats")
@@ -126,12 +131,12 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> dict:
         export, [dataset, export_version, export_format, export_split], [export_file],
         api_name="export_dataset",
     )  # fmt: skip
-    return {
-        "refresh": (show, [dataset], outputs),
+    return TabWiring(
+        changes=(split_event, freeze_event),
         # Counts and token lengths only: keeps the chosen export version.
-        "refresh_stats": (show_stats, [dataset], [counts, histogram]),
-        "events": [split_event, freeze_event],
-    }
+        redraw=((show_stats, [dataset], [counts, histogram]),),
+        reopen=((show, [dataset], outputs),),
+    )
 
 
 def _stats_markdown(stats: dict) -> str:

@@ -7,15 +7,28 @@ model) with a flag when the current model does worse than the previous one; and 
 from __future__ import annotations
 
 import html
-from typing import Any
 
 import gradio as gr
 
 from ftapp.deploy.monitoring import MonitoringRow, feedback_drop, monitoring_report
-from ftapp.deploy.production import PRODUCTION, Promotion, promotion_history
+from ftapp.deploy.production import (
+    Promotion,
+    backend_endpoint,
+    promote_to_production,
+    promotion_history,
+    roll_back_production,
+)
+from ftapp.names import PRODUCTION
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.ui.common import current_user, escape_markdown, fresh_choices_on_focus, guarded, notice
+from ftapp.ui.common import (
+    TabWiring,
+    current_user,
+    escape_markdown,
+    fresh_choices_on_focus,
+    guarded,
+    notice,
+)
 from ftapp.ui.deploy_export import build_export_section
 
 HISTORY_HEADERS = ["#", "when (UTC)", "action", "model", "by", "note"]
@@ -23,7 +36,7 @@ MONITOR_HEADERS = ["time (UTC)", "model", "requests", "errors", "stopped", "p50 
                    "rated", "feedback rate", "thumbs up"]  # fmt: skip
 
 
-def build_deploy_tab(services: Services) -> dict[str, Any]:
+def build_deploy_tab(services: Services) -> TabWiring:
     drop_flag = gr.Markdown("", elem_id="ft-deploy-drop")
     current = gr.Markdown("", elem_id="ft-deploy-current")
     with gr.Row():
@@ -58,7 +71,7 @@ def build_deploy_tab(services: Services) -> dict[str, Any]:
         names = services.servable_models()
         with services.db() as db:
             promotions = promotion_history(db)
-        info = services.production_endpoint()
+        info = backend_endpoint(services.backend, promotions[0] if promotions else None)
         where = f"`{info.url}`" if info.url else "none (see below)"
         # The note is ftapp's own text (with `code` in it), so it is not escaped.
         endpoint_text = (
@@ -76,14 +89,18 @@ def build_deploy_tab(services: Services) -> dict[str, Any]:
     @guarded(services, Role.ADMIN)
     def promote(request: gr.Request, chosen: str | None, why: str):
         user = _user_name(services, request)
-        promotion, served = services.promote(chosen or "", user, why or "")
+        promotion, served = promote_to_production(
+            services.db, services.backend, services.served_base, chosen or "", user, why or ""
+        )
         notice(f"{promotion.model} is in production")
         return (f"Promoted **{escape_markdown(promotion.model)}**: {_served_text(served)}.",
                 "", *show(request, chosen))  # fmt: skip
 
     @guarded(services, Role.ADMIN)
     def roll_back(request: gr.Request, chosen: str | None):
-        promotion, served = services.rollback(_user_name(services, request))
+        promotion, served = roll_back_production(
+            services.db, services.backend, services.served_base, _user_name(services, request)
+        )
         notice(f"rolled back to {promotion.model}")
         return (f"Rolled back to **{escape_markdown(promotion.model)}**: "
                 f"{_served_text(served)}.", *show(request, chosen))  # fmt: skip
@@ -106,8 +123,8 @@ def build_deploy_tab(services: Services) -> dict[str, Any]:
     rollback_button.click(roll_back, [model], [outcome, *shown], api_name="deploy_rollback")
     monitor_button.click(monitor, [bucket, since], monitored, api_name="deploy_monitor")
     bucket.change(monitor, [bucket, since], monitored, api_name=False)
-    loads = [(show, [model], shown), (monitor, [bucket, since], monitored), *export_loads]
-    return {"load": loads, "timers": []}
+    loads = ((show, [model], shown), (monitor, [bucket, since], monitored))
+    return TabWiring(on_load=loads) + export_loads
 
 
 def _user_name(services: Services, request: gr.Request) -> str:

@@ -10,10 +10,10 @@ import gradio as gr
 
 from ftapp.arena.export import write_battles, write_preferences
 from ftapp.arena.leaderboard import Leaderboard, leaderboard
+from ftapp.arena.sessions import all_sessions
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.store import arena as store
-from ftapp.ui.common import current_user, download_path, escape_markdown, guarded
+from ftapp.ui.common import TabWiring, current_user, download_path, escape_markdown, guarded
 
 ALL = "All battles"
 RATING_HEADERS = ["model", "rating", "95% CI low", "95% CI high", "votes", "wins", "losses",
@@ -24,7 +24,7 @@ REVIEWER_HEADERS = ["reviewer", "votes", "A better", "B better", "tie", "both ba
 AGREEMENT_HEADERS = ["reviewer 1", "reviewer 2", "shared battles", "agreement", "Cohen's kappa"]
 
 
-def build_leaderboard_tab(services: Services) -> tuple:
+def build_leaderboard_tab(services: Services) -> TabWiring:
     with gr.Row():
         scope = gr.Dropdown([ALL], value=ALL, label="Scope", scale=4, allow_custom_value=True,
                             elem_id="ft-lb-scope")  # fmt: skip
@@ -55,7 +55,7 @@ def build_leaderboard_tab(services: Services) -> tuple:
     def show(request: gr.Request, chosen: str | None):
         session = None if chosen in (None, "", ALL) else chosen
         with services.db() as db:
-            names = [s.name for s in store.list_sessions(db)]
+            names = [s.name for s in all_sessions(db)]
             board = leaderboard(db, session)
         return (gr.update(choices=[ALL, *names], value=chosen or ALL), *_render(board))
 
@@ -84,7 +84,7 @@ def build_leaderboard_tab(services: Services) -> tuple:
     jsonl_button.click(exporter("jsonl"), [scope], [exported], api_name="export_battles_jsonl")
     preference_button.click(exporter("preference"), [scope], [exported],
                             api_name="export_preferences")  # fmt: skip
-    return show, [scope], outputs
+    return TabWiring(on_load=((show, [scope], outputs),))
 
 
 def _render(board: Leaderboard) -> tuple:

@@ -15,24 +15,25 @@ from typing import Any
 
 import gradio as gr
 
-from ftapp.deploy.production import PRODUCTION, set_feedback
+from ftapp.deploy.production import current_production, set_feedback, stream_production_chat
 from ftapp.errors import ValidationError
+from ftapp.names import BASE, PRODUCTION
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.serving.backend import BASE, MAX_NEW_TOKENS, Sampling
+from ftapp.serving.backend import MAX_NEW_TOKENS, sampling_from_fields
 from ftapp.ui.common import (
+    TabWiring,
     chat_messages,
     current_user,
     fresh_choices_on_focus,
     guarded,
     paced,
-    to_int,
 )
 
 POLL_SECONDS = 2.0
 
 
-def build_playground_tab(services: Services) -> dict[str, Any]:
+def build_playground_tab(services: Services) -> TabWiring:
     status = gr.Markdown("Engine: …", elem_id="ft-engine-status")
     with gr.Row():
         with gr.Column(scale=1):
@@ -78,7 +79,9 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
 
     def model_names() -> list[str]:
         names = services.servable_models()
-        if services.current_production() is not None:
+        with services.db() as db:
+            in_production = current_production(db) is not None
+        if in_production:
             names = [names[0], PRODUCTION, *names[1:]]
         return names
 
@@ -90,20 +93,15 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
     @guarded(services, Role.ADMIN)
     def chat(request: gr.Request, model_name: str, system_prompt: str, temp: float,
              p: float, max_tokens: Any, seed_value: Any, text: str, history: list):  # fmt: skip
-        sampling = Sampling(
-            temperature=float(temp),
-            top_p=float(p),
-            max_new_tokens=to_int(max_tokens, "max new tokens", minimum=1),
-            seed=None
-            if not str(seed_value or "").strip()
-            else to_int(str(seed_value).strip(), "seed", minimum=0),
-        )
+        sampling = sampling_from_fields(temperature=temp, top_p=p, max_new_tokens=max_tokens,
+                                        seed=seed_value)  # fmt: skip
         history = [*history, {"role": "user", "content": text or ""}]
         messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
         request_id = None
         if model_name == PRODUCTION:  # logged, and rated with the buttons below the chat
             user = current_user(services, request).name
-            reply = services.stream_production_chat(messages + history, sampling, user)
+            reply = stream_production_chat(services.db, services.backend, services.served_base,
+                                           messages + history, sampling, user)  # fmt: skip
             pieces, request_id = reply.pieces, reply.request_id
         else:
             pieces = services.stream_chat(model_name or BASE, messages + history, sampling)
@@ -158,8 +156,8 @@ def build_playground_tab(services: Services) -> dict[str, Any]:
     refresh.click(list_models, [model], [model], api_name="list_models")
     timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
     timer.tick(show_status, None, [status], api_name=False, show_progress="hidden")
-    return {"load": [(show_status, None, [status]), (list_models, [model], [model])],
-            "timers": [timer]}  # fmt: skip
+    return TabWiring(on_load=((show_status, None, [status]), (list_models, [model], [model])),
+                     timers=(timer,))  # fmt: skip
 
 
 def conversation_so_far(history: list[dict], pieces: Iterator[str]) -> Iterator[list[dict]]:

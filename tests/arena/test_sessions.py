@@ -29,10 +29,12 @@ from ftapp.arena.sessions import (
 )
 from ftapp.auth import User
 from ftapp.errors import Conflict, Forbidden, NotFound, ValidationError
-from ftapp.evaluation.batch import AnswerGenerator
+from ftapp.generation.queue import AnswerGenerator
 from ftapp.records import Role, SessionStatus
 from ftapp.serving.backend import Sampling
+from ftapp.store import answers
 from ftapp.store import arena as store
+from ftapp.store.answers import SESSION_ANSWERS_TABLE
 from tests.arena.conftest import CONTESTANTS, reviewer
 from tests.helpers import make_version, write_jsonl
 
@@ -263,9 +265,9 @@ def test_a_generator_that_died_leaves_its_answers_to_the_next(echo_services):
     session = _session(echo_services, n_prompts=1, contestants=["base", "pirate"])
     with echo_services.db() as db:
         stale = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
-        claimed = store.claim_answers(db, 10, stale_before=stale)
+        claimed = answers.claim_answers(db, SESSION_ANSWERS_TABLE, 10, stale)
         assert len(claimed) == 2
-        assert store.claim_answers(db, 10, stale_before=stale) == []  # taken
+        assert answers.claim_answers(db, SESSION_ANSWERS_TABLE, 10, stale) == []  # taken
         db.execute("UPDATE session_answers SET claimed_at = '2000-01-01T00:00:00'")
     assert _generate(echo_services) == 2  # claimed long ago: its generator is gone
     with echo_services.db() as db:

@@ -10,6 +10,7 @@ import json
 import socket
 from contextlib import closing
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from ftapp.store.exports import exports_of, record_export
 from tests.serving_fixtures import home_with_adapter
 
 ENDPOINT = "https://hub.test"
+COMMIT = "c0ffee" * 6 + "c0fe"
 
 
 class RecordingHfApi:
@@ -43,11 +45,12 @@ class RecordingHfApi:
         self.calls.append(("create_repo", args, kwargs))
         return RepoUrl(f"{ENDPOINT}/{args[0]}", endpoint=ENDPOINT)
 
-    def upload_folder(self, *args: Any, **kwargs: Any) -> None:
+    def upload_folder(self, *args: Any, **kwargs: Any) -> SimpleNamespace:
         self.calls.append(("upload_folder", args, kwargs))
         folder = Path(kwargs["folder_path"])
         assert all(p.is_file() for p in folder.iterdir())  # a flat folder of files
         self.files = {p.name: p.read_bytes() for p in folder.iterdir()}
+        return SimpleNamespace(oid=COMMIT)  # what matters of HfApi's CommitInfo
 
     @property
     def readme(self) -> str:
@@ -82,10 +85,11 @@ def test_an_adapter_push_uploads_the_adapter_files_and_the_card(adapter_home, se
 
     api = RecordingHfApi()
     with closing(open_db(adapter_home.db_path)) as db:
-        url = push_to_hub(db, adapter_home, "secret", "alice/secret-lora", "tester", token="t",
-                          api=api)  # fmt: skip
+        pushed = push_to_hub(db, adapter_home, "secret", "alice/secret-lora", "tester",
+                             token="t", api=api)  # fmt: skip
         rows = exports_of(db, "secret")
-    assert url == f"{ENDPOINT}/alice/secret-lora"
+    url = pushed.url
+    assert (url, pushed.commit) == (f"{ENDPOINT}/alice/secret-lora", COMMIT)
     assert _calls_without_folder(api) == [
         ("create_repo", ("alice/secret-lora",),
          {"repo_type": "model", "private": True, "exist_ok": True}),
@@ -137,7 +141,7 @@ def test_a_merged_push_uploads_the_merged_model(adapter_home):
     api = RecordingHfApi()
     with closing(open_db(adapter_home.db_path)) as db:
         url = push_to_hub(db, adapter_home, "secret", "alice/secret-merged", "tester",
-                          merged=True, token="t", api=api)  # fmt: skip
+                          merged=True, token="t", api=api).url  # fmt: skip
         rows = exports_of(db, "secret")
     assert [call[0] for call in api.calls] == ["create_repo", "upload_folder"]
     assert api.calls[1][2]["repo_id"] == "alice/secret-merged"
@@ -228,4 +232,4 @@ def test_cli_lists_exports_newest_first_and_refuses_a_bad_push(monkeypatch, caps
     assert capsys.readouterr().out.strip() == "nothing has not been exported"
     with pytest.raises(ValidationError, match="owner/name"):
         _run_cli(["export", "push", "secret", "not-a-repo", "--public"])
-    assert db["exports"].count == 3
+    assert db["exports"].count == 3 and db["export_jobs"].count == 0

@@ -23,21 +23,26 @@ import pytest
 
 from ftapp.cli.deploy import add_deploy_commands
 from ftapp.deploy.production import (
-    PRODUCTION,
+    NO_ENGINE_HERE,
     STOPPED,
+    backend_endpoint,
     client_snippets,
     current_production,
     production_endpoint,
     promote,
+    promote_to_production,
     promotion_history,
+    roll_back_production,
     rollback,
     set_feedback,
     stream_production_chat,
+    sync_production,
 )
 from ftapp.errors import Conflict, Forbidden, NotFound, ServingError, ValidationError
 from ftapp.models.registry import bundled_base_model
+from ftapp.names import BASE, PRODUCTION
 from ftapp.services import Services
-from ftapp.serving.backend import BASE, Sampling, ServedModel
+from ftapp.serving.backend import Sampling, ServedModel
 from ftapp.serving.echo import EchoBackend
 from ftapp.serving.setup import served_model
 from ftapp.serving.vllm_backend import VllmBackend
@@ -255,13 +260,72 @@ def test_the_endpoint_names_production_and_says_what_it_can_not_do(stand_in):
     assert client_snippets("http://x/v1", "m")[0].startswith("curl http://x/v1/chat/completions")
 
 
-def test_services_promote_and_roll_back_with_the_in_process_backends(stand_in):
-    promotion, served = stand_in.promote("secret", "ana", "why not")
+def promote_with(services: Services, model: str, note: str = ""):
+    """What the Deploy tab's Promote button calls."""
+    return promote_to_production(services.db, services.backend, services.served_base, model,
+                                 "ana", note)  # fmt: skip
+
+
+def roll_back_with(services: Services):
+    return roll_back_production(services.db, services.backend, services.served_base, "ana")
+
+
+def test_promote_and_roll_back_with_the_in_process_backends(stand_in):
+    promotion, served = promote_with(stand_in, "secret", "why not")
     assert promotion.model == "secret" and "echo backend answers as 'production'" in served
-    assert stand_in.current_production() == promotion
-    assert stand_in.production_endpoint().url is None
-    stand_in.promote(BASE, "ana")
-    assert stand_in.rollback("ana")[0].model == "secret"
+    with stand_in.db() as db:
+        assert promotion.note == "why not" and current_production(db) == promotion
+    endpoint = backend_endpoint(stand_in.backend, promotion)
+    assert endpoint.url is None and "only the app's Playground serves production" in endpoint.note
+    promote_with(stand_in, BASE)
+    promotion, served = roll_back_with(stand_in)
+    assert promotion.model == "secret" and promotion.is_rollback
+    assert "echo backend answers" in served
+    assert rows(stand_in) == (3, 0)
+
+
+def test_without_an_engine_here_the_promotion_is_stored_and_says_who_serves_it(stand_in):
+    promotion, served = promote_to_production(stand_in.db, None, stand_in.served_base, "secret",
+                                              "ana")  # fmt: skip
+    assert served == NO_ENGINE_HERE and current_production_of(stand_in) == promotion
+    with pytest.raises(Conflict, match="already in production"):
+        promote_to_production(stand_in.db, None, stand_in.served_base, "secret", "ana")
+    assert rows(stand_in) == (1, 0)
+
+
+def current_production_of(services: Services):
+    with services.db() as db:
+        return current_production(db)
+
+
+def test_a_vllm_server_that_is_not_answering_gets_production_when_it_is_ready(stand_in):
+    """The promotion is made; the line says the engine will get it (on_ready registers it)."""
+    down = VllmBackend(url="http://127.0.0.1:9")
+    promotion, served = promote_to_production(stand_in.db, down, stand_in.served_base, "secret",
+                                              "ana")  # fmt: skip
+    assert promotion.model == "secret" and current_production_of(stand_in) == promotion
+    assert served.startswith("vLLM will get it when it is ready (") and "not answering" in served
+    assert sync_production(stand_in.db, down, stand_in.served_base) == served
+    endpoint = backend_endpoint(down, promotion)  # a server that is down: still an answer
+    assert (endpoint.url, endpoint.model) == ("http://127.0.0.1:9/v1", PRODUCTION)
+    assert "FTAPP_VLLM_PORT" not in endpoint.note  # not a server ftapp starts
+
+
+def test_every_backend_says_where_clients_call_it():
+    from ftapp.serving.backend import BackendEndpoint
+    from ftapp.serving.hf import HFBackend
+    from ftapp.serving.vllm_server import VllmOptions, VllmServer
+
+    assert EchoBackend().endpoint() == BackendEndpoint(None, BASE, False)
+    assert HFBackend(Path("unused")).endpoint() == BackendEndpoint(None, BASE, False)
+    assert VllmBackend(url="http://127.0.0.1:9/").endpoint() == BackendEndpoint(
+        "http://127.0.0.1:9", BASE, False)  # fmt: skip
+    server = VllmServer(VllmOptions(Path("unused"), Path("unused.log"), max_lora_rank=8))
+    own = VllmBackend(server=server).endpoint()  # not started: nothing answers yet
+    assert own.url == server.url and own.base_name == BASE and own.own_server
+    for in_process in (EchoBackend(), HFBackend(Path("unused"))):
+        in_process.register_alias(PRODUCTION, Path("unused"))  # resolved per request: no-op
+        assert in_process.on_ready is None
 
 
 # --- the `ftapp deploy` commands -----------------------------------------------------------------
@@ -329,9 +393,9 @@ def test_on_vllm_promote_and_rollback_change_what_production_answers(
     add_adapter_variant(settings, "secret-copy", copy)
     services = Services(replace(settings, vllm_url=vllm_server.url))
 
-    services.promote(BASE, "ana")
+    promote_with(services, BASE)
     assert PRODUCTION not in registered(vllm_server.url)  # vLLM can't alias the base model
-    services.promote("secret", "ana")
+    promote_with(services, "secret")
     # Registered at the promotion: a client outside the app gets it without the app asking.
     direct = ask_vllm_directly(vllm_server.url)
     assert direct.status_code == 200, direct.text
@@ -339,17 +403,17 @@ def test_on_vllm_promote_and_rollback_change_what_production_answers(
     assert registered(vllm_server.url)[PRODUCTION]["root"] == str(secret_adapter.path)
     assert SECRET_WORD in ask(services)
 
-    promotion, served = services.rollback("ana")
+    promotion, served = roll_back_with(services)
     assert promotion.model == BASE and "nothing registered as 'production'" in served
     assert SECRET_WORD not in ask(services)
     assert ask_vllm_directly(vllm_server.url).status_code == 404
     assert PRODUCTION not in registered(vllm_server.url)
 
-    services.promote("secret", "ana")
-    services.promote("secret-copy", "ana")  # another folder: unloaded and loaded again
+    promote_with(services, "secret")
+    promote_with(services, "secret-copy")  # another folder: unloaded and loaded again
     assert registered(vllm_server.url)[PRODUCTION]["root"] == str(copy)
     assert SECRET_WORD in ask(services)
-    services.rollback("ana")
+    roll_back_with(services)
     assert registered(vllm_server.url)[PRODUCTION]["root"] == str(secret_adapter.path)
 
 
@@ -379,12 +443,13 @@ def test_in_process_promote_and_rollback_change_what_production_answers(
     settings = home_with_adapter(tmp_path / "home", models_dir, secret_adapter)
     services = Services(replace(settings, backend="hf", serve_threads=1))
     try:
-        services.promote("secret", "ana")
+        promote_with(services, "secret")
         assert SECRET_WORD in ask(services)
-        services.promote(BASE, "ana")
+        promote_with(services, BASE)
         assert SECRET_WORD not in ask(services)
-        services.rollback("ana")
-        reply = services.stream_production_chat(QUESTION, GREEDY, "ana")
+        roll_back_with(services)
+        reply = stream_production_chat(services.db, services.backend, services.served_base,
+                                       QUESTION, GREEDY, "ana")  # fmt: skip
         answer = "".join(reply.pieces)
         assert SECRET_WORD in answer.lower()
         with services.db() as db:

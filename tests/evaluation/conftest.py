@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ftapp.arena.prompts import Prompt
-from ftapp.evaluation.batch import generate_pending
 from ftapp.evaluation.runs import eval_work_list
+from ftapp.generation.queue import generate_pending
 from ftapp.services import Services
 from ftapp.serving.backend import Sampling
 from ftapp.settings import Settings

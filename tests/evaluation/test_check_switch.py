@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from ftapp.evaluation.runs import create_run
 from ftapp.records import RunStatus
 from ftapp.store import evaluation as store
 from tests.evaluation.conftest import generate_all, say_prompts
-from tests.helpers import table_counts
+from tests.helpers import table_counts, write_jsonl
 
 PY = shlex.quote(sys.executable)
 NAMES = ["FTAPP_JUDGE_API_KEY", "HF_TOKEN", "FTAPP_SOMETHING", "OPENAI_API_KEY",
@@ -135,3 +136,32 @@ def test_python_checks_get_a_minimal_environment(monkeypatch, tmp_path: Path) ->
     assert set(env) == CHILD_ENV and env["HOME"] == env["TMPDIR"]
     # The app's own Python comes first on PATH: `python` there is the venv's.
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+
+
+def test_a_run_made_from_a_terminal_keeps_its_python_check(eval_services, env, tmp_path):
+    """`ftapp eval run --check-python FILE` copies the file into FTAPP_HOME/checks (as the
+    Evaluate tab does with an upload): the run is scored with it after the original is gone."""
+    rows = [{"prompt": f"Say: word{i}", "reference": f"word{i}"} for i in range(2)]
+    prompts = write_jsonl(tmp_path / "prompts.jsonl", rows)
+    check_file = tmp_path / "says_word.py"
+    check_file.write_text("def check(answer, reference, prompt):\n    return 'word' in answer\n")
+    cli = subprocess.run(
+        [sys.executable, "-m", "ftapp.cli", "eval", "run", "from the terminal", "--contestants",
+         "base,concise", "--prompts", str(prompts), "--check-python", str(check_file),
+         "--no-wait"],
+        env={**env, "FTAPP_BACKEND": "echo", "FTAPP_CODE_CHECKS": "1"},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    check_file.unlink()  # the file the run was made with is gone before it is scored
+
+    allowed = dataclasses.replace(eval_services.settings, code_checks=True)
+    generate_all(eval_services, settings=allowed)
+    with eval_services.db() as db:
+        run = store.get_run(db, "from the terminal")
+        scores = {a["contestant"]: a["scores"]["says_word"] for a in store.run_answers(db, run.id)}
+    assert run.status == RunStatus.DONE, run.error
+    kept = Path(run.checks["checks"][0]["path"])
+    assert kept.parent == eval_services.settings.home / "checks" and kept.is_file()
+    # The plain base model says it doesn't know; the prompted one says the word.
+    assert scores == {"base": 0.0, "concise": 1.0}

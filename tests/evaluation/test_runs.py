@@ -12,7 +12,9 @@ import pytest
 from ftapp.errors import Conflict, ValidationError
 from ftapp.evaluation.runs import cancel_run, create_run, retry_run
 from ftapp.records import RunStatus
+from ftapp.store import answers
 from ftapp.store import evaluation as store
+from ftapp.store.answers import EVAL_ANSWERS_TABLE
 from ftapp.store.db import connect
 from tests.evaluation.conftest import generate_all, knowing_chat, say_prompts
 from tests.evaluation.judge_stub import JudgeStub, prefers_longer
@@ -136,7 +138,7 @@ def test_a_cancelled_run_is_not_generated(eval_services):
             cancel_run(db, "run1")
     assert generate_all(eval_services) == 0
     with eval_services.db() as db:
-        assert store.answer_counts(db, run.id) == {"pending": 8}
+        assert answers.answer_counts(db, EVAL_ANSWERS_TABLE, run.id) == {"pending": 8}
         assert store.get_run(db, run.id).status == RunStatus.CANCELLED
 
 
@@ -160,7 +162,8 @@ def test_two_generators_never_claim_the_same_answer(eval_services):
         db = connect(eval_services.settings.db_path)
         try:
             for _ in range(10):
-                claimed[slot] += [r["id"] for r in store.claim_answers(db, 3, "0")]
+                rows = answers.claim_answers(db, EVAL_ANSWERS_TABLE, 3, "0")
+                claimed[slot] += [r["id"] for r in rows]
         finally:
             db.close()
 

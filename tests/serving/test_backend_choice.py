@@ -10,9 +10,9 @@ import pytest
 
 from ftapp.errors import ValidationError
 from ftapp.models.registry import bundled_base_model
+from ftapp.names import BASE, MAX_LORA_RANK
 from ftapp.serving import setup
 from ftapp.serving.backend import (
-    BASE,
     MAX_MESSAGE_CHARS,
     ChatRequest,
     Sampling,
@@ -25,7 +25,6 @@ from ftapp.serving.vllm_backend import VllmBackend
 from ftapp.serving.vllm_server import VllmOptions, server_command, server_env
 from ftapp.settings import Settings, load_settings
 from ftapp.store import jobs as job_store
-from ftapp.training.config import MAX_LORA_RANK
 
 
 def test_serving_settings_are_read_and_checked(tmp_path):

@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from ftapp.errors import ServingError
-from ftapp.serving.backend import BASE, ChatRequest, Sampling, ServedModel
+from ftapp.names import BASE
+from ftapp.serving.backend import ChatRequest, Sampling, ServedModel
 from ftapp.serving.hf import HFBackend
 from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD
 

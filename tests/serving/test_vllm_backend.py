@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from ftapp.errors import ServingError
-from ftapp.serving.backend import BASE, BackendState, ChatRequest, Sampling, ServedModel
+from ftapp.names import BASE
+from ftapp.serving.backend import BackendState, ChatRequest, Sampling, ServedModel
 from ftapp.serving.vllm_backend import VllmBackend
 from ftapp.store import jobs as job_store
 from ftapp.store.db import open_db

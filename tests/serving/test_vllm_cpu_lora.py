@@ -99,7 +99,8 @@ def test_base_requests_get_no_adapter_when_every_slot_is_taken(vllm_server, secr
     the base model, asked alone or beside an adapter, still answers as the base model."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ftapp.serving.backend import BASE, ChatRequest, Sampling, ServedModel
+    from ftapp.names import BASE
+    from ftapp.serving.backend import ChatRequest, Sampling, ServedModel
     from ftapp.serving.vllm_backend import VllmBackend
     from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD
 

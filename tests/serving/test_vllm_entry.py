@@ -53,7 +53,8 @@ def group_of(pgid: int) -> list[psutil.Process]:
     return found
 
 
-def start_app(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+def start_stand_in_app(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    """The APP script above (not the real app: tests/live_app.py starts that); its server pid."""
     app = subprocess.Popen([sys.executable, "-c", APP, *args], env=env,
                            stdout=subprocess.PIPE, text=True)  # fmt: skip
     return app, int(app.stdout.readline())
@@ -70,7 +71,7 @@ def test_the_server_and_its_engine_go_when_the_app_is_killed(tmp_path):
     (tmp_path / "fake_server.py").write_text(FAKE_SERVER)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     stand_in = [sys.executable, "-m", "ftapp.serving.vllm_entry", "fake_server"]
-    app, server = start_app([str(tmp_path), str(tmp_path / "log"), *stand_in], env)
+    app, server = start_stand_in_app([str(tmp_path), str(tmp_path / "log"), *stand_in], env)
     try:
         wait_for(lambda: len(group_of(server)) == 2, "the server and its engine process", 30)
         time.sleep(1)  # the server runs on while the app lives
@@ -84,7 +85,8 @@ def test_the_server_and_its_engine_go_when_the_app_is_killed(tmp_path):
 
 @pytest.mark.slow
 def test_a_starting_vllm_server_goes_when_the_app_is_killed(bundled_model_dir, tmp_path):
-    app, server = start_app([str(bundled_model_dir), str(tmp_path / "vllm.log")], dict(os.environ))
+    args = [str(bundled_model_dir), str(tmp_path / "vllm.log")]
+    app, server = start_stand_in_app(args, dict(os.environ))
     try:
         # The engine process exists, and a few seconds later vLLM is loading the model, long
         # before it is ready: a SIGTERM then left the old server hung (in 3 of 3 tries).

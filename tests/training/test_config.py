@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from ftapp.errors import Conflict, ValidationError
+from ftapp.names import MAX_LORA_RANK
 from ftapp.store import jobs as store
 from ftapp.store.db import connect
 from ftapp.training.config import (
-    MAX_LORA_RANK,
     PRESETS,
     TrainConfig,
     config_from_dict,
@@ -130,7 +130,7 @@ def test_check_config_refuses_and_queues_nothing(db, settings, tiny, version, tm
          "base_model: no base model named 'no-such-model'"),
         (tiny_config(version, name="taken"), Conflict, "name: 'taken' is already used"),
         (tiny_config(version, name="a-variant"), Conflict, "name: 'a-variant' is already used"),
-        (tiny_config(version, name="has space"), ValidationError, "name: 1-80 letters"),
+        (tiny_config(version, name="has space"), ValidationError, "'has space': use 1-80"),
     ]  # fmt: skip
     for config, error, message in refusals:
         with pytest.raises(error, match=message):

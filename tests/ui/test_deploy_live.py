@@ -2,10 +2,12 @@
 (gradio_client calls what the page's buttons call), generating through the session's vLLM
 server (FTAPP_VLLM_URL): promote, the production chat answers as promoted and is logged with
 its latency, the thumbs are stored, the monitoring shows it, a client calling vLLM directly
-gets "production" too, and one click rolls back."""
+gets "production" too, and one click rolls back. A merge is queued as an export job that the
+app's worker runs while the page polls its row."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from ftapp.deploy.production import PRODUCTION
+from ftapp.names import PRODUCTION
 from tests.gradio_events import call_event, dependencies, signed_in_client
 from tests.live_app import LiveApp, running_app
 from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD, home_with_adapter
@@ -27,7 +29,8 @@ MONITOR_VIEW = ("drop", "table", "plot")
 def app(tmp_path_factory, secret_adapter, vllm_server, models_dir: Path):
     home = home_with_adapter(tmp_path_factory.mktemp("deploy") / "home", models_dir,
                              secret_adapter).home  # fmt: skip
-    extra = {"FTAPP_VLLM_URL": vllm_server.url, "FTAPP_WORKER": "0"}
+    # The app's own worker runs the export jobs the Deploy tab queues.
+    extra = {"FTAPP_VLLM_URL": vllm_server.url, "FTAPP_WORKER": "1"}
     with running_app(home, models_dir, extra) as live:
         yield live
 
@@ -115,22 +118,39 @@ def test_promote_chat_rate_monitor_and_roll_back(app: LiveApp, vllm_server, secr
                       timeout=120).status_code == 404  # fmt: skip
 
 
-def test_merge_and_push_run_in_a_child_and_say_what_happened(app: LiveApp, tmp_path):
+def finished_export(client: Client, job_id: int, timeout: float = 600) -> tuple[str, str]:
+    """Poll the export job's row as the section's timer does, until it ended: its line, log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line, log = client.predict(job_id, api_name="/export_status")
+        if not line.endswith((": queued", ": running")):
+            return line, log
+        time.sleep(1)
+    pytest.fail(f"export job #{job_id} did not end: {line}")
+
+
+def test_merge_and_push_are_jobs_the_worker_runs_and_the_page_follows(app: LiveApp, tmp_path):
     admin = Client(app.url, verbose=False)
-    line = admin.predict("secret", api_name="/export_merge")
+    job_id, queued, _ = admin.predict("secret", api_name="/export_merge")
+    assert queued.replace("\\", "").startswith(f"export job #{job_id}, merge of secret: ")
+    line, log = finished_export(admin, job_id)
     merged = app.home / "exports" / "secret-merged"
-    assert str(merged) in line.replace("\\", "")
+    assert str(merged) in line.replace("\\", "") and line.startswith("merged secret into")
+    assert "merging secret" in log
+    (row,) = app.query("SELECT status, result_path, created_by FROM export_jobs")
+    assert row == {"status": "succeeded", "result_path": str(merged), "created_by": "admin"}
     assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
     assert list(merged.glob("*.safetensors"))
     rows = app.query("SELECT model, kind, target, created_by FROM exports")
     assert rows == [{"model": "secret", "kind": "merged", "target": str(merged),
                      "created_by": "admin"}]  # fmt: skip
-    # A second merge into the same folder is refused with the child's own message.
+    # A second merge into the same folder, and a push to a repository name that can't exist,
+    # are refused when queued: no job, nothing uploaded.
     with pytest.raises(AppError, match="not empty|exists"):
         admin.predict("secret", api_name="/export_merge")
-    # A push to a repository name that can't exist is refused before anything is uploaded.
     with pytest.raises(AppError, match="repo"):
         admin.predict("secret", "not a repo", "", False, True, api_name="/export_push")
     assert len(app.query("SELECT * FROM exports")) == 1
+    assert len(app.query("SELECT * FROM export_jobs")) == 1
     listed = admin.predict("secret", api_name="/export_list")
     assert [row[1] for row in listed["data"]] == ["merged"]

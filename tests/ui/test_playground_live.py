@@ -12,8 +12,9 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from ftapp.deploy.production import PRODUCTION, current_production, promote
+from ftapp.deploy.production import current_production, promote
 from ftapp.models.registry import bundled_base_model
+from ftapp.names import PRODUCTION
 from ftapp.store.db import open_db
 from tests.live_app import running_app
 from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD

@@ -19,13 +19,14 @@ import httpx
 import pytest
 
 from ftapp.auth import add_user, remove_user
+from ftapp.processes import free_port
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.settings import Settings
 from ftapp.store.db import open_db
 from tests.arena.conftest import running_arena_app
 from tests.gradio_events import EventResult, call_event, dependencies, signed_in_client
-from tests.live_app import REPO, free_port
+from tests.live_app import REPO
 
 pytestmark = pytest.mark.slow
 USERS = {"alice": ("admin", "alice-secret-1"), "rita": ("reviewer", "rita-secret-1"),

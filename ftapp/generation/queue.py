@@ -1,13 +1,15 @@
-"""Generating many answers in the background through the serving backend: the answers of
-evaluation sessions (the Arena) and of evaluation runs (automatic metrics).
+"""The background answer queue: generating many answers through the serving backend, for
+evaluation sessions (the Arena) and evaluation runs (automatic metrics) alike.
 
-Each kind of answer has a work list, a table of answers with a status: pending answers are
-claimed in a transaction, generated several at a time (vLLM batches concurrent requests),
-and written back one by one, so progress is visible while it runs and a restarted app carries
-on where it stopped (an answer claimed by a generator that died is claimed again after
-STALE_AFTER). A failed answer is retried; after MAX_ATTEMPTS it stays failed with its reason
-for the admin to see. When a pass is over, each group (session, run) whose answers may all be
-in gets its `complete` step: a session opens, a run is scored.
+Each kind of answer has a work list over a table of answers with a status (ftapp/store/
+answers.py, one module for both kinds). Pending answers are claimed in a transaction,
+generated several at a time (vLLM batches concurrent requests) and written back one by one,
+so progress is visible while it runs and a restarted app carries on where it stopped (an
+answer claimed by a generator that died is claimed again after STALE_AFTER). A failed answer
+is retried; after MAX_ATTEMPTS it stays failed with its reason for the admin to see, and an
+admin's "retry failed" gives it MAX_ATTEMPTS fresh attempts, whatever its kind. When a pass
+is over, each group (session, run) whose answers may all be in gets its `complete` step: a
+session opens, a run is scored.
 
 The web app runs an `AnswerGenerator` thread; `ftapp arena generate` and `ftapp eval
 generate` run `generate_pending` from a terminal.
@@ -27,11 +29,12 @@ from typing import Any
 
 import sqlite_utils
 
-from ftapp.arena.battles import ChatFn, OpenDb
-from ftapp.arena.contestants import with_system_prompt
 from ftapp.errors import FtappError
+from ftapp.generation.chat import ChatFn, OpenDb, with_system_prompt
 from ftapp.records import Contestant
 from ftapp.serving.backend import Sampling
+from ftapp.store import answers as store
+from ftapp.store.answers import AnswerTable
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +45,10 @@ POLL_SECONDS = 2.0
 
 @dataclass(frozen=True)
 class WorkList:
-    """One table of answers to generate, and what to do when a group of them is in.
+    """One table of answers to generate, and what to do when a group of them is in."""
 
-    `claim(db, limit, stale_before)` marks rows running and returns them with `id`,
-    `attempts`, `contestant`, `contestants_json`, `messages_json`, `sampling_json` and the
-    group column; `finish(db, answer_id, **changes)` writes one result back."""
-
-    name: str  # for logs: "session answers", "evaluation answers"
-    group_column: str  # the column naming the group an answer belongs to
-    claim: Callable[[sqlite_utils.Database, int, str], list[dict[str, Any]]]
-    finish: Callable[..., None]
+    name: str  # for logs: "session answer", "evaluation answer"
+    table: AnswerTable
     waiting_groups: Callable[[sqlite_utils.Database], list[int]]
     complete: Callable[[OpenDb, int], None]  # called for every group that may be complete
 
@@ -78,7 +75,7 @@ def generate_pending(
                 free = workers - len(running)
                 claimed = _claim(open_db, work, free) if free and is_ready() else []
                 for row in claimed:
-                    touched[work.name].add(row[work.group_column])
+                    touched[work.name].add(row[work.table.group_column])
                     running.add(pool.submit(_generate_one, open_db, chat, work, row))
             if not running:
                 break
@@ -144,7 +141,7 @@ class AnswerGenerator:
 def _claim(open_db: OpenDb, work: WorkList, limit: int) -> list[dict[str, Any]]:
     stale_before = (datetime.now(UTC) - STALE_AFTER).isoformat(timespec="milliseconds")
     with open_db() as db:
-        return work.claim(db, limit, stale_before)
+        return store.claim_answers(db, work.table, limit, stale_before)
 
 
 def _generate_one(open_db: OpenDb, chat: ChatFn, work: WorkList, row: dict[str, Any]) -> None:
@@ -164,10 +161,13 @@ def _generate_one(open_db: OpenDb, chat: ChatFn, work: WorkList, row: dict[str, 
         retry = row["attempts"] + 1 < MAX_ATTEMPTS
         log.warning("%s #%d (%s) failed: %s", work.name, row["id"], contestant.name, reason)
         with open_db() as db:
-            work.finish(db, row["id"], status="pending" if retry else "failed", error=reason)
+            status = "pending" if retry else "failed"
+            store.finish_answer(db, work.table, row["id"], status=status, error=reason)
         if retry:
             time.sleep(1)  # a restarting engine: don't spin through the attempts at once
         return
     latency_ms = round((time.monotonic() - started) * 1000)
     with open_db() as db:
-        work.finish(db, row["id"], status="done", answer=answer, latency_ms=latency_ms)
+        store.finish_answer(
+            db, work.table, row["id"], status="done", answer=answer, latency_ms=latency_ms
+        )
