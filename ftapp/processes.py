@@ -2,6 +2,9 @@
 it, stopping it with its whole process group, and, from inside a child, watching the parent
 that started it so the child does not outlive it.
 
+A job's child process (training, an export) starts through `job_child_main`, which hands any
+failure to the caller to record on the job's row, so a job never ends without a reason.
+
 The processes this serves (the training worker and its jobs, the vLLM server, a check's
 program, the app in tests and benchmarks) are each started with `start_new_session=True`, so
 each leads a process group of its own and a signal to the group reaches everything it
@@ -11,11 +14,14 @@ started. Standard library only: the bottom layer, importable from anywhere.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
+import traceback
 from collections.abc import Callable
 
 
@@ -78,3 +84,31 @@ def watch_parent(
     thread = threading.Thread(target=watch, daemon=True, name="ftapp-parent-watch")
     thread.start()
     return thread
+
+
+def job_child_main(
+    argv: list[str] | None,
+    run: Callable[[int], int | None],
+    record_failure: Callable[[int, BaseException], None],
+    *,
+    exit_failed: int,
+    quiet_errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """The entry point of a job's child process, `python -m ... JOB_ID`: log to stderr, run
+    the job, and hand any failure (but Ctrl-C and exit) to `record_failure`, which writes the
+    job's reason, then exit with `exit_failed`. A traceback goes to the log unless the failure
+    is one of `quiet_errors` (a refusal the reason says all about)."""
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    job_id = int(argv[0])
+    try:
+        return run(job_id) or 0
+    except BaseException as exc:  # every failure ends the job with a reason, then exits
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        if not isinstance(exc, quiet_errors):
+            traceback.print_exc()
+        record_failure(job_id, exc)
+        return exit_failed

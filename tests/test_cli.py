@@ -72,3 +72,30 @@ def test_models_commands(env):
     assert models[0]["name"] == "SmolLM2-135M-Instruct" and models[0]["source"] == "bundled"
     offline = ftapp(env, "models", "add", "someorg/some-model", check=False)
     assert offline.returncode == 2 and "Hugging Face Hub" in offline.stderr
+
+
+def test_sessions_and_runs_list_their_answers_and_why_some_failed(home, env):
+    from ftapp.arena.prompts import Prompt
+    from ftapp.arena.sessions import create_session
+    from ftapp.evaluation.runs import create_run
+    from ftapp.serving.backend import Sampling
+    from ftapp.store.answers import EVAL_ANSWERS_TABLE, SESSION_ANSWERS_TABLE, finish_answer
+    from tests.arena.conftest import arena_home
+
+    services = arena_home(home)
+    prompts = [Prompt([{"role": "user", "content": "Say: hi"}], "hi")]
+    with services.db() as db:
+        create_session(db, services.served_base, name="s1", prompts=prompts, source="t",
+                       contestants=["base", "pirate"], sampling=Sampling(), user="t")  # fmt: skip
+        create_run(db, services.served_base, name="r1", prompts=prompts, source="t",
+                   contestants=["base", "concise"], user="t")  # fmt: skip
+        finish_answer(db, SESSION_ANSWERS_TABLE, 1, status="failed", error="engine down")
+        finish_answer(db, EVAL_ANSWERS_TABLE, 1, status="done", answer="hi", latency_ms=5)
+    sessions = ftapp(env, "arena", "sessions").stdout.splitlines()
+    assert sessions[0].split() == ["s1", "generating", "answers", "0/2", "(1", "failed)", "0",
+                                   "votes", "base,", "pirate"]  # fmt: skip
+    assert sessions[1:] == ["    failed: engine down"]
+    runs = ftapp(env, "eval", "runs").stdout.splitlines()
+    assert runs[0].split() == ["r1", "generating", "answers", "1/2", "(0", "failed)", "base,",
+                               "concise"]  # fmt: skip
+    assert runs[1:] == []

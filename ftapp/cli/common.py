@@ -39,3 +39,13 @@ def generate_in_terminal(app: Any, work_lists: list, workers: int) -> int:
         return generate_pending(app.db, app.stream_chat, work_lists, workers=workers)
     finally:
         app.backend.close()
+
+
+def answer_progress_lines(row: dict[str, Any], middle: str = "") -> list[str]:
+    """A session's or run's line of `ftapp arena sessions` / `ftapp eval runs` (name, status,
+    answers generated, `middle`, contestants), then one line per reason answers failed."""
+    answers = row["answers"]
+    line = (f"{row['name']:<24} {row['status']:<10} answers {answers['done']}/"
+            f"{answers['total']} ({answers['failed']} failed)  {middle}"
+            f"{', '.join(row['contestants'])}")  # fmt: skip
+    return [line] + [f"    failed: {reason}" for reason in row["failures"]]

@@ -21,7 +21,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ftapp.cli.common import generate_in_terminal, print_result, services, user
+from ftapp.cli.common import (
+    answer_progress_lines,
+    generate_in_terminal,
+    print_result,
+    services,
+    user,
+)
 from ftapp.errors import ValidationError
 
 
@@ -137,11 +143,7 @@ def _runs(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     lines = []
     for r in rows:
-        answers = r["answers"]
-        lines.append(f"{r['name']:<24} {r['status']:<10} answers {answers['done']}/"
-                     f"{answers['total']} ({answers['failed']} failed)  "
-                     f"{', '.join(r['contestants'])}")  # fmt: skip
-        lines += [f"    failed: {reason}" for reason in r["failures"]]
+        lines += answer_progress_lines(r)
         lines += [f"    note: {r['error']}"] if r["error"] else []
     print_result(rows, args.json, "\n".join(lines) or "no evaluation runs")
     return 0

@@ -13,12 +13,12 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import traceback
 from contextlib import closing
 from pathlib import Path
 
 from ftapp.deploy.export_jobs import describe, take_token
 from ftapp.errors import FtappError
+from ftapp.processes import job_child_main
 from ftapp.settings import load_settings
 from ftapp.store import export_jobs as store
 from ftapp.store.db import connect
@@ -74,24 +74,19 @@ def _beat(db_path: Path, job_id: int, stop: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    job_id = int(argv[0])
-    try:
-        print(run_export_job(job_id), flush=True)
-    except BaseException as exc:  # every failure ends the job with a reason, then exits
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
-        if not isinstance(exc, FtappError):
-            traceback.print_exc()
-        reason = describe_failure(exc)
-        print(f"error: {reason}", file=sys.stderr, flush=True)
-        with closing(connect(load_settings().db_path)) as db:
-            store.fail_export_job(db, job_id, reason)
-        return EXIT_FAILED
-    return 0
+    return job_child_main(argv, _run_and_print, _record_failure, exit_failed=EXIT_FAILED,
+                          quiet_errors=(FtappError,))  # fmt: skip
+
+
+def _run_and_print(job_id: int) -> None:
+    print(run_export_job(job_id), flush=True)
+
+
+def _record_failure(job_id: int, exc: BaseException) -> None:
+    reason = describe_failure(exc)
+    print(f"error: {reason}", file=sys.stderr, flush=True)
+    with closing(connect(load_settings().db_path)) as db:
+        store.fail_export_job(db, job_id, reason)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,13 @@ from ftapp.settings import Settings
 from ftapp.store import export_jobs as store
 from ftapp.store.db import write_transaction
 from ftapp.store.export_jobs import ExportAction, ExportJob, ExportStatus
+from ftapp.timeutil import seconds_since
 from ftapp.training.jobs import tail_of_log
 
 __all__ = ["ExportAction", "ExportJob", "ExportStatus"]  # re-exported for callers
+
+# A job queued this long with no worker taking it: the line asks whether one is running.
+WORKER_HINT_AFTER_S = 30
 
 
 def queue_merge(
@@ -143,6 +147,12 @@ def describe(job: ExportJob) -> str:
              else f"push of {what} to {job.repo_id}")  # fmt: skip
     if job.status in (ExportStatus.FAILED, ExportStatus.CANCELLED):
         return f"export job #{job.id}, {doing}: {job.status.value}: {job.error}"
+    waiting = seconds_since(job.created_at) if job.status == ExportStatus.QUEUED else 0
+    if waiting > WORKER_HINT_AFTER_S:
+        return (
+            f"export job #{job.id}, {doing}: still queued after {waiting:.0f} s: is a worker "
+            "running? (the app starts one unless FTAPP_WORKER=0; else run `ftapp worker`)"
+        )
     return f"export job #{job.id}, {doing}: {job.status.value}"
 
 

@@ -10,6 +10,7 @@ BEGIN IMMEDIATE transaction, so two generators never take the same answer.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,27 @@ SESSION_ANSWERS_TABLE = AnswerTable(
 EVAL_ANSWERS_TABLE = AnswerTable(
     "eval_answers", "run_id", "eval_runs", "example_id", "eval_examples"
 )
+
+
+def insert_items(
+    db: sqlite_utils.Database,
+    table: AnswerTable,
+    group_id: int,
+    items: list[tuple[list[dict[str, str]], str | None]],
+    contestants: list[str],
+    first_position: int,
+) -> None:
+    """A new group's items (messages, reference), numbered from `first_position`, and one
+    pending answer per item and contestant; in the caller's transaction, with the group."""
+    for position, (messages, reference) in enumerate(items, first_position):
+        item_id = db[table.items].insert({
+            table.group_column: group_id, "position": position,
+            "messages_json": json.dumps(messages, ensure_ascii=False), "reference": reference,
+        }).last_pk  # fmt: skip
+        db[table.answers].insert_all(
+            {table.group_column: group_id, table.item_column: item_id, "contestant": name}
+            for name in contestants
+        )
 
 
 def claim_answers(

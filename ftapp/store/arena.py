@@ -26,6 +26,7 @@ from ftapp.records import (
     Vote,
     VoteChoice,
 )
+from ftapp.store.answers import SESSION_ANSWERS_TABLE, insert_items
 from ftapp.store.db import to_record, write_transaction
 from ftapp.timeutil import utc_now
 
@@ -86,23 +87,7 @@ def insert_session(
             raise Conflict(f"a session named {row['name']!r} already exists")
         session_id = db["eval_sessions"].insert({**row, "created_at": utc_now()}).last_pk
         contestants = [c["name"] for c in json.loads(row["contestants_json"])]
-        for position, (messages, reference) in enumerate(prompts):
-            prompt_id = (
-                db["session_prompts"]
-                .insert(
-                    {
-                        "session_id": session_id,
-                        "position": position,
-                        "messages_json": json.dumps(messages),
-                        "reference": reference,
-                    }  # fmt: skip
-                )
-                .last_pk
-            )
-            db["session_answers"].insert_all(
-                {"session_id": session_id, "prompt_id": prompt_id, "contestant": name}
-                for name in contestants
-            )
+        insert_items(db, SESSION_ANSWERS_TABLE, session_id, prompts, contestants, 0)
     return session_id
 
 

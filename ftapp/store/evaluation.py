@@ -11,6 +11,7 @@ import sqlite_utils
 
 from ftapp.errors import NotFound
 from ftapp.records import Contestant, EvalRun, RunStatus
+from ftapp.store.answers import EVAL_ANSWERS_TABLE, insert_items
 from ftapp.store.db import to_record, write_transaction
 from ftapp.timeutil import utc_now
 
@@ -23,16 +24,7 @@ def insert_run(
     contestants = [c["name"] for c in json.loads(row["contestants_json"])]
     with write_transaction(db):
         run_id = db["eval_runs"].insert({**row, "created_at": utc_now()}).last_pk
-        for position, (messages, reference) in enumerate(examples, 1):
-            example_id = db["eval_examples"].insert({
-                "run_id": run_id, "position": position,
-                "messages_json": json.dumps(messages, ensure_ascii=False),
-                "reference": reference,
-            }).last_pk  # fmt: skip
-            db["eval_answers"].insert_all(
-                {"run_id": run_id, "example_id": example_id, "contestant": name}
-                for name in contestants
-            )
+        insert_items(db, EVAL_ANSWERS_TABLE, run_id, examples, contestants, 1)
     return run_id
 
 

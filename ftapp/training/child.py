@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import traceback
 from contextlib import closing
 from pathlib import Path
 
 from ftapp.errors import FtappError
 from ftapp.models.registry import get_base_model
+from ftapp.processes import job_child_main
 from ftapp.records import JobStatus
 from ftapp.settings import load_settings
 from ftapp.store import jobs as store
@@ -102,21 +102,12 @@ def describe_failure(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    job_id = int(argv[0])
-    try:
-        return run_job(job_id)
-    except BaseException as exc:  # every failure ends the job with a reason, then exits
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
-        traceback.print_exc()
-        settings = load_settings()
-        with closing(connect(settings.db_path)) as db:
-            store.finish_job(db, job_id, JobStatus.FAILED, describe_failure(exc))
-        return EXIT_FAILED
+    return job_child_main(argv, run_job, _record_failure, exit_failed=EXIT_FAILED)
+
+
+def _record_failure(job_id: int, exc: BaseException) -> None:
+    with closing(connect(load_settings().db_path)) as db:
+        store.finish_job(db, job_id, JobStatus.FAILED, describe_failure(exc))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import inspect
@@ -92,34 +93,33 @@ def guarded(services: Services, role: Role) -> Callable:
             # After the role: a caller refused by role learns nothing about the inputs.
             check_arguments(args, kwargs)
 
-        if inspect.isgeneratorfunction(handler):
-
-            @functools.wraps(handler)
-            def stream(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    check(args, kwargs)
-                    yield from handler(*args, **kwargs)
-                except FtappError as exc:
-                    raise shown_error(exc) from None
-                except gr.Error:
-                    raise
-                except Exception:
-                    raise hidden_error(handler) from None
-
-            stream.ftapp_role = role
-            return stream
-
-        @functools.wraps(handler)
-        def run(*args: Any, **kwargs: Any) -> Any:
+        @contextlib.contextmanager
+        def errors_as_messages() -> Iterator[None]:
             try:
-                check(args, kwargs)
-                return handler(*args, **kwargs)
+                yield
             except FtappError as exc:
                 raise shown_error(exc) from None
             except gr.Error:
                 raise
             except Exception:
                 raise hidden_error(handler) from None
+
+        if inspect.isgeneratorfunction(handler):
+
+            @functools.wraps(handler)
+            def stream(*args: Any, **kwargs: Any) -> Any:
+                with errors_as_messages():
+                    check(args, kwargs)
+                    yield from handler(*args, **kwargs)
+
+            stream.ftapp_role = role
+            return stream
+
+        @functools.wraps(handler)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with errors_as_messages():
+                check(args, kwargs)
+                return handler(*args, **kwargs)
 
         run.ftapp_role = role
         return run

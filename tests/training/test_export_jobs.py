@@ -138,6 +138,15 @@ def test_a_job_whose_process_died_with_its_worker_is_failed_not_left_running(db,
     assert lost.error.startswith(f"no heartbeat since {long_ago}")
 
 
+def test_a_job_nobody_takes_asks_whether_a_worker_is_running(db, settings, adapter):
+    job = queue_merge(db, settings, adapter, "ann")
+    assert describe(store.get_export_job(db, job.id)).endswith(": queued")
+    long_ago = (datetime.now(UTC) - timedelta(minutes=2)).isoformat(timespec="milliseconds")
+    db["export_jobs"].update(job.id, {"created_at": long_ago})
+    line = describe(store.get_export_job(db, job.id))
+    assert "still queued after 120 s: is a worker running?" in line
+
+
 def test_bad_input_is_refused_when_queued_and_nothing_is_written(
     db, settings, adapter, monkeypatch, tmp_path
 ):
