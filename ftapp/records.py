@@ -27,7 +27,26 @@ class SourceFormat(StrEnum):
     PROMPT_COMPLETION = "prompt_completion"
     ALPACA = "alpaca"
     SHAREGPT = "sharegpt"
-    PREFERENCE = "preference"
+    # Preference data (ftapp/data/preference_formats.py): a dataset of kind "preference".
+    PREFERENCE = "preference"  # TRL's prompt/chosen/rejected
+    IMPLICIT_PREFERENCE = "implicit_preference"  # TRL's implicit prompt, Anthropic HH
+    OPENAI_PREFERENCE = "openai_preference"  # OpenAI's preference fine-tuning JSONL
+    KTO = "kto"  # TRL's unpaired prompt/completion/label
+
+    @property
+    def is_preference(self) -> bool:
+        return self in PREFERENCE_FORMATS
+
+
+PREFERENCE_FORMATS = frozenset({
+    SourceFormat.PREFERENCE, SourceFormat.IMPLICIT_PREFERENCE, SourceFormat.OPENAI_PREFERENCE,
+    SourceFormat.KTO,
+})  # fmt: skip
+
+
+class DatasetKind(StrEnum):
+    SFT = "sft"  # conversations to imitate
+    PREFERENCE = "preference"  # pairs (chosen, rejected) or answers labelled good or bad
 
 
 class OnError(StrEnum):
@@ -95,6 +114,7 @@ class Dataset:
     created_by: str
     split_ratios: tuple[float, float, float] | None = None
     split_seed: int | None = None
+    kind: DatasetKind = DatasetKind.SFT
 
 
 @dataclass(frozen=True)
@@ -117,6 +137,11 @@ class Example:
     updated_by: str | None
     reviewed_at: str | None
     reviewed_by: str | None
+    # Preference examples: `messages` is the prompt with the chosen answer; a pair has the
+    # rejected answer's turns, an unpaired (KTO) row its label. None in SFT datasets.
+    rejected: list[dict[str, str]] | None = None
+    label: bool | None = None
+    battle_id: int | None = None
 
     @property
     def is_edited(self) -> bool:

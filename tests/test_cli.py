@@ -99,3 +99,39 @@ def test_sessions_and_runs_list_their_answers_and_why_some_failed(home, env):
     assert runs[0].split() == ["r1", "generating", "answers", "1/2", "(0", "failed)", "base,",
                                "concise"]  # fmt: skip
     assert runs[1:] == []
+
+
+def test_votes_to_a_preference_dataset_from_a_terminal(home, env):
+    from ftapp.arena.battles import record_vote
+    from ftapp.arena.generation import generate_pending
+    from ftapp.arena.prompts import Prompt
+    from ftapp.arena.sessions import create_session, next_battle
+    from ftapp.serving.backend import Sampling
+    from tests.arena.conftest import arena_home, reviewer
+
+    def chat(model, messages, sampling):
+        yield "Arr!" if messages[0]["role"] == "system" else "Hello."
+
+    services = arena_home(home)
+    with services.db() as db:
+        session = create_session(
+            db, services.served_base, name="s1", source="t", contestants=["base", "pirate"],
+            prompts=[Prompt([{"role": "user", "content": f"greet {i}"}]) for i in range(4)],
+            sampling=Sampling(), user="t",
+        )  # fmt: skip
+    generate_pending(services.db, chat, workers=1)
+    with services.db() as db:
+        for _ in range(4):
+            battle_id = next_battle(db, session.id, reviewer("rita"))
+            record_vote(db, battle_id, "rita", "a")
+    counts = json.loads(ftapp(env, "arena", "to-dataset", "v", "--dry-run", "--json").stdout)
+    assert counts["win"] == 4 and counts["tie"] == 0
+    assert ftapp(env, "data", "list").stdout.strip() == "no datasets yet"  # a dry run writes none
+    made = json.loads(ftapp(env, "arena", "to-dataset", "votes", "--session", "s1",
+                            "--ratios", "1,0,0", "--json").stdout)  # fmt: skip
+    assert made["version"] == "votes@v1" and made["pairs"] == 4
+    refused = ftapp(env, "arena", "to-dataset", "votes", check=False)
+    assert refused.returncode == 2 and "exists" in refused.stderr
+    bad = ftapp(env, "arena", "to-dataset", "other", "--ratios", "a,b,c", check=False)
+    assert bad.returncode == 2 and "ratios must be numbers" in bad.stderr
+    assert "other" not in ftapp(env, "data", "list").stdout

@@ -2,12 +2,11 @@
 votes as a preference dataset in TRL's conversational format, which the Data tab imports, so
 the reviewers' judgements can train the next round.
 
-Preference rows: {"prompt": [messages], "chosen": [messages], "rejected": [messages]}, where
-"prompt" is what both sides saw before the first answer and chosen/rejected are the rest of
-each side's conversation. Votes on the same answers are added up (A = +1, B = -1), so two
-reviewers who disagree cancel out instead of producing a contradiction; ties, "both bad" and
-failed battles give no row. A contestant's hidden system prompt is not part of the prompt:
-the point is to teach a model to answer well without it.
+Preference rows: {"prompt": [messages], "chosen": [messages], "rejected": [messages],
+"battle_id": N}, where "prompt" is what both sides saw before the first answer and
+chosen/rejected are the rest of each side's conversation. Which battles give a row (a win
+decided by the majority of its reviewers; not a tie, a split vote, "both bad" or a failed
+battle) is decided in arena/preferences.py.
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
+from ftapp.arena.preferences import preferences_from_votes
 from ftapp.errors import ValidationError
 from ftapp.files import atomic_write, write_records
 from ftapp.store import arena as store
@@ -81,32 +81,12 @@ def write_battles(
 def preference_records(
     db: sqlite_utils.Database, session: str | None = None
 ) -> list[dict[str, Any]]:
-    """TRL preference rows from the decided votes (see the module docstring)."""
+    """TRL preference rows from the decided votes, by the rules of arena/preferences.py."""
     session_id = store.get_session(db, session).id if session else None
-    net: dict[str, int] = defaultdict(int)
-    sides: dict[str, tuple[list, list, list]] = {}
-    for battle, vote in store.voted_battles(db, session_id):
-        if vote.choice not in ("a", "b") or battle.status != "ready":
-            continue
-        prompt = battle.prompt
-        rest_a = battle.conversation_a[len(prompt) :]
-        rest_b = battle.conversation_b[len(prompt) :]
-        if rest_a == rest_b:
-            continue  # the same answers on both sides teach nothing
-        # The same answers in either order are one comparison: key them in a fixed order.
-        first, second = sorted([rest_a, rest_b], key=lambda rest: json.dumps(rest))
-        key = json.dumps([prompt, first, second], ensure_ascii=False)
-        sides[key] = (prompt, first, second)
-        winner = rest_a if vote.choice == "a" else rest_b
-        net[key] += 1 if winner == first else -1
-    rows = []
-    for key, score in net.items():
-        if score == 0:
-            continue
-        prompt, first, second = sides[key]
-        chosen, rejected = (first, second) if score > 0 else (second, first)
-        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
-    return rows
+    return [
+        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "battle_id": p.battle_id}
+        for p in preferences_from_votes(db, session_id).pairs
+    ]
 
 
 def write_preferences(

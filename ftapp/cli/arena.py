@@ -81,6 +81,17 @@ def add_arena_commands(commands: Any) -> None:
     export.add_argument("--format", default="csv", choices=["csv", "jsonl", "preference"])
     export.add_argument("--session", help="one session (default: every battle)")
     export.set_defaults(handler=_export)
+    to_dataset = actions.add_parser(
+        "to-dataset", help="the decided votes as a new preference dataset version, in one step"
+    )
+    to_dataset.add_argument("name", help="the new dataset's name")
+    to_dataset.add_argument("--session", help="one session (default: every battle)")
+    to_dataset.add_argument("--ratios", default="0.8,0.1,0.1", help="train,validation,test")
+    to_dataset.add_argument("--seed", type=int, default=0)
+    to_dataset.add_argument("--dry-run", action="store_true",
+                            help="only count the battles per rule; write nothing")  # fmt: skip
+    to_dataset.add_argument("--json", action="store_true")
+    to_dataset.set_defaults(handler=_to_dataset)
 
 
 def _contestants(args: argparse.Namespace) -> int:
@@ -213,6 +224,30 @@ def _export(args: argparse.Namespace) -> int:
             count = write_battles(db, args.out, args.format, args.session)
             what = "rows"
     print(f"wrote {count} {what} to {args.out}")
+    return 0
+
+
+def _to_dataset(args: argparse.Namespace) -> int:
+    from ftapp.arena.preferences import preferences_from_votes, rules_text, votes_to_dataset
+    from ftapp.store.arena import get_session
+
+    app = services()
+    with app.db() as db:
+        if args.dry_run:
+            session_id = get_session(db, args.session).id if args.session else None
+            found = preferences_from_votes(db, session_id)
+            print_result(found.counts, args.json, rules_text(found.counts))
+            return 0
+        version, found = votes_to_dataset(
+            db, args.name, session=args.session, user=user(), count_tokens=app.count_tokens,
+            max_tokens=app.settings.max_tokens, ratios=args.ratios.split(","),
+            seed=args.seed,
+        )  # fmt: skip
+    text = (f"{rules_text(found.counts)}\nfroze {version.label}: {len(found.pairs)} pairs, "
+            f"{len(found.labelled)} answers labelled bad")  # fmt: skip
+    result = {"version": version.label, "pairs": len(found.pairs),
+              "labelled": len(found.labelled), "counts": found.counts}  # fmt: skip
+    print_result(result, args.json, text)
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from ftapp.cli.common import print_result as _print
 from ftapp.cli.common import services as _services
 from ftapp.cli.common import user as _user
+from ftapp.data.export import EXPORT_FORMATS
 from ftapp.records import ExampleStatus, OnError, SourceFormat
 
 
@@ -67,7 +68,10 @@ def add_data_commands(commands: Any) -> None:
     export = data.add_parser("export", help="write examples as JSONL")
     export.add_argument("name")
     export.add_argument("--out", type=Path, required=True)
-    export.add_argument("--format", default="messages", choices=["messages", "prompt_completion"])
+    export.add_argument(
+        "--format", default="messages", choices=EXPORT_FORMATS,
+        help="preference, kto: a preference dataset's pairs or unpaired rows",
+    )  # fmt: skip
     export.add_argument("--version", help="a frozen version (3 or v3); default: accepted now")
     export.add_argument("--split", choices=["train", "validation", "test"])
     export.set_defaults(handler=_data_export)
@@ -149,12 +153,8 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 def _data_split(args: argparse.Namespace) -> int:
     from ftapp.data.splits import assign_splits
-    from ftapp.errors import ValidationError
 
-    try:
-        ratios = [float(part) for part in args.ratios.split(",")]
-    except ValueError:
-        raise ValidationError(f"--ratios must be three numbers, got {args.ratios!r}") from None
+    ratios = args.ratios.split(",")  # checked, with the reason, by parse_ratios
     with _services().db() as db:
         counts = assign_splits(db, args.name, ratios, args.seed)
     print(", ".join(f"{split}: {count}" for split, count in counts.items()))

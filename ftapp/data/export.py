@@ -5,6 +5,10 @@ Formats follow TRL's dataset formats:
 - prompt_completion: {"prompt": "...", "completion": "..."} when every example is a single
   user turn and one answer; otherwise TRL's conversational form, where prompt is the list of
   messages before the last answer and completion is [that answer]. One file never mixes both.
+- preference (a preference dataset's pairs): {"prompt": [...], "chosen": [...], "rejected":
+  [...]}, TRL's conversational preference format, for DPO and ORPO
+- kto (a preference dataset, unpaired): {"prompt": [...], "completion": [...], "label": bool};
+  a pair gives two rows, its chosen answer good and its rejected one bad
 The file is written next to its destination and renamed into place: no partial files.
 """
 
@@ -16,13 +20,15 @@ from typing import Any
 
 import sqlite_utils
 
+from ftapp.data.formats import split_prompt
 from ftapp.errors import ValidationError
 from ftapp.files import atomic_write
-from ftapp.records import Split, parse_choice
+from ftapp.records import DatasetKind, Split, parse_choice
 from ftapp.store import datasets as store
 from ftapp.store import versions as version_store
 
-EXPORT_FORMATS = ("messages", "prompt_completion")
+EXPORT_FORMATS = ("messages", "prompt_completion", "preference", "kto")
+PREFERENCE_EXPORTS = ("preference", "kto")
 
 
 def export_dataset(
@@ -49,9 +55,19 @@ def export_dataset(
             "accepted examples")  # fmt: skip
         where = f" in the {split} split" if split else ""
         raise ValidationError(f"{dataset}: nothing to export, no {what}{where}")
+    is_preference = store.get_dataset(db, dataset).kind == DatasetKind.PREFERENCE
+    if (fmt in PREFERENCE_EXPORTS) != is_preference and fmt != "messages":
+        kinds = "a preference dataset" if fmt in PREFERENCE_EXPORTS else "an SFT dataset"
+        raise ValidationError(f"{dataset}: the {fmt} format exports {kinds}")
     if fmt == "prompt_completion":
         simple = all(_is_single_turn(row["messages"]) for row in rows)
         records = [_prompt_completion(row, simple) for row in rows]
+    elif fmt == "preference":
+        records = [_pair(row) for row in rows if row["rejected"] is not None]
+        if not records:
+            raise ValidationError(f"{dataset}: no pairs to export (try the kto format)")
+    elif fmt == "kto":
+        records = [record for row in rows for record in _unpaired(row)]
     else:
         records = [_messages(row) for row in rows]
     with atomic_write(out) as handle:
@@ -67,15 +83,7 @@ def _rows(db: sqlite_utils.Database, dataset: str, version: str | int | None, sp
         frozen = version_store.get_version(db, target.id, number)
         yield from version_store.version_rows(db, frozen.id, split)
         return
-    for example_id, row_split, messages_json, tools_json in store.accepted_examples(
-        db, target.id, split
-    ):
-        yield {
-            "example_id": example_id,
-            "split": row_split,
-            "messages": json.loads(messages_json),
-            "tools": json.loads(tools_json) if tools_json else None,
-        }
+    yield from store.accepted_examples(db, target.id, split)
 
 
 def _messages(row: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +91,23 @@ def _messages(row: dict[str, Any]) -> dict[str, Any]:
     if row["tools"]:
         record["tools"] = row["tools"]
     return record
+
+
+def _pair(row: dict[str, Any]) -> dict[str, Any]:
+    prompt, chosen = split_prompt(row["messages"])
+    record = {"prompt": prompt, "chosen": chosen, "rejected": row["rejected"]}
+    return record | ({"tools": row["tools"]} if row["tools"] else {})
+
+
+def _unpaired(row: dict[str, Any]) -> list[dict[str, Any]]:
+    prompt, answer = split_prompt(row["messages"])
+    extra = {"tools": row["tools"]} if row["tools"] else {}
+    if row["rejected"] is None:
+        return [{"prompt": prompt, "completion": answer, "label": bool(row["label"]), **extra}]
+    return [
+        {"prompt": prompt, "completion": answer, "label": True, **extra},
+        {"prompt": prompt, "completion": row["rejected"], "label": False, **extra},
+    ]
 
 
 def _is_single_turn(messages: list[dict[str, str]]) -> bool:

@@ -11,8 +11,10 @@ Formats (auto-detected from a row's keys):
 - alpaca: {"instruction", "input", "output"} with optional "system" and "history"
 - sharegpt: {"conversations": [{"from": "human"|"gpt"|..., "value": ...}]}, optional
   "system" and "tools"; function_call turns become assistant turns, observations tool turns
-- preference: {"prompt"|"conversations", "chosen", "rejected"} (TRL / ShareGPT preference
-  pairs); the chosen answer is the example, the rejected one stays in the original row
+- preference formats (TRL with an explicit or implicit prompt, Anthropic HH, OpenAI's
+  preference fine-tuning, TRL's unpaired KTO rows) are detected here and normalized in
+  preference_formats.py: the prompt with the chosen answer is the example's conversation,
+  the rejected answer (or a good/bad label) is kept beside it
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ REQUIRED_FIELDS = {
     SourceFormat.ALPACA: ("instruction", "output"),
     SourceFormat.SHAREGPT: ("conversations",),
     SourceFormat.PREFERENCE: ("chosen", "rejected"),
+    SourceFormat.IMPLICIT_PREFERENCE: ("chosen", "rejected"),
+    SourceFormat.OPENAI_PREFERENCE: ("input", "preferred_output", "non_preferred_output"),
+    SourceFormat.KTO: ("prompt", "completion", "label"),
 }
 
 
@@ -66,6 +71,8 @@ class RowError(Exception):
 class Normalized:
     messages: list[dict[str, str]]
     tools: list[Any] | None = None
+    rejected: list[dict[str, str]] | None = None  # a preference pair's rejected answer
+    label: bool | None = None  # an unpaired preference row's: is the answer good
 
 
 def detect_format(row: Any) -> SourceFormat | None:
@@ -73,8 +80,13 @@ def detect_format(row: Any) -> SourceFormat | None:
     if not isinstance(row, dict):
         return None
     keys = set(row)
+    if {"preferred_output", "non_preferred_output"} <= keys:
+        return SourceFormat.OPENAI_PREFERENCE
+    if {"prompt", "completion", "label"} <= keys:
+        return SourceFormat.KTO
     if {"chosen", "rejected"} <= keys:
-        return SourceFormat.PREFERENCE
+        explicit = bool(keys & {"prompt", "conversations", "messages"})
+        return SourceFormat.PREFERENCE if explicit else SourceFormat.IMPLICIT_PREFERENCE
     if "messages" in keys:
         return SourceFormat.MESSAGES
     if "conversations" in keys:
@@ -87,23 +99,33 @@ def detect_format(row: Any) -> SourceFormat | None:
 
 
 def normalize(row: Any, fmt: SourceFormat) -> Normalized:
-    """Turn one row of the given format into checked chat messages, or raise RowError."""
-    if not isinstance(row, dict):
-        raise RowError(f"expected a JSON object, got {_kind(row)}")
-    missing = [name for name in REQUIRED_FIELDS[fmt] if name not in row]
-    if missing:
-        got = ", ".join(sorted(map(str, row))) or "no fields"
-        raise RowError(f"missing field {', '.join(missing)} for format {fmt} (the row has {got})")
+    """Turn one row of the given format into checked chat messages (a preference row: the
+    prompt with the chosen answer, the rejected answer or the label beside), or raise RowError."""
+    if fmt.is_preference:
+        # Imported here: preference_formats builds on this module's helpers.
+        from ftapp.data.preference_formats import normalize_preference
+
+        return normalize_preference(row, fmt).as_example()
+    check_fields(row, fmt)
     normalizer = {
         SourceFormat.MESSAGES: _from_messages,
         SourceFormat.PROMPT_COMPLETION: _from_prompt_completion,
         SourceFormat.ALPACA: _from_alpaca,
         SourceFormat.SHAREGPT: _from_sharegpt,
-        SourceFormat.PREFERENCE: _from_preference,
     }[fmt]
     result = normalizer(row)
     check_messages(result.messages)
     return result
+
+
+def check_fields(row: Any, fmt: SourceFormat) -> None:
+    """Raise RowError unless the row is an object with the fields its format needs."""
+    if not isinstance(row, dict):
+        raise RowError(f"expected a JSON object, got {kind_of(row)}")
+    missing = [name for name in REQUIRED_FIELDS[fmt] if name not in row]
+    if missing:
+        got = ", ".join(sorted(map(str, row))) or "no fields"
+        raise RowError(f"missing field {', '.join(missing)} for format {fmt} (the row has {got})")
 
 
 def check_messages(messages: list[dict[str, str]]) -> None:
@@ -116,7 +138,8 @@ def check_messages(messages: list[dict[str, str]]) -> None:
         if role not in ROLES:
             raise RowError(f"message {number}: unknown role {role!r} (use {', '.join(ROLES)})")
         if not isinstance(content, str):
-            raise RowError(f"message {number} ({role}): content must be text, got {_kind(content)}")
+            got = kind_of(content)
+            raise RowError(f"message {number} ({role}): content must be text, got {got}")
         if not content.strip():
             raise RowError(f"message {number} ({role}): empty content")
         if role == "system" and number != 1:
@@ -142,10 +165,28 @@ def unpaired_surrogate(value: Any) -> str | None:
     return None
 
 
-def content_hash(messages: list[dict[str, str]], tools: Any = None) -> str:
-    """Identity of an example's content, for exact-duplicate detection."""
-    canonical = json.dumps([messages, tools], ensure_ascii=False, sort_keys=True)
+def content_hash(
+    messages: list[dict[str, str]],
+    tools: Any = None,
+    rejected: list[dict[str, str]] | None = None,
+    label: bool | None = None,
+) -> str:
+    """Identity of an example's content, for exact-duplicate detection. A preference example's
+    rejected answer or label is part of it; an SFT example's hash is what it always was."""
+    parts: list[Any] = [messages, tools]
+    if rejected is not None or label is not None:
+        parts += [rejected, label]
+    canonical = json.dumps(parts, ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def split_prompt(
+    messages: list[dict[str, str]],
+) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """A conversation as (prompt, answer): the answer is the turns after the last user turn
+    (how a preference example's chosen answer follows its prompt)."""
+    end = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1) + 1
+    return messages[:end], messages[end:]
 
 
 def prompt_and_answer(messages: list[dict[str, str]]) -> tuple[str, str]:
@@ -161,15 +202,15 @@ def prompt_and_answer(messages: list[dict[str, str]]) -> tuple[str, str]:
 def _from_messages(row: dict) -> Normalized:
     raw = row["messages"]
     if not isinstance(raw, list):
-        raise RowError(f"field 'messages' must be a list, got {_kind(raw)}")
-    return Normalized([_chat_message(m, n) for n, m in enumerate(raw, start=1)], _tools(row))
+        raise RowError(f"field 'messages' must be a list, got {kind_of(raw)}")
+    return Normalized([chat_message(m, n) for n, m in enumerate(raw, start=1)], tool_schemas(row))
 
 
 def _from_prompt_completion(row: dict) -> Normalized:
-    messages = _system(row)
-    messages += _turns(row["prompt"], "prompt", default_role="user")
-    messages += _turns(row["completion"], "completion", default_role="assistant")
-    return Normalized(messages, _tools(row))
+    messages = system_turn(row)
+    messages += chat_turns(row["prompt"], "prompt", default_role="user")
+    messages += chat_turns(row["completion"], "completion", default_role="assistant")
+    return Normalized(messages, tool_schemas(row))
 
 
 def _from_alpaca(row: dict) -> Normalized:
@@ -179,53 +220,40 @@ def _from_alpaca(row: dict) -> Normalized:
     prompt = "\n\n".join(part for part in (instruction, extra) if part.strip())
     if not prompt.strip():
         raise RowError("missing or empty field: instruction (and input)")
-    messages = _system(row)
+    messages = system_turn(row)
     history = row.get("history") or []
     if not isinstance(history, list):
-        raise RowError(f"field 'history' must be a list of pairs, not {_kind(history)}")
+        raise RowError(f"field 'history' must be a list of pairs, not {kind_of(history)}")
     for number, pair in enumerate(history, start=1):
         if not (isinstance(pair, list | tuple) and len(pair) == 2):
             raise RowError(f"history entry {number} must be a [prompt, answer] pair")
         messages.append({"role": "user", "content": pair[0]})
         messages.append({"role": "assistant", "content": pair[1]})
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-    return Normalized(messages, _tools(row))
+    return Normalized(messages, tool_schemas(row))
 
 
 def _from_sharegpt(row: dict) -> Normalized:
     turns = row["conversations"]
     if not isinstance(turns, list):
-        raise RowError(f"field 'conversations' must be a list, got {_kind(turns)}")
-    messages = _system(row)
+        raise RowError(f"field 'conversations' must be a list, got {kind_of(turns)}")
+    messages = system_turn(row)
     for number, turn in enumerate(turns, start=1):
-        messages.append(_sharegpt_turn(turn, f"conversations[{number}]"))
-    return Normalized(messages, _tools(row))
+        messages.append(sharegpt_turn(turn, f"conversations[{number}]"))
+    return Normalized(messages, tool_schemas(row))
 
 
-def _from_preference(row: dict) -> Normalized:
-    if "conversations" in row:
-        prompt = _from_sharegpt(row).messages
-    elif "prompt" in row:
-        prompt = _system(row) + _turns(row["prompt"], "prompt", default_role="user")
-    else:
-        raise RowError("missing field: prompt or conversations")
-    answer = _answer(row["chosen"], "chosen")
-    rejected = _answer(row["rejected"], "rejected")
-    check_messages(prompt + rejected)  # a broken rejected answer is a broken pair
-    return Normalized(prompt + answer, _tools(row))
-
-
-def _answer(value: Any, field: str) -> list[dict[str, str]]:
+def answer_turns(value: Any, field: str) -> list[dict[str, str]]:
     """A preference answer: text, a list of messages, or one ShareGPT turn."""
     if isinstance(value, dict):
-        return [_sharegpt_turn(value, field)]
-    return _turns(value, field, default_role="assistant")
+        return [sharegpt_turn(value, field)]
+    return chat_turns(value, field, default_role="assistant")
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _chat_message(message: Any, number: int) -> dict[str, str]:
+def chat_message(message: Any, number: int) -> dict[str, str]:
     if not isinstance(message, dict):
         raise RowError(f"message {number}: expected an object with role and content")
     if "role" not in message:
@@ -240,24 +268,24 @@ def _chat_message(message: Any, number: int) -> dict[str, str]:
     return {"role": message["role"], "content": content}
 
 
-def _sharegpt_turn(turn: Any, where: str) -> dict[str, str]:
+def sharegpt_turn(turn: Any, where: str) -> dict[str, str]:
     if not isinstance(turn, dict):
-        raise RowError(f"{where}: expected an object with from and value, got {_kind(turn)}")
+        raise RowError(f"{where}: expected an object with from and value, got {kind_of(turn)}")
     speaker = turn.get("from")
     if not isinstance(speaker, str) or speaker not in SHAREGPT_ROLES:
         raise RowError(f"{where}: unknown role {speaker!r} (use {', '.join(SHAREGPT_ROLES)})")
     return {"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")}
 
 
-def _turns(value: Any, field: str, *, default_role: str) -> list[dict[str, str]]:
+def chat_turns(value: Any, field: str, *, default_role: str) -> list[dict[str, str]]:
     """A prompt/completion field: a string, or a list of chat messages (TRL conversational)."""
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
     if isinstance(value, list):
-        return [_chat_message(m, n) for n, m in enumerate(value, start=1)]
+        return [chat_message(m, n) for n, m in enumerate(value, start=1)]
     if value is None:
         raise RowError(f"missing or empty field: {field}")
-    raise RowError(f"field '{field}' must be text or a list of messages, got {_kind(value)}")
+    raise RowError(f"field '{field}' must be text or a list of messages, got {kind_of(value)}")
 
 
 def _text(row: dict, field: str, *, required: bool = True) -> str:
@@ -267,18 +295,18 @@ def _text(row: dict, field: str, *, required: bool = True) -> str:
             raise RowError(f"missing or empty field: {field}")
         return ""
     if not isinstance(value, str):
-        raise RowError(f"field '{field}' must be text, got {_kind(value)}")
+        raise RowError(f"field '{field}' must be text, got {kind_of(value)}")
     if required and not value.strip():
         raise RowError(f"missing or empty field: {field}")
     return value
 
 
-def _system(row: dict) -> list[dict[str, str]]:
+def system_turn(row: dict) -> list[dict[str, str]]:
     system = _text(row, "system", required=False)
     return [{"role": "system", "content": system}] if system.strip() else []
 
 
-def _tools(row: dict) -> list[Any] | None:
+def tool_schemas(row: dict) -> list[Any] | None:
     tools = row.get("tools")
     if tools in (None, "", []):
         return None
@@ -297,7 +325,7 @@ def _tools(row: dict) -> list[Any] | None:
         if tools == []:  # "[]" means no tools, like a missing field (same duplicate hash)
             return None
     if not isinstance(tools, list):
-        raise RowError(f"field 'tools' must be a list of tool schemas, got {_kind(tools)}")
+        raise RowError(f"field 'tools' must be a list of tool schemas, got {kind_of(tools)}")
     return tools
 
 
@@ -306,7 +334,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     return {
         dict: "an object",
         list: "a list",

@@ -16,10 +16,17 @@ from typing import Any
 
 import sqlite_utils
 
-from ftapp.data.formats import RowError, content_hash, detect_format, normalize
+from ftapp.data.formats import RowError, content_hash, detect_format, normalize, split_prompt
 from ftapp.data.readers import SourceRow, file_type_of, location_word, read_rows
 from ftapp.errors import NotFound, ValidationError
-from ftapp.records import ImportReport, OnError, RowProblem, SourceFormat, parse_choice
+from ftapp.records import (
+    DatasetKind,
+    ImportReport,
+    OnError,
+    RowProblem,
+    SourceFormat,
+    parse_choice,
+)
 from ftapp.store import datasets as store
 from ftapp.store.db import write_transaction
 from ftapp.timeutil import utc_now
@@ -164,12 +171,14 @@ def _valid_unique_rows(
         except RowError as exc:
             found.problem(row, str(exc))
             continue
-        digest = content_hash(normalized.messages, normalized.tools)
+        digest = content_hash(
+            normalized.messages, normalized.tools, normalized.rejected, normalized.label
+        )
         if digest in seen:
             found.duplicate(row, f"exact duplicate of {found.where} {seen[digest]}")
             continue
         seen[digest] = row.line
-        chars = _chars(normalized.messages)
+        chars = max(map(_chars, _sequences(normalized)))
         if chars > max_tokens * MAX_CHARS_PER_TOKEN:
             found.problem(row, f"longer than the max length: {chars:,} characters can't fit in "
                                f"{max_tokens} tokens")  # fmt: skip
@@ -186,10 +195,13 @@ def _rows_that_fit(
     found: _Findings,
     progress: Progress,
 ) -> list[tuple[SourceRow, dict[str, Any]]]:
-    """Count tokens in bounded batches; the rows within `max_tokens`, as example rows."""
+    """Count tokens in bounded batches; the rows within `max_tokens`, as example rows. A pair
+    counts as its longer side: the prompt with the chosen or with the rejected answer."""
     token_counts: list[int] = []
     for batch in _token_batches(unique):
-        token_counts += count_tokens([normalized.messages for _, normalized, _ in batch])
+        sequences = [_sequences(normalized) for _, normalized, _ in batch]
+        counts = iter(count_tokens([s for pair in sequences for s in pair]))
+        token_counts += [max(next(counts) for _ in pair) for pair in sequences]
         progress(0.4 + 0.4 * len(token_counts) / len(unique), "counting tokens")
     candidates: list[tuple[SourceRow, dict[str, Any]]] = []
     for (row, normalized, digest), n_tokens in zip(unique, token_counts, strict=True):
@@ -212,7 +224,15 @@ def _write(
     """Write the import and its new examples in one transaction; returns (import id, how many
     examples). Rows already in the dataset are duplicates; if nothing is new, `rejected`."""
     with write_transaction(db):
-        target = store.find_dataset(db, dataset) or store.create_dataset(db, dataset, user)
+        source_format = SourceFormat(import_row["source_format"])
+        kind = DatasetKind.PREFERENCE if source_format.is_preference else DatasetKind.SFT
+        target = store.find_dataset(db, dataset) or store.create_dataset(db, dataset, user, kind)
+        if target.kind != kind:
+            raise ValidationError(
+                f"{import_row['file_name']}: dataset {dataset!r} holds {_KIND_WORDS[target.kind]}"
+                f"; this file holds {_KIND_WORDS[kind]} ({source_format}): import it into a "
+                "dataset of its own"
+            )
         # Read inside the transaction, so a concurrent import can't slip the same row in.
         known = store.content_hashes(db, target.id)
         to_insert = []
@@ -287,6 +307,17 @@ def _resolve_format(fmt: str, rows: list[SourceRow], file_name: str, where: str)
     )
 
 
+_KIND_WORDS = {DatasetKind.SFT: "conversations (SFT)", DatasetKind.PREFERENCE: "preference data"}
+
+
+def _sequences(normalized: Any) -> list[list[dict[str, str]]]:
+    """What the trainer reads of an example: its conversation; a pair's rejected side too."""
+    if normalized.rejected is None:
+        return [normalized.messages]
+    prompt, _ = split_prompt(normalized.messages)
+    return [normalized.messages, prompt + normalized.rejected]
+
+
 def _chars(messages: list[dict[str, str]]) -> int:
     return sum(len(message["content"]) for message in messages)
 
@@ -297,7 +328,7 @@ def _token_batches(rows: list[tuple[SourceRow, Any, str]]) -> Iterator[list]:
     batch: list = []
     chars = 0
     for row in rows:
-        size = _chars(row[1].messages)
+        size = sum(map(_chars, _sequences(row[1])))
         if batch and (len(batch) == TOKEN_BATCH or chars + size > TOKEN_BATCH_CHARS):
             yield batch
             batch, chars = [], 0
@@ -312,7 +343,13 @@ def _example_row(
 ) -> dict[str, Any]:
     messages_json = json.dumps(normalized.messages, ensure_ascii=False)
     tools_json = json.dumps(normalized.tools, ensure_ascii=False) if normalized.tools else None
+    rejected = normalized.rejected
+    battle_id = row.value.get("battle_id") if isinstance(row.value, dict) else None
     return {
+        "rejected_json": json.dumps(rejected, ensure_ascii=False) if rejected else None,
+        # A pair made from Arena votes names its battle (arena/preferences.py writes it).
+        "battle_id": battle_id if source_format.is_preference and type(battle_id) is int else None,
+        "label": None if normalized.label is None else int(normalized.label),
         "source_line": row.line,
         "source_format": str(source_format),
         "messages_json": messages_json,

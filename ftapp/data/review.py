@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlite_utils
 
-from ftapp.data.formats import RowError, check_messages, content_hash
+from ftapp.data.formats import RowError, check_messages, content_hash, split_prompt
 from ftapp.data.stats import dataset_stats
 from ftapp.errors import NotFound, ValidationError
 from ftapp.records import Example, ExampleStatus, parse_choice
@@ -73,7 +73,14 @@ def edit_example(
         example = store.get_example(db, example_id)
         if clean == example.messages:
             return example
-        (n_tokens,) = count_tokens([clean])
+        sequences = [clean]
+        if example.rejected is not None:  # a pair: the edited prompt is the rejected side's too
+            sequences.append(split_prompt(clean)[0] + example.rejected)
+            try:
+                check_messages(sequences[1])
+            except RowError as exc:
+                raise ValidationError(f"example #{example_id}, rejected side: {exc}") from None
+        n_tokens = max(count_tokens(sequences))
         store.update_example(
             db,
             example_id,
@@ -81,7 +88,9 @@ def edit_example(
                 # The first edit keeps the imported text, so it can always be restored.
                 "original_messages_json": json.dumps(example.original_messages, ensure_ascii=False),
                 "messages_json": json.dumps(clean, ensure_ascii=False),
-                "content_hash": content_hash(clean, example.tools),
+                "content_hash": content_hash(
+                    clean, example.tools, example.rejected, example.label
+                ),  # fmt: skip
                 "n_tokens": n_tokens,
             },
             action="edit",

@@ -8,6 +8,7 @@ same examples and seed always give the same split, and exact copies land side by
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import sqlite_utils
 
@@ -17,8 +18,9 @@ from ftapp.store import datasets as store
 from ftapp.store.db import write_transaction
 
 
-def parse_ratios(ratios: tuple[float, float, float] | list[float]) -> tuple[float, float, float]:
-    """Ratios as fractions summing to 1; any non-negative triple (80/10/10) is scaled."""
+def parse_ratios(ratios: Sequence[float | str]) -> tuple[float, float, float]:
+    """Ratios as fractions summing to 1; any non-negative triple (80/10/10) is scaled; numbers
+    or their text ("0.8", from a command line)."""
     if len(ratios) != 3:
         raise ValidationError(f"give three ratios (train, validation, test), got {len(ratios)}")
     try:
@@ -42,7 +44,7 @@ def split_counts(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, 
 def assign_splits(
     db: sqlite_utils.Database,
     dataset: str,
-    ratios: tuple[float, float, float] | list[float] = (0.8, 0.1, 0.1),
+    ratios: Sequence[float | str] = (0.8, 0.1, 0.1),
     seed: int = 0,
 ) -> dict[str, int]:
     """Give every non-rejected example of the dataset a split. Returns the count per split."""

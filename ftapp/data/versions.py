@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import sqlite_utils
 
@@ -27,22 +28,23 @@ def freeze_version(
         rows = store.accepted_examples(db, target.id)
         if not rows:
             raise ValidationError(f"{dataset}: nothing to freeze, no example is accepted yet")
-        unsplit = sum(1 for row in rows if row[1] is None)
+        unsplit = sum(1 for row in rows if row["split"] is None)
         if unsplit:
             raise ValidationError(
                 f"{dataset}: {unsplit} accepted examples have no split yet; assign splits first"
             )
         digest = hashlib.sha256()
-        for _, split, messages_json, tools_json in rows:
-            line = json.dumps([split, json.loads(messages_json), json.loads(tools_json or "null")],
-                              ensure_ascii=False, sort_keys=True)  # fmt: skip
-            digest.update(line.encode() + b"\n")
+        for row in rows:
+            parts = [row["split"], row["messages"], row["tools"]]
+            if row["rejected"] is not None or row["label"] is not None:  # SFT hashes unchanged
+                parts += [row["rejected"], row["label"]]
+            digest.update(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode() + b"\n")
         content_hash = digest.hexdigest()
         existing = version_store.list_versions(db, target.id)
         for version in existing:
             if version.content_hash == content_hash:
                 return version, False
-        counts = {name: sum(1 for row in rows if row[1] == name)
+        counts = {name: sum(1 for row in rows if row["split"] == name)
                   for name in ("train", "validation", "test")}  # fmt: skip
         number = max((version.version for version in existing), default=0) + 1
         version_id = version_store.insert_version(
@@ -59,12 +61,23 @@ def freeze_version(
                 "created_at": utc_now(),
                 "created_by": user,
             },
-            [
-                {"example_id": i, "split": split, "messages_json": m, "tools_json": t}
-                for i, split, m, t in rows
-            ],
+            [_frozen_row(row) for row in rows],
         )
     return version_store.get_version_by_id(db, version_id), True
+
+
+def _frozen_row(row: dict[str, Any]) -> dict[str, Any]:
+    def encoded(value: Any) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False)
+
+    return {
+        "example_id": row["example_id"],
+        "split": row["split"],
+        "messages_json": json.dumps(row["messages"], ensure_ascii=False),
+        "tools_json": encoded(row["tools"]),
+        "rejected_json": encoded(row["rejected"]),
+        "label": None if row["label"] is None else int(row["label"]),
+    }
 
 
 def resolve_version(db: sqlite_utils.Database, reference: str) -> DatasetVersion:

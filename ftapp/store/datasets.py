@@ -13,7 +13,7 @@ from typing import Any
 import sqlite_utils
 
 from ftapp.errors import NotFound, ValidationError
-from ftapp.records import Dataset, Example, ExampleStatus, Split, parse_choice
+from ftapp.records import Dataset, DatasetKind, Example, ExampleStatus, Split, parse_choice
 from ftapp.store.db import to_record
 from ftapp.timeutil import utc_now
 
@@ -42,9 +42,13 @@ def find_dataset(db: sqlite_utils.Database, name: str) -> Dataset | None:
     return _dataset(row) if row else None
 
 
-def create_dataset(db: sqlite_utils.Database, name: str, user: str) -> Dataset:
+def create_dataset(
+    db: sqlite_utils.Database, name: str, user: str, kind: DatasetKind = DatasetKind.SFT
+) -> Dataset:
     name = check_dataset_name(name)
-    db["datasets"].insert({"name": name, "created_at": utc_now(), "created_by": user})
+    db["datasets"].insert(
+        {"name": name, "kind": str(kind), "created_at": utc_now(), "created_by": user}
+    )
     return get_dataset(db, name)
 
 
@@ -64,6 +68,10 @@ def list_datasets(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             """
         )
     )
+
+
+def set_description(db: sqlite_utils.Database, name: str, description: str) -> None:
+    db["datasets"].update(get_dataset(db, name).id, {"description": description})
 
 
 def delete_dataset(db: sqlite_utils.Database, name: str) -> None:
@@ -223,13 +231,29 @@ def set_statuses(
 
 def accepted_examples(
     db: sqlite_utils.Database, dataset_id: int, split: str | None = None
-) -> list[tuple[int, str | None, str, str | None]]:
-    """(id, split, messages_json, tools_json) of the dataset's accepted examples (optionally
-    of one split) in id order, the JSON as stored."""
-    sql = "SELECT id, split, messages_json, tools_json FROM examples WHERE dataset_id = ? AND "
-    sql += "status = 'accepted'" + (" AND split = ?" if split else "") + " ORDER BY id"
+) -> list[dict[str, Any]]:
+    """The dataset's accepted examples (optionally of one split) in id order, in the shape of
+    a frozen version's rows (versions.version_rows)."""
+    sql = (
+        "SELECT id AS example_id, split, messages_json, tools_json, rejected_json, label "
+        "FROM examples WHERE dataset_id = ? AND status = 'accepted'"
+    )
+    sql += (" AND split = ?" if split else "") + " ORDER BY id"
     params: list[Any] = [dataset_id] + ([split] if split else [])
-    return db.execute(sql, params).fetchall()
+    return [decode_example_row(row) for row in db.query(sql, params)]
+
+
+def decode_example_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An example as training, freezing and exporting read it: example_id, split, messages,
+    tools, and for preference data the rejected answer or the label (None otherwise)."""
+    return {
+        "example_id": row["example_id"],
+        "split": row["split"],
+        "messages": json.loads(row["messages_json"]),
+        "tools": json.loads(row["tools_json"]) if row["tools_json"] else None,
+        "rejected": json.loads(row["rejected_json"]) if row["rejected_json"] else None,
+        "label": None if row["label"] is None else bool(row["label"]),
+    }
 
 
 def split_candidates(db: sqlite_utils.Database, dataset_id: int) -> list[tuple[int, str]]:
@@ -326,7 +350,8 @@ def example_events(db: sqlite_utils.Database, example_id: int) -> list[dict[str,
 
 def _dataset(row: dict[str, Any]) -> Dataset:
     ratios = json.loads(row["split_ratios_json"]) if row["split_ratios_json"] else None
-    return to_record(Dataset, row, split_ratios=tuple(ratios) if ratios else None)
+    return to_record(Dataset, row, split_ratios=tuple(ratios) if ratios else None,
+                     kind=DatasetKind(row["kind"]))  # fmt: skip
 
 
 def _example(row: dict[str, Any]) -> Example:
@@ -342,4 +367,6 @@ def _example(row: dict[str, Any]) -> Example:
         status=ExampleStatus(row["status"]),
         split=Split(row["split"]) if row["split"] else None,
         tags=json.loads(row["tags_json"]),
+        rejected=json.loads(row["rejected_json"]) if row["rejected_json"] else None,
+        label=None if row["label"] is None else bool(row["label"]),
     )

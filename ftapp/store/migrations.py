@@ -509,3 +509,27 @@ def m009_export_jobs(db: sqlite_utils.Database) -> None:
         CREATE INDEX export_jobs_status ON export_jobs(status, id)
         """,
     )
+
+
+@migrations()
+def m010_preference_data(db: sqlite_utils.Database) -> None:
+    """Why: preference tuning (DPO, ORPO, KTO) trains on both answers of a pair, or on one
+    answer with a good/bad label; until now a pair kept only its chosen answer as an SFT
+    conversation. A dataset now has a kind: 'sft' (conversations) or 'preference'. A
+    preference example keeps `messages_json` as the prompt with the chosen answer (so it reads
+    and trains like a conversation where one is wanted), and beside it the rejected answer's
+    turns (`rejected_json`, a pair) or its label (`label`, 1 good / 0 bad: an unpaired KTO
+    row). `battle_id` links a pair made from Arena votes to its battle. Frozen versions carry
+    the same columns."""
+    _run(
+        db,
+        """
+        ALTER TABLE datasets ADD COLUMN kind TEXT NOT NULL DEFAULT 'sft'
+            CHECK (kind IN ('sft', 'preference'));
+        ALTER TABLE examples ADD COLUMN rejected_json TEXT;
+        ALTER TABLE examples ADD COLUMN label INTEGER CHECK (label IN (0, 1));
+        ALTER TABLE examples ADD COLUMN battle_id INTEGER;
+        ALTER TABLE version_examples ADD COLUMN rejected_json TEXT;
+        ALTER TABLE version_examples ADD COLUMN label INTEGER CHECK (label IN (0, 1))
+        """,
+    )

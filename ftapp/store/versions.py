@@ -6,7 +6,6 @@ read from a version stays what it was.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +14,7 @@ import sqlite_utils
 
 from ftapp.errors import NotFound, ValidationError
 from ftapp.records import DatasetVersion, Split, parse_choice
+from ftapp.store.datasets import decode_example_row
 from ftapp.store.db import to_record
 
 VERSION_REF = re.compile(r"^v?(\d+)$")
@@ -71,19 +71,14 @@ def insert_version(
 def version_rows(
     db: sqlite_utils.Database, version_id: int, split: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """The frozen examples of a version in order: split, messages, tools, example_id."""
+    """The frozen examples of a version in order (store.datasets.decode_example_row)."""
     sql = "SELECT * FROM version_examples WHERE version_id = ?"
     params: list[Any] = [version_id]
     if split:
         sql += " AND split = ?"
         params.append(parse_choice(Split, split, "split").value)
     for row in db.query(sql + " ORDER BY position", params):
-        yield {
-            "example_id": row["example_id"],
-            "split": row["split"],
-            "messages": json.loads(row["messages_json"]),
-            "tools": json.loads(row["tools_json"]) if row["tools_json"] else None,
-        }
+        yield decode_example_row(row)
 
 
 def _version(row: dict[str, Any]) -> DatasetVersion:

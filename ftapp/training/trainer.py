@@ -54,6 +54,13 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def sft_rows(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    """The conversations SFT learns from in one split of a version's rows: a preference
+    example gives its prompt with the chosen answer; an answer labelled bad is left out."""
+    return [{"messages": r["messages"]} for r in rows
+            if r["split"] == split and r.get("label") is not False]  # fmt: skip
+
+
 def train(
     job: Job,
     config: TrainConfig,
@@ -73,8 +80,8 @@ def train(
     torch.set_num_threads(machine.threads)
     torch.manual_seed(config.seed)
 
-    train_rows = [{"messages": r["messages"]} for r in rows if r["split"] == "train"]
-    eval_rows = [{"messages": r["messages"]} for r in rows if r["split"] == "validation"]
+    train_rows = sft_rows(rows, "train")
+    eval_rows = sft_rows(rows, "validation")
     evaluate = bool(eval_rows) and config.eval_steps > 0
     if config.eval_steps and not eval_rows:
         log.warning(

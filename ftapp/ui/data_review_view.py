@@ -85,6 +85,10 @@ def header_of(example: Example) -> str:
     parts.append(f"{example.n_tokens} tokens")
     if example.source_line:
         parts.append(f"from line {example.source_line} ({example.source_format})")
+    if example.rejected is not None:
+        parts.append("a pair: the chosen answer, then the rejected one")
+    elif example.label is not None:
+        parts.append(f"an answer labelled {'good' if example.label else 'bad'}")
     if example.is_edited:
         parts.append(f"edited by {example.updated_by}")
     if example.reviewed_by:
@@ -105,6 +109,10 @@ def chat_of(example: Example) -> list[dict]:
         else:
             title = "System prompt" if message["role"] == "system" else "Tool result"
             shown.append({"role": "assistant", "content": content, "metadata": {"title": title}})
+    for message in example.rejected or []:  # a pair's other answer, set apart from the chat
+        content = html.escape(message["content"], quote=False)
+        shown.append({"role": "assistant", "content": content,
+                      "metadata": {"title": "Rejected answer"}})  # fmt: skip
     return shown
 
 

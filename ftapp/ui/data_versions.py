@@ -6,7 +6,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from ftapp.data.export import export_dataset
+from ftapp.data.export import EXPORT_FORMATS, export_dataset
 from ftapp.data.splits import assign_splits
 from ftapp.data.stats import dataset_stats, token_histogram, token_lengths
 from ftapp.data.versions import freeze_version
@@ -45,9 +45,7 @@ def build_versions_section(services: Services, dataset: gr.Dropdown) -> TabWirin
         versions = gr.Dataframe(headers=VERSION_HEADERS, interactive=False, label="Versions")
         with gr.Row():
             export_version = gr.Dropdown([CURRENT], value=CURRENT, label="Export what")
-            export_format = gr.Radio(
-                ["messages", "prompt_completion"], value="messages", label="Format"
-            )
+            export_format = gr.Radio(list(EXPORT_FORMATS), value="messages", label="Format")
             export_split = gr.Dropdown(["all", "train", "validation", "test"], value="all",
                                        label="Split")  # fmt: skip
             export_button = gr.Button("Export JSONL", elem_id="ft-export")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gradio as gr
 
 from ftapp.deploy.export_jobs import export_view, queue_merge, queue_push
-from ftapp.errors import ValidationError
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.store.exports import exports_of
@@ -20,6 +19,7 @@ from ftapp.ui.common import (
     escape_markdown,
     fresh_choices_on_focus,
     guarded,
+    require,
 )
 
 EXPORT_HEADERS = ["when (UTC)", "kind", "where", "url", "by"]
@@ -42,7 +42,8 @@ def build_export_section(services: Services) -> TabWiring:
         private = gr.Checkbox(label="Private repository", value=True)
         push = gr.Button("Push", variant="primary", elem_id="ft-export-push")
     with gr.Row():
-        job = gr.Number(label="Export job", precision=0, scale=1, elem_id="ft-export-job")
+        job = gr.Number(None, label="Export job # (the last one queued; type one to follow it)",
+                        precision=0, scale=1, elem_id="ft-export-job")  # fmt: skip
         outcome = gr.Markdown("", elem_id="ft-export-outcome")
     log_view = gr.Code(label="Export log (tail)", language=None, lines=8,
                        elem_id="ft-export-log")  # fmt: skip
@@ -71,8 +72,7 @@ def build_export_section(services: Services) -> TabWiring:
 
     @guarded(services, Role.ADMIN)
     def do_merge(request: gr.Request, chosen: str | None):
-        if not chosen:
-            raise ValidationError("choose an adapter or checkpoint to merge")
+        chosen = require(chosen, "choose an adapter or checkpoint to merge")
         with services.db() as db:
             queued = queue_merge(db, services.settings, chosen,
                                  current_user(services, request).name)  # fmt: skip
@@ -81,8 +81,7 @@ def build_export_section(services: Services) -> TabWiring:
     @guarded(services, Role.ADMIN)
     def do_push(request: gr.Request, chosen: str | None, repo: str, secret: str,
                 as_merged: bool, is_private: bool):  # fmt: skip
-        if not chosen:
-            raise ValidationError("choose an adapter or checkpoint to push")
+        chosen = require(chosen, "choose an adapter or checkpoint to push")
         with services.db() as db:
             queued = queue_push(
                 db, services.settings, chosen, repo, current_user(services, request).name,

@@ -1,8 +1,8 @@
 """The Leaderboard tab (admins): for one session or all battles, a plain verdict per pair,
 Bradley-Terry ratings with 95% bootstrap intervals (table and plot), the win-rate matrix, votes
 per pair, the quality of the judging (position bias, per-reviewer counts, Cohen's and Fleiss'
-kappa), and exports: battles and votes as CSV or JSONL, and a preference dataset the Data tab
-imports."""
+kappa), and exports: battles and votes as CSV or JSONL, a preference dataset the Data tab
+imports, and the votes as a preference dataset version in one step, to train on."""
 
 from __future__ import annotations
 
@@ -10,10 +10,23 @@ import gradio as gr
 
 from ftapp.arena.export import write_battles, write_preferences
 from ftapp.arena.leaderboard import Leaderboard, leaderboard
-from ftapp.arena.sessions import all_sessions
+from ftapp.arena.preferences import (
+    RULES_NOTE,
+    preferences_from_votes,
+    rules_text,
+    votes_to_dataset,
+)
+from ftapp.arena.sessions import all_sessions, get_session
 from ftapp.records import Role
 from ftapp.services import Services
-from ftapp.ui.common import TabWiring, current_user, download_path, escape_markdown, guarded
+from ftapp.ui.common import (
+    TabWiring,
+    current_user,
+    download_path,
+    escape_markdown,
+    guarded,
+    require,
+)
 
 ALL = "All battles"
 RATING_HEADERS = ["model", "rating", "95% CI low", "95% CI high", "votes", "wins", "losses",
@@ -50,6 +63,7 @@ def build_leaderboard_tab(services: Services) -> TabWiring:
         preference_button = gr.Button("Preference dataset (JSONL, for the Data tab)",
                                       elem_id="ft-lb-export-preferences")  # fmt: skip
     exported = gr.File(label="Download", elem_id="ft-lb-file")
+    build_votes_to_dataset_section(services, scope)
 
     @guarded(services, Role.ADMIN)
     def show(request: gr.Request, chosen: str | None):
@@ -85,6 +99,43 @@ def build_leaderboard_tab(services: Services) -> TabWiring:
     preference_button.click(exporter("preference"), [scope], [exported],
                             api_name="export_preferences")  # fmt: skip
     return TabWiring(on_load=((show, [scope], outputs),))
+
+
+def build_votes_to_dataset_section(services: Services, scope: gr.Dropdown) -> None:
+    """The votes of the scope as a new preference dataset version, counted first."""
+    gr.Markdown(f"### Train on the votes\n{RULES_NOTE} Each row links back to its battle.")
+    with gr.Row():
+        name = gr.Textbox(label="New dataset name", scale=3, elem_id="ft-lb-votes-name")
+        count = gr.Button("Count battles per rule", scale=1, elem_id="ft-lb-votes-count")
+        create = gr.Button("Create preference version", variant="primary", scale=1,
+                           elem_id="ft-lb-votes-create")  # fmt: skip
+    result = gr.Markdown("", elem_id="ft-lb-votes-result")
+
+    @guarded(services, Role.ADMIN)
+    def count_rules(request: gr.Request, chosen: str | None) -> str:
+        session = None if chosen in (None, "", ALL) else chosen
+        with services.db() as db:
+            session_id = get_session(db, session).id if session else None
+            found = preferences_from_votes(db, session_id)
+        return (f"{escape_markdown(rules_text(found.counts))}: {len(found.pairs)} pairs and "
+                f"{len(found.labelled)} answers labelled bad would be written.")  # fmt: skip
+
+    @guarded(services, Role.ADMIN)
+    def to_dataset(request: gr.Request, chosen: str | None, dataset: str) -> str:
+        session = None if chosen in (None, "", ALL) else chosen
+        with services.db() as db:
+            version, found = votes_to_dataset(
+                db, require(dataset, "Name the new dataset first."), session=session,
+                user=current_user(services, request).name, count_tokens=services.count_tokens,
+                max_tokens=services.settings.max_tokens,
+            )  # fmt: skip
+        return (f"Froze **{escape_markdown(version.label)}**: {len(found.pairs)} pairs, "
+                f"{len(found.labelled)} answers labelled bad ({version.n_train} train, "
+                f"{version.n_validation} validation, {version.n_test} test). Train it from "
+                "the Train tab.")  # fmt: skip
+
+    count.click(count_rules, [scope], [result], api_name="count_vote_rules")
+    create.click(to_dataset, [scope, name], [result], api_name="votes_to_dataset")
 
 
 def _render(board: Leaderboard) -> tuple:

@@ -138,3 +138,21 @@ def test_leaderboard_and_exports_through_the_api(app: LiveApp, tmp_path: Path):
     assert len(lines) >= n_votes
     with pytest.raises(AppError, match="no evaluation session"):
         client.predict("no such session", api_name="/export_battles_csv")
+
+
+def test_the_votes_to_a_preference_version_through_the_api(app: LiveApp, tmp_path: Path):
+    """The endpoints counting and converting the votes, as the page calls them. On the echo
+    backend every contestant answers the same words (the model's name, and all three run on
+    base), so each battle counts under "same answers" and the conversion is refused, writing
+    nothing; tests/arena/test_preferences.py and tests/test_cli.py convert real pairs."""
+    client = client_for(app, tmp_path)
+    client.predict("teach me", api_name="/free_send")
+    client.predict(None, None, "", api_name="/f_vote_a")
+    counted = client.predict("All battles", api_name="/count_vote_rules")
+    assert "battles per rule: win: 0" in counted and "same answers: " in counted
+    assert "0 pairs and 0 answers labelled bad would be written" in counted
+    with pytest.raises(AppError, match="Name the new dataset first"):
+        client.predict("All battles", "", api_name="/votes_to_dataset")
+    with pytest.raises(AppError, match="no vote gives a preference row yet"):
+        client.predict("All battles", "arena votes", api_name="/votes_to_dataset")
+    assert app.query("SELECT COUNT(*) AS n FROM datasets WHERE name = 'arena votes'")[0]["n"] == 0
