@@ -597,7 +597,8 @@ def read_the_leaderboard(page, app: LiveApp, battles: list[dict], tmp_path: Path
         a = json.loads(battle["conversation_a_json"])
         b = json.loads(battle["conversation_b_json"])
         winner, loser = (a, b) if choice == "a" else (b, a)
-        expected.append({"prompt": a[:-1], "chosen": winner[-1:], "rejected": loser[-1:]})
+        expected.append({"prompt": a[:-1], "chosen": winner[-1:], "rejected": loser[-1:],
+                         "battle_id": battle["id"]})  # fmt: skip
     key = lambda row: json.dumps(row, sort_keys=True)  # noqa: E731
     assert sorted(rows, key=key) == sorted(expected, key=key)
     assert all(SECRET_WORD in row["chosen"][0]["content"].lower() for row in rows)
