@@ -87,3 +87,12 @@ def test_concurrent_writers_do_not_fail(tmp_path):
         thread.join()
     assert errors == []
     assert connect(path)["datasets"].count == 200
+
+
+def test_migrations_apply_in_the_order_of_their_numbers():
+    """The steps live in one module per feature; STEPS alone sets the order they run in."""
+    from ftapp.store.migrations import STEPS
+
+    names = [step.__name__ for step in STEPS]
+    assert names == sorted(names) and len(set(names)) == len(names)
+    assert [int(name[1:4]) for name in names] == list(range(1, len(names) + 1))
