@@ -63,11 +63,11 @@ def export_dataset(
         simple = all(_is_single_turn(row["messages"]) for row in rows)
         records = [_prompt_completion(row, simple) for row in rows]
     elif fmt == "preference":
-        records = [_pair(row) for row in rows if row["rejected"] is not None]
+        records = [pair_record(row) for row in rows if row["rejected"] is not None]
         if not records:
             raise ValidationError(f"{dataset}: no pairs to export (try the kto format)")
     elif fmt == "kto":
-        records = [record for row in rows for record in _unpaired(row)]
+        records = [record for row in rows for record in unpaired_records(row)]
     else:
         records = [_messages(row) for row in rows]
     with atomic_write(out) as handle:
@@ -93,13 +93,16 @@ def _messages(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _pair(row: dict[str, Any]) -> dict[str, Any]:
+def pair_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A pair in TRL's explicit-prompt preference format (what DPO and ORPO train on)."""
     prompt, chosen = split_prompt(row["messages"])
     record = {"prompt": prompt, "chosen": chosen, "rejected": row["rejected"]}
     return record | ({"tools": row["tools"]} if row["tools"] else {})
 
 
-def _unpaired(row: dict[str, Any]) -> list[dict[str, Any]]:
+def unpaired_records(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """TRL's unpaired format (what KTO trains on): a labelled answer gives one row, a pair
+    two (its chosen answer good, its rejected one bad)."""
     prompt, answer = split_prompt(row["messages"])
     extra = {"tools": row["tools"]} if row["tools"] else {}
     if row["rejected"] is None:

@@ -81,6 +81,15 @@ def version_rows(
         yield decode_example_row(row)
 
 
+def count_pairs(db: sqlite_utils.Database, version_id: int, split: str) -> int:
+    """How many of a version's examples in the split are pairs (have a rejected answer)."""
+    return db.execute(
+        "SELECT COUNT(*) FROM version_examples WHERE version_id = ? AND split = ? "
+        "AND rejected_json IS NOT NULL",
+        [version_id, parse_choice(Split, split, "split").value],
+    ).fetchone()[0]
+
+
 def _version(row: dict[str, Any]) -> DatasetVersion:
     return to_record(DatasetVersion, row)
 

@@ -45,17 +45,22 @@ def run_job(job_id: int) -> int:
         version = version_store.get_version_by_id(db, job.dataset_version_id)
         rows = list(version_store.version_rows(db, version.id))
         base_model = get_base_model(db, settings.models_dir, job.base_model)
-    log.info("job #%d %s: %s on %s (attempt %d)", job.id, job.name, version.label,
-             base_model.name, job.attempts)  # fmt: skip
+        # The adapter to go on training, as it is now (a checkpoint or a final adapter).
+        start = (
+            Path(store.get_variant(db, config.start_adapter).path) if config.start_adapter else None
+        )
+    log.info("job #%d %s: %s of %s on %s%s (attempt %d)", job.id, job.name, config.method,
+             version.label, base_model.name, f" from {config.start_adapter}" if start else "",
+             job.attempts)  # fmt: skip
 
     if not is_main_process():  # another GPU's process: train, and leave the records to rank 0
-        train(job, config, version, rows, base_model.path, [])
+        train(job, config, version, rows, base_model.path, [], start)
         return 0
     progress = DatabaseProgress(settings.db_path, job.id, job.name, base_model.name)
     with Heartbeat(settings.db_path, job.id):
-        outcome = train(job, config, version, rows, base_model.path, [progress])
+        outcome = train(job, config, version, rows, base_model.path, [progress], start)
     adapter_dir = Path(outcome["adapter_dir"])
-    write_metadata(adapter_dir, job, config, version, base_model.path, outcome)
+    write_metadata(adapter_dir, job, config, version, base_model.path, outcome, start)
 
     with closing(connect(settings.db_path)) as db:
         best = outcome["best_checkpoint"]

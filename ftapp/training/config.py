@@ -3,6 +3,11 @@
 The same schema comes from the Train tab and from `ftapp train CONFIG.yaml`. `check_config`
 refuses a config that can't work (missing dataset version, empty train split, rank above the
 serving limit, an unreachable model) before anything is queued, naming the field.
+
+A job trains with one method: `sft` on conversations, or `dpo`, `orpo` or `kto` on a
+preference version, each through TRL's own trainer. The preference fields (beta, loss_type,
+label_smoothing, the KTO weights) keep TRL's defaults; only the learning rate differs, since
+TRL's 1e-6 is meant for full fine-tuning and a LoRA adapter needs more.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ from ftapp.names import MAX_LORA_RANK
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "bf16")
 QUANTIZATIONS = ("none", "4bit")
+METHODS = ("sft", "dpo", "orpo", "kto")
+PREFERENCE_METHODS = ("dpo", "orpo", "kto")
+# The loss types offered per method, TRL's default first ("" in a config means that one).
+# DPO's 'robust' and 'sigmoid' with label_smoothing are the ones for noisy votes.
+LOSS_TYPES: dict[str, tuple[str, ...]] = {
+    "dpo": ("sigmoid", "robust", "ipo", "hinge", "exo_pair", "bco_pair", "apo_zero", "apo_down",
+            "sppo_hard", "nca_pair", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,9 @@ class TrainConfig:
     dataset_version: str  # "NAME@v3"
     base_model: str = "SmolLM2-135M-Instruct"
     name: str = ""  # the adapter's name; default "<dataset>-v<version>-job<id>"
+    method: str = "sft"  # sft | dpo | orpo | kto
+    # An adapter or checkpoint to continue training (its LoRA settings are kept); "" = base.
+    start_adapter: str = ""
     # LoRA
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -50,11 +67,27 @@ class TrainConfig:
     early_stopping_patience: int = 0
     # Loss on the assistant answers only (the usual choice); False trains on every token.
     assistant_only_loss: bool = True
+    # Preference methods (TRL's defaults). beta: how far DPO/KTO may move from the reference
+    # (the starting point with this training disabled); ORPO's weight of its odds-ratio term.
+    beta: float = 0.1
+    loss_type: str = ""  # "": the method's default (dpo: sigmoid, kto: kto)
+    label_smoothing: float = 0.0  # DPO: the share of votes taken to be flipped (noisy labels)
+    desirable_weight: float = 1.0  # KTO: weight of the good answers' loss
+    undesirable_weight: float = 1.0  # KTO: weight of the bad answers' loss
     # Machine
     precision: str = "auto"  # auto: bf16 where the hardware supports it
     quantization: str = "none"  # "4bit": QLoRA, CUDA with bitsandbytes only
     gradient_checkpointing: bool = False  # slower on CPU; saves memory on GPU
     threads: int = 0  # CPU threads for the training process; 0: all cores
+
+    @property
+    def is_preference(self) -> bool:
+        return self.method in PREFERENCE_METHODS
+
+    @property
+    def loss(self) -> str:
+        """The loss type the trainer is given: the config's, or the method's default."""
+        return self.loss_type or LOSS_TYPES.get(self.method, ("",))[0]
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(dataclasses.asdict(self), sort_keys=False)
@@ -82,6 +115,24 @@ PRESETS: dict[str, dict[str, Any]] = {
     "GPU default": dict(
         lora_rank=16, lora_alpha=32, epochs=2.0, batch_size=16, max_length=2048,
         eval_steps=100, save_steps=100, gradient_checkpointing=True, early_stopping_patience=3,
+    ),
+    # Preference tuning (DPO, ORPO, KTO) wants a far lower learning rate than SFT: 5e-5 for a
+    # LoRA adapter here, against 2e-4 for SFT (TRL's own 1e-6 is for full fine-tuning). Two
+    # pairs a forward pass: KTO estimates its KL term across a batch, so it needs two or more.
+    "preference quick CPU demo": dict(
+        method="dpo", lora_rank=8, lora_alpha=16, lora_dropout=0.0, max_steps=30, batch_size=2,
+        gradient_accumulation=2, max_length=256, eval_steps=10, save_steps=10,
+        learning_rate=5e-5, warmup_ratio=0.0,
+    ),
+    "preference CPU default": dict(
+        method="dpo", lora_rank=16, lora_alpha=32, lora_dropout=0.0, epochs=1.0, batch_size=2,
+        gradient_accumulation=4, max_length=512, eval_steps=25, save_steps=25,
+        learning_rate=5e-5,
+    ),
+    "preference GPU default": dict(
+        method="dpo", lora_rank=16, lora_alpha=32, epochs=1.0, batch_size=8,
+        gradient_accumulation=2, max_length=2048, eval_steps=100, save_steps=100,
+        learning_rate=5e-6, gradient_checkpointing=True,
     ),
 }  # fmt: skip
 
@@ -164,9 +215,24 @@ def _check_ranges(config: TrainConfig) -> None:
          f"one of {', '.join(QUANTIZATIONS)}"),
         ("threads", 0 <= config.threads <= 256, "0 (all cores) or more"),
         ("target_modules", bool(config.target_modules.strip()), "'all-linear' or module names"),
+        ("method", config.method in METHODS, f"one of {', '.join(METHODS)}"),
+        ("beta", 0 < config.beta <= 100, "above 0"),
+        ("label_smoothing", 0 <= config.label_smoothing < 0.5, "from 0 up to 0.5"),
+        ("desirable_weight", config.desirable_weight > 0, "above 0"),
+        ("undesirable_weight", config.undesirable_weight > 0, "above 0"),
     ]  # fmt: skip
     for field, ok, expected in rules:
         if not ok:
             raise ValidationError(f"{field}: must be {expected}, got {getattr(config, field)!r}")
     if config.early_stopping_patience and not config.eval_steps:
         raise ValidationError("early_stopping_patience: needs eval_steps above 0")
+    allowed = LOSS_TYPES.get(config.method, ())
+    if config.loss_type and config.loss_type not in allowed:
+        offered = f"one of {', '.join(allowed)}" if allowed else "empty (it has one loss)"
+        raise ValidationError(
+            f"loss_type: {config.method} takes {offered}, got {config.loss_type!r}"
+        )
+    if config.method == "kto" and config.loss == "kto" and config.batch_size < 2:
+        # TRL's KTO estimates its KL term from mismatched answers within a batch.
+        raise ValidationError("batch_size: KTO needs 2 or more (its KL term compares answers "
+                              f"within a batch), got {config.batch_size}")  # fmt: skip

@@ -15,9 +15,11 @@ import sqlite_utils
 from ftapp.errors import Conflict, FtappError, ValidationError
 from ftapp.models.registry import BaseModel, get_base_model
 from ftapp.names import RESERVED_NAMES, check_model_name
-from ftapp.records import DatasetVersion, Job, JobStatus
+from ftapp.records import DatasetKind, DatasetVersion, Job, JobStatus
 from ftapp.settings import Settings
+from ftapp.store import datasets as dataset_store
 from ftapp.store import jobs as store
+from ftapp.store import versions as version_store
 from ftapp.store.db import write_transaction
 from ftapp.training.config import TrainConfig
 
@@ -41,12 +43,15 @@ def check_config(
         raise ValidationError(f"dataset_version: {exc}") from None
     if version.n_train == 0:
         raise ValidationError(f"dataset_version: {version.label} has an empty train split")
+    check_method(db, config, version)
     if settings.demo:
         check_demo_limits(settings, config, version)
     try:
         base_model = get_base_model(db, settings.models_dir, config.base_model)
     except FtappError as exc:
         raise ValidationError(f"base_model: {exc}") from None
+    if config.start_adapter:
+        check_start_adapter(db, config.start_adapter, base_model.name)
     if config.quantization == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
         raise ValidationError("quantization: 4bit (QLoRA) needs a CUDA GPU with bitsandbytes")
     if config.name:
@@ -54,6 +59,42 @@ def check_config(
         if name_taken(db, config.name):
             raise Conflict(f"name: {config.name!r} is already used by another job or model")
     return CheckedConfig(config, version, base_model)
+
+
+def check_method(db: sqlite_utils.Database, config: TrainConfig, version: DatasetVersion) -> None:
+    """SFT learns conversations; DPO, ORPO and KTO learn preferences: each needs its kind of
+    dataset, and DPO and ORPO need pairs (KTO learns from good/bad answers too)."""
+    kind = dataset_store.get_dataset(db, version.dataset).kind
+    if config.method == "sft" and kind == DatasetKind.PREFERENCE:
+        raise ValidationError(
+            f"method: {version.label} is preference data (chosen and rejected answers); train it "
+            "with dpo, orpo or kto, or pick an SFT version for sft"
+        )
+    if config.is_preference and kind != DatasetKind.PREFERENCE:
+        raise ValidationError(
+            f"method: {config.method} learns from preference data, and {version.label} holds "
+            "conversations; use sft, or pick a preference version (pairs or good/bad answers)"
+        )
+    if config.method in ("dpo", "orpo") and not version_store.count_pairs(db, version.id, "train"):
+        raise ValidationError(
+            f"method: {config.method} learns from pairs, and the train split of {version.label} "
+            "has none (only answers labelled good or bad); use kto"
+        )
+
+
+def check_start_adapter(db: sqlite_utils.Database, name: str, base_model: str) -> None:
+    """The starting adapter must exist, have its files, and be trained on this base model."""
+    try:
+        start = store.get_variant(db, name)
+    except FtappError as exc:
+        raise ValidationError(f"start_adapter: {exc}") from None
+    if start.base_model != base_model:
+        raise ValidationError(
+            f"start_adapter: {start.name!r} was trained on {start.base_model}, not on "
+            f"{base_model}; an adapter only works on its own base model"
+        )
+    if not (Path(start.path) / "adapter_config.json").is_file():
+        raise ValidationError(f"start_adapter: {start.name!r} has no adapter files at {start.path}")
 
 
 def check_demo_limits(settings: Settings, config: TrainConfig, version: DatasetVersion) -> None:
@@ -184,6 +225,15 @@ def job_progress(db: sqlite_utils.Database, job_id: int) -> dict:
         "tokens_per_second": sum(speeds) / len(speeds) if speeds else None,
         "last_loss": train[-1]["loss"] if train else None,
         "best_eval_loss": min((m["loss"] for m in evals), default=None),
+        # DPO and ORPO: the share of validation pairs whose chosen answer is rewarded more.
+        "eval_accuracy": next(
+            (
+                m["rewards_accuracy"]
+                for m in reversed(evals)
+                if m.get("rewards_accuracy") is not None
+            ),
+            None,
+        ),  # fmt: skip
         "learning_rate": train[-1]["learning_rate"] if train else None,
         "log_tail": log_tail(job),
         "variants": store.list_variants(db, job_id=job_id),

@@ -52,13 +52,14 @@ class DatabaseProgress(TrainerCallback):
             if "eval_loss" in logs:
                 self.last_eval_loss = float(logs["eval_loss"])
                 store.add_metric(db, self.job_id, "eval", state.global_step, epoch=state.epoch,
-                                 loss=self.last_eval_loss)  # fmt: skip
+                                 loss=self.last_eval_loss, **rewards(logs, "eval_"))  # fmt: skip
             elif "loss" in logs:
                 store.add_metric(
                     db, self.job_id, "train", state.global_step, epoch=state.epoch,
                     loss=float(logs["loss"]), learning_rate=logs.get("learning_rate"),
                     grad_norm=logs.get("grad_norm"),
                     tokens_per_second=self._tokens_per_second(logs.get("num_tokens")),
+                    **rewards(logs),
                 )  # fmt: skip
 
     def on_save(self, args, state, control, **kwargs):
@@ -88,6 +89,21 @@ class DatabaseProgress(TrainerCallback):
         if previous is None or now <= previous[1] or num_tokens < previous[0]:
             return None
         return (float(num_tokens) - previous[0]) / (now - previous[1])
+
+
+# TRL's names of what the preference trainers log, and the job_metrics columns they go to.
+REWARDS = {
+    "rewards/chosen": "rewards_chosen",
+    "rewards/rejected": "rewards_rejected",
+    "rewards/margins": "rewards_margin",
+    "rewards/accuracies": "rewards_accuracy",  # DPO and ORPO: the share of pairs ranked right
+}
+
+
+def rewards(logs: dict, prefix: str = "") -> dict[str, float]:
+    """The implicit rewards a DPO, ORPO or KTO log holds (none in an SFT one)."""
+    return {column: float(logs[prefix + name]) for name, column in REWARDS.items()
+            if logs.get(prefix + name) is not None}  # fmt: skip
 
 
 class Heartbeat:

@@ -1,6 +1,7 @@
-"""Building and running the TRL SFTTrainer for one job: data from the frozen version, the base
-model, the LoRA adapter, the machine's settings, resume from the last checkpoint, and the
-adapter folder with its metadata at the end."""
+"""Building and running the TRL trainer of one job (methods.py says which, per method): data
+from the frozen version, the base model, the LoRA adapter (new, or the starting adapter to go
+on training), the machine's settings, resume from the last checkpoint, and the adapter folder
+with its metadata at the end."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 
 from ftapp.records import DatasetVersion, Job
 from ftapp.training.config import TrainConfig
+from ftapp.training.methods import method_arguments, trainer_classes, training_rows
 from ftapp.training.templates import training_template_for
 
 log = logging.getLogger(__name__)
@@ -54,13 +56,6 @@ def _cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def sft_rows(rows: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
-    """The conversations SFT learns from in one split of a version's rows: a preference
-    example gives its prompt with the chosen answer; an answer labelled bad is left out."""
-    return [{"messages": r["messages"]} for r in rows
-            if r["split"] == split and r.get("label") is not False]  # fmt: skip
-
-
 def train(
     job: Job,
     config: TrainConfig,
@@ -68,20 +63,21 @@ def train(
     rows: list[dict[str, Any]],
     base_model_path: Path,
     callbacks: list[Any],
+    start_adapter_path: Path | None = None,
 ) -> dict[str, Any]:
-    """Train the job's adapter; returns the trainer's final metrics and the best checkpoint."""
+    """Train the job's adapter; returns the trainer's final metrics and the best checkpoint.
+    With `start_adapter_path` the job goes on training that adapter (its LoRA settings)."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
+    from peft import LoraConfig, PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback
-    from trl import SFTConfig, SFTTrainer
 
     machine = pick_machine(config)
     torch.set_num_threads(machine.threads)
     torch.manual_seed(config.seed)
 
-    train_rows = sft_rows(rows, "train")
-    eval_rows = sft_rows(rows, "validation")
+    train_rows = training_rows(config.method, rows, "train")
+    eval_rows = training_rows(config.method, rows, "validation")
     evaluate = bool(eval_rows) and config.eval_steps > 0
     if config.eval_steps and not eval_rows:
         log.warning(
@@ -98,8 +94,12 @@ def train(
     tokenizer = AutoTokenizer.from_pretrained(str(base_model_path))
     inference_template = tokenizer.chat_template
     twin = training_template_for(inference_template)
-    if config.assistant_only_loss and twin:
+    if config.method == "sft" and config.assistant_only_loss and twin:
+        # SFT's assistant-only loss needs a template that marks the assistant turns; the
+        # preference trainers split prompt from answer themselves.
         tokenizer.chat_template = twin
+    if tokenizer.pad_token is None:  # the preference trainers pad pairs to one length
+        tokenizer.pad_token = tokenizer.eos_token
 
     model_kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if machine.bf16 else torch.float32}
     if config.quantization == "4bit":
@@ -113,13 +113,21 @@ def train(
         # Weights stay fp32 on CPU; autocast does the matrix products in bf16.
         model_kwargs["dtype"] = torch.float32
     model = AutoModelForCausalLM.from_pretrained(str(base_model_path), **model_kwargs)
+    peft_config = None
+    if start_adapter_path:
+        # The adapter goes on training. DPO and KTO then keep a frozen copy of it as their
+        # reference ("ref" adapter: the starting point, not a second model in memory).
+        model = PeftModel.from_pretrained(model, str(start_adapter_path), is_trainable=True)
+    else:
+        # A new adapter: the reference is the base model, the adapter disabled.
+        peft_config = lora_config(config, LoraConfig)
 
     save_steps = config.save_steps
     if evaluate and save_steps:
         # The best checkpoint is chosen at evaluations, so saves must fall on them.
         save_steps = config.eval_steps * max(1, math.ceil(save_steps / config.eval_steps))
-    targets = config.target_modules.strip()
-    args = SFTConfig(
+    config_class, trainer_class = trainer_classes(config.method)
+    args = config_class(
         output_dir=job.output_dir,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
@@ -139,33 +147,22 @@ def train(
         load_best_model_at_end=evaluate and bool(save_steps),
         metric_for_best_model="eval_loss" if evaluate else None,
         greater_is_better=False if evaluate else None,
+        # Set for every method: TRL's preference configs default both to True.
         bf16=machine.bf16,
-        use_cpu=machine.device == "cpu",
         gradient_checkpointing=config.gradient_checkpointing,
-        max_length=config.max_length,
-        # Packing with best-fit decreasing: no padding tokens, and no attention across examples.
-        packing=True,
-        packing_strategy="bfd",
-        assistant_only_loss=config.assistant_only_loss,
+        use_cpu=machine.device == "cpu",
         report_to="none",
         disable_tqdm=True,  # the log file gets one line per step instead of progress bars
         dataloader_num_workers=0,
+        **method_arguments(config),
     )
-    peft_config = LoraConfig(
-        r=config.lora_rank,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules="all-linear" if targets == "all-linear" else
-        [name.strip() for name in targets.split(",") if name.strip()],
-        task_type="CAUSAL_LM",
-    )  # fmt: skip
     if config.early_stopping_patience and evaluate:
         callbacks = [*callbacks, EarlyStoppingCallback(config.early_stopping_patience)]
     time_limit = None
     if config.time_limit_minutes:
         time_limit = time_limit_callback(config.time_limit_minutes)
         callbacks = [*callbacks, time_limit]
-    trainer = SFTTrainer(
+    trainer = trainer_class(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(train_rows),
@@ -195,8 +192,27 @@ def train(
     best = trainer.state.best_model_checkpoint
     adapter_dir = Path(job.output_dir) / ADAPTER_DIR
     trainer.save_model(str(adapter_dir))
+    drop_reference_copy(adapter_dir)
     return {"metrics": metrics, "best_checkpoint": best, "adapter_dir": str(adapter_dir),
             "machine": machine.__dict__}  # fmt: skip
+
+
+def lora_config(config: TrainConfig, lora_config_class: type) -> Any:
+    targets = config.target_modules.strip()
+    return lora_config_class(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules="all-linear" if targets == "all-linear" else
+        [name.strip() for name in targets.split(",") if name.strip()],
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+
+
+def drop_reference_copy(adapter_dir: Path) -> None:
+    """DPO and KTO, started from an adapter, train beside a frozen copy of it named "ref",
+    and the save writes it to a subfolder; the adapter a job makes is the trained one only."""
+    shutil.rmtree(adapter_dir / "ref", ignore_errors=True)
 
 
 def time_limit_callback(minutes: float) -> Any:
@@ -276,6 +292,7 @@ def finished_outcome(job: Job, checkpoint: Path, evaluate: bool, machine: Machin
     shutil.rmtree(adapter_dir, ignore_errors=True)  # a save the kill cut short
     source = Path(best) if evaluate and best else checkpoint
     shutil.copytree(source, adapter_dir, ignore=shutil.ignore_patterns(*RESUME_STATE_FILES))
+    drop_reference_copy(adapter_dir)
     history = state["log_history"]
     losses = [entry["loss"] for entry in history if "loss" in entry]
     metrics: dict[str, Any] = {
@@ -308,8 +325,10 @@ def write_metadata(
     version: DatasetVersion,
     base_model_path: Path,
     outcome: dict[str, Any],
+    start_adapter_path: Path | None = None,
 ) -> None:
-    """What the adapter is, next to it: base model, data, config, results, timings."""
+    """What the adapter is, next to it: base model, data, method and starting adapter, config,
+    results, timings."""
     (adapter_dir / "config.yaml").write_text(config.to_yaml())
     (adapter_dir / METADATA_FILE).write_text(
         json.dumps(
@@ -320,6 +339,12 @@ def write_metadata(
                 "base_model_path": str(base_model_path),
                 "dataset_version": version.label,
                 "dataset_content_hash": version.content_hash,
+                "method": config.method,
+                "start_adapter": (
+                    {"name": config.start_adapter, "path": str(start_adapter_path)}
+                    if config.start_adapter
+                    else None
+                ),
                 "examples": {"train": version.n_train, "validation": version.n_validation},
                 "config": config.to_dict(),
                 "metrics": outcome["metrics"],

@@ -18,7 +18,7 @@ from ftapp.errors import ValidationError
 from ftapp.records import DatasetKind
 from ftapp.store import datasets as store
 from ftapp.store import versions as version_store
-from ftapp.training.trainer import sft_rows
+from ftapp.training.methods import training_rows
 from tests.helpers import table_counts, write_jsonl
 
 USER = {"role": "user", "content": "Capital of France?"}
@@ -131,9 +131,15 @@ def test_versions_and_exports_carry_both_answers(db, tmp_path, count_tokens):
         [{"role": "assistant", "content": "No 1."}],
     ]
     assert frozen[-1]["label"] is False and frozen[-1]["rejected"] is None
-    # SFT on a preference version learns the chosen answers, never one labelled bad.
-    assert [r["messages"][-1]["content"] for r in sft_rows(frozen, "train")] == [
-        f"{i}." for i in range(6)
+    # DPO and ORPO learn from the pairs only; KTO from every answer, a pair's two included.
+    pairs = training_rows("dpo", frozen, "train")
+    assert [p["chosen"][0]["content"] for p in pairs] == [f"{i}." for i in range(6)]
+    assert training_rows("orpo", frozen, "train") == pairs
+    unpaired = training_rows("kto", frozen, "train")
+    assert [(u["completion"][0]["content"], u["label"]) for u in unpaired[-3:]] == [
+        ("5.", True),
+        ("No 5.", False),
+        ("Bad.", False),
     ]
 
     out = tmp_path / "pairs-out.jsonl"

@@ -44,6 +44,13 @@ def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path, bundled_mode
         set_status_where(db, "sums", "accepted", "test")
         assign_splits(db, "sums", (0.75, 0.25, 0.0))
         freeze_version(db, "sums", "test")
+        pairs = [{"prompt": f"What is {i} + {i}?", "chosen": f"{2 * i}. Cheers!",
+                  "rejected": f"{2 * i}."} for i in range(12)]  # fmt: skip
+        import_file(db, write_jsonl(home / "pairs.jsonl", pairs), "pairs",
+                    count_tokens=ChatTokenCounter(bundled_model_dir), max_tokens=512)  # fmt: skip
+        set_status_where(db, "pairs", "accepted", "test")
+        assign_splits(db, "pairs", (0.75, 0.25, 0.0))
+        freeze_version(db, "pairs", "test")
         db.close()
         yield live
 
@@ -53,6 +60,12 @@ def hyperparameters(**overrides) -> list:
     test can send what the form would let a user type)."""
     values = {**dataclasses.asdict(preset("quick CPU demo", "sums@v1")), **overrides}
     return [values[field] for field in FIELDS]
+
+
+def plot_rows(plot: dict | None) -> list:
+    """A plot's data rows, sent as a value or as an update that also sets its visibility."""
+    plot = plot or {}
+    return (plot.get("value", plot) or {}).get("data", [])
 
 
 def wait_for_status(app, job_id: int, wanted: set[str], timeout: float = 240) -> dict:
@@ -74,8 +87,11 @@ def test_queue_train_and_watch(app):
     job = wait_for_status(app, job_id, {"succeeded", "failed"})
     assert job["status"] == "succeeded", job["error"]
 
-    table, status, loss, _, variants, log = client.predict(job_id, api_name="/job_progress")
-    assert "succeeded" in status and "step 3/3" in status
+    table, status, loss, _, rewards, _, variants, log = client.predict(
+        job_id, api_name="/job_progress"
+    )
+    assert "succeeded" in status and "step 3/3" in status and "SFT" in status
+    assert plot_rows(rewards) == []  # an SFT job reports no rewards
     assert [row[2] for row in table["data"] if row[0] == job_id] == ["succeeded"]
     plotted = [(step, kind) for step, _, kind in loss["data"]]
     with app.connect() as conn:
@@ -92,6 +108,29 @@ def test_queue_train_and_watch(app):
                      f"sums-v1-job{job_id}"]  # fmt: skip
     assert [row[0] for row in variants["data"]] == names
     assert f"job #{job_id} succeeded" in log
+
+
+def test_a_dpo_job_from_the_page_draws_its_rewards(app):
+    client = Client(app.url, verbose=False)
+    values = {
+        **dataclasses.asdict(preset("preference quick CPU demo", "pairs@v1")),
+        "max_steps": 2,
+        "max_length": 64,
+        "eval_steps": 2,
+        "save_steps": 2,
+        "threads": 1,
+    }
+    job_id = client.predict("pairs@v1", BASE, *[values[f] for f in FIELDS],
+                            api_name="/queue_job")  # fmt: skip
+    job = wait_for_status(app, job_id, {"succeeded", "failed"})
+    assert job["status"] == "succeeded", job["error"]
+    _, status, _, _, rewards, accuracy, _, _ = client.predict(job_id, api_name="/job_progress")
+    assert "DPO" in status and "validation preference accuracy" in status
+    assert {series for _, _, series in plot_rows(rewards)} == {"chosen", "rejected", "margin"}
+    assert (2, "validation") in {(step, kind) for step, _, kind in plot_rows(accuracy)}
+    # An SFT method on these pairs is refused, naming the field.
+    with pytest.raises(AppError, match="method: pairs@v1 is preference data"):
+        client.predict("pairs@v1", BASE, *hyperparameters(), api_name="/queue_job")
 
 
 def test_cancel_a_running_job(app):

@@ -9,7 +9,12 @@ from sqlite_utils.migrations import Migrations
 from ftapp.store.migrations.arena import m005_arena
 from ftapp.store.migrations.data import m001_data_tables, m002_base_models, m010_preference_data
 from ftapp.store.migrations.evaluation import m007_evaluation_and_deployment
-from ftapp.store.migrations.training import m003_training, m004_job_waiting_reason, m009_export_jobs
+from ftapp.store.migrations.training import (
+    m003_training,
+    m004_job_waiting_reason,
+    m009_export_jobs,
+    m011_preference_metrics,
+)
 from ftapp.store.migrations.users import m006_users, m008_sign_in_sessions
 
 STEPS = (
@@ -23,6 +28,7 @@ STEPS = (
     m008_sign_in_sessions,
     m009_export_jobs,
     m010_preference_data,
+    m011_preference_metrics,
 )
 
 migrations = Migrations("ftapp")

@@ -113,3 +113,19 @@ def m009_export_jobs(db: sqlite_utils.Database) -> None:
         CREATE INDEX export_jobs_status ON export_jobs(status, id)
         """,
     )
+
+
+def m011_preference_metrics(db: sqlite_utils.Database) -> None:
+    """Why: DPO, ORPO and KTO report how the model's implicit rewards of the chosen and the
+    rejected answers move (TRL's rewards/chosen, rewards/rejected, rewards/margins and, for
+    pairs, rewards/accuracies); the Train tab draws them live beside the loss. NULL on SFT
+    jobs, which report none of them."""
+    run_script(
+        db,
+        """
+        ALTER TABLE job_metrics ADD COLUMN rewards_chosen REAL;
+        ALTER TABLE job_metrics ADD COLUMN rewards_rejected REAL;
+        ALTER TABLE job_metrics ADD COLUMN rewards_margin REAL;
+        ALTER TABLE job_metrics ADD COLUMN rewards_accuracy REAL
+        """,
+    )

@@ -1,0 +1,183 @@
+"""The Train tab's jobs view: the jobs table and the selected job, with its loss, learning-rate
+and (for DPO, ORPO and KTO) reward and preference-accuracy curves, its variants, its log and
+Cancel. Everything shown is read from SQLite on a timer, so closing the page changes nothing
+and reopening it shows the running job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ftapp.records import Role
+from ftapp.services import Services
+from ftapp.store import jobs as job_store
+from ftapp.store.evaluation import runs_with_model
+from ftapp.store.exports import exports_of
+from ftapp.training.jobs import cancel_job, job_progress
+from ftapp.ui.common import Load, escape_markdown, guarded, require
+
+POLL_SECONDS = 2.0
+JOB_HEADERS = ["id", "name", "status", "step", "created", "by"]
+
+
+@dataclass(frozen=True)
+class JobsView:
+    selected: gr.Number  # the job shown
+    redraw: Load  # redraws the table and the selected job
+    timer: gr.Timer
+
+
+def build_jobs_view(services: Services) -> JobsView:
+    """The jobs table and the selected job: its curves, its variants, its log, Cancel."""
+    gr.Markdown("### Jobs")
+    jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="ft-jobs")
+    selected = gr.Number(label="Job", precision=0, elem_id="ft-job-id")
+    status = gr.Markdown(elem_id="ft-job-status")
+    with gr.Row():
+        loss_plot = gr.LinePlot(x="step", y="loss", color="kind", title="Loss",
+                                elem_id="ft-loss-plot")  # fmt: skip
+        lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate")
+    # What DPO, ORPO and KTO report; shown for their jobs only.
+    with gr.Row():
+        rewards_plot = gr.LinePlot(x="step", y="reward", color="series", visible=False,
+                                   title="Rewards (implicit, against the reference)",
+                                   elem_id="ft-rewards-plot")  # fmt: skip
+        accuracy_plot = gr.LinePlot(x="step", y="accuracy", color="kind", visible=False,
+                                    title="Preference accuracy (chosen rewarded above rejected)",
+                                    elem_id="ft-accuracy-plot")  # fmt: skip
+    cancel_button = gr.Button("Cancel job", variant="stop", elem_id="ft-cancel")
+    variants = gr.Dataframe(
+        headers=["variant", "kind", "step", "eval loss", "best", "evaluation runs", "exports"],
+        interactive=False, label="Model variants", elem_id="ft-variants",
+    )  # fmt: skip
+    log_view = gr.Code(label="Log (tail)", language=None, lines=12)
+    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
+    job_outputs = [jobs_table, status, loss_plot, lr_plot, rewards_plot, accuracy_plot, variants,
+                   log_view, cancel_button]  # fmt: skip
+
+    @guarded(services, Role.ADMIN)
+    def cancel(request: gr.Request, job_id: int | None):
+        job_id = require(job_id or None, "Select a job first.")
+        with services.db() as db:
+            job = cancel_job(db, int(job_id))
+        gr.Info(
+            f"Job #{job.id}: {'stopping' if job.status.value == 'running' else job.status.value}."
+        )
+        return _render_job(services, job_id)
+
+    @guarded(services, Role.ADMIN)
+    def pick_job(request: gr.Request, evt: gr.SelectData):
+        return evt.row_value[0]
+
+    @guarded(services, Role.ADMIN)
+    def refresh(request: gr.Request, job_id: int | None):
+        return _render_job(services, job_id)
+
+    jobs_table.select(pick_job, None, [selected], api_name=False)
+    selected.change(refresh, [selected], job_outputs, api_name="job_progress")
+    cancel_button.click(cancel, [selected], job_outputs, api_name="cancel_job")
+    timer.tick(refresh, [selected], job_outputs, api_name=False, show_progress="hidden")
+    return JobsView(selected, (refresh, [selected], job_outputs), timer)
+
+
+def _render_job(services: Services, job_id: int | None) -> list:
+    with services.db() as db:
+        jobs = job_store.list_jobs(db, limit=50)
+        progress = job_progress(db, int(job_id)) if job_id else None
+        # Each variant links to what was done with it: evaluation runs and exports.
+        links = {v.name: (", ".join(r.name for r in runs_with_model(db, v.name)),
+                          ", ".join(e["kind"] for e in exports_of(db, v.name)))
+                 for v in (progress or {}).get("variants", [])}  # fmt: skip
+    table = [[j.id, j.name, j.status.value, f"{j.step}/{j.total_steps or '?'}",
+              j.created_at[:19], j.created_by] for j in jobs]  # fmt: skip
+    if progress is None:
+        hidden = gr.LinePlot(visible=False)
+        return [table, "No job selected.", None, None, hidden, hidden, [], "",
+                gr.Button(interactive=False)]  # fmt: skip
+    curves = pd.DataFrame(
+        [{"step": m["step"], "loss": m["loss"], "kind": m["kind"]}
+         for m in progress["train"] + progress["eval"]],
+        columns=["step", "loss", "kind"],
+    )  # fmt: skip
+    rates = pd.DataFrame(
+        [{"step": m["step"], "learning_rate": m["learning_rate"]} for m in progress["train"]],
+        columns=["step", "learning_rate"],
+    )
+    rows = [[v.name, v.kind, v.step, _round(v.eval_loss), "★" if v.is_best else "",
+             *links[v.name]] for v in progress["variants"]]  # fmt: skip
+    # Only a queued or running job can be cancelled; the button says so by its state.
+    can_cancel = not progress["job"].status.is_finished
+    rewards, accuracy = _preference_curves(progress)
+    return [table, _status_markdown(progress), curves, rates, rewards, accuracy, rows,
+            progress["log_tail"], gr.Button(interactive=can_cancel)]  # fmt: skip
+
+
+REWARD_SERIES = {"rewards_chosen": "chosen", "rewards_rejected": "rejected",
+                 "rewards_margin": "margin"}  # fmt: skip
+
+
+def _preference_curves(progress: dict) -> tuple[Any, Any]:
+    """The training rewards (chosen, rejected, their margin) and the preference accuracy on
+    the training batches and the validation pairs; hidden for an SFT job."""
+    shown = progress["job"].config.get("method", "sft") != "sft"
+    rewards = pd.DataFrame(
+        [{"step": m["step"], "reward": m[column], "series": series}
+         for m in progress["train"] for column, series in REWARD_SERIES.items()
+         if m.get(column) is not None],
+        columns=["step", "reward", "series"],
+    )  # fmt: skip
+    accuracy = pd.DataFrame(
+        [{"step": m["step"], "accuracy": m["rewards_accuracy"],
+          "kind": "validation" if m["kind"] == "eval" else "train"}
+         for m in progress["train"] + progress["eval"] if m.get("rewards_accuracy") is not None],
+        columns=["step", "accuracy", "kind"],
+    )  # fmt: skip
+    return (gr.LinePlot(value=rewards, visible=shown),
+            gr.LinePlot(value=accuracy, visible=shown and not accuracy.empty))  # fmt: skip
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _status_markdown(progress: dict) -> str:
+    job = progress["job"]
+    parts = [f"**#{job.id} {escape_markdown(job.name)}**: {job.status.value}"]
+    method = job.config.get("method", "sft")
+    start = job.config.get("start_adapter")
+    parts.append(method.upper() + (f" from {escape_markdown(start)}" if start else ""))
+    parts.append(f"step {job.step}/{job.total_steps or '?'}")
+    if job.epoch is not None:
+        parts.append(f"epoch {job.epoch:.2f}")
+    if progress["eta_seconds"] is not None:
+        parts.append(f"ETA {_duration(progress['eta_seconds'])}")
+    if progress["tokens_per_second"]:
+        parts.append(f"{progress['tokens_per_second']:.0f} tokens/s")
+    if progress["last_loss"] is not None:
+        parts.append(f"loss {progress['last_loss']:.4f}")
+    if progress["best_eval_loss"] is not None:
+        parts.append(f"best validation loss {progress['best_eval_loss']:.4f}")
+    if progress["learning_rate"] is not None:
+        parts.append(f"lr {progress['learning_rate']:.2e}")
+    if progress.get("eval_accuracy") is not None:
+        parts.append(f"validation preference accuracy {progress['eval_accuracy']:.0%}")
+    text = " · ".join(parts)
+    if job.attempts > 1:
+        text += f"\n\nAttempt {job.attempts} (resumed from its last checkpoint)."
+    if job.error:
+        text += f"\n\n**Reason:** {escape_markdown(job.error)}"
+    if (job.metrics or {}).get("stopped_at_time_limit"):
+        minutes = job.config.get("time_limit_minutes")
+        text += f"\n\nStopped early at its time limit ({minutes:g} min), at step {job.step}."
+    if job.waiting_reason and job.status.value == "queued":
+        text += f"\n\n**Waiting:** {escape_markdown(job.waiting_reason)}"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s")  # fmt: skip
