@@ -16,25 +16,21 @@ answer; a contestant's hidden system prompt is not part of it: the point is to t
 to answer well without one.
 
 `votes_to_dataset` turns them into a new preference dataset in one step, through the normal
-importer (so every row is checked like an uploaded one), accepted, split and frozen.
+importer (so every row is checked like an uploaded one), accepted, split and frozen
+(ftapp/data/from_rows.py).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlite_utils
 
-from ftapp.data.importer import TokenCounter, import_file
-from ftapp.data.review import set_status_where
-from ftapp.data.splits import assign_splits
-from ftapp.data.versions import freeze_version
+from ftapp.data.from_rows import dataset_from_rows
+from ftapp.data.importer import TokenCounter
 from ftapp.errors import Conflict, ValidationError
-from ftapp.files import write_records
 from ftapp.records import Battle, DatasetVersion, Vote, VoteChoice
 from ftapp.store import arena as store
 from ftapp.store import datasets as dataset_store
@@ -155,27 +151,14 @@ def votes_to_dataset(
               "battle_id": p.battle_id} for p in found.pairs]  # fmt: skip
     unpaired = [{"prompt": r.prompt, "completion": r.answer, "label": r.is_good,
                  "battle_id": r.battle_id} for r in found.labelled]  # fmt: skip
-    try:
-        # Through the importer, as files: every row is checked like an uploaded one, and the
-        # dataset's import history says where its rows came from.
-        files = {"arena-pairs.jsonl": pairs, "arena-bad-answers.jsonl": unpaired}
-        with tempfile.TemporaryDirectory(prefix="ftapp-votes-") as folder:
-            for file_name, rows in files.items():
-                if rows:
-                    path = Path(folder) / file_name
-                    write_records(path, rows, "jsonl", [])
-                    import_file(db, path, name, count_tokens=count_tokens,
-                                max_tokens=max_tokens, user=user)  # fmt: skip
-        where = f"session {session!r}" if session else "all battles"
-        dataset_store.set_description(db, name, f"Reviewers' votes of {where}. {RULES_NOTE} "
-                                                f"{rules_text(found.counts)}.")  # fmt: skip
-        set_status_where(db, name, "accepted", user)
-        assign_splits(db, name, ratios, seed)
-        version, _ = freeze_version(db, name, user, note=f"from the votes of {where}")
-    except Exception:
-        if dataset_store.find_dataset(db, name):
-            dataset_store.delete_dataset(db, name)
-        raise
+    where = f"session {session!r}" if session else "all battles"
+    # As files named for what they hold: the dataset's import history says where rows came from.
+    version = dataset_from_rows(
+        db, name, {"arena-pairs.jsonl": pairs, "arena-bad-answers.jsonl": unpaired},
+        description=f"Reviewers' votes of {where}. {RULES_NOTE} {rules_text(found.counts)}.",
+        user=user, count_tokens=count_tokens, max_tokens=max_tokens, ratios=ratios, seed=seed,
+        note=f"from the votes of {where}",
+    )  # fmt: skip
     return version, found
 
 

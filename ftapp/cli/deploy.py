@@ -4,6 +4,9 @@ ftapp deploy promote NAME [--note TEXT]   make NAME ("base" or a model variant) 
 ftapp deploy rollback                     back to the model in production before this one
 ftapp deploy status [--json]              what is in production, the history, the URL
 ftapp deploy monitor [--bucket hour|day] [--since WHEN] [--json]
+ftapp deploy feedback-to-dataset NAME [--model M] [--since WHEN] [--dry-run] [--json]
+                                          thumbs up/down on production replies as a new
+                                          preference (KTO) dataset version
 
 A promotion is in the database at once, so the web app answers with it at its next production
 request. With FTAPP_VLLM_URL (a vLLM deployment of your own) this command also registers the
@@ -38,6 +41,19 @@ def add_deploy_commands(commands: Any) -> None:
     monitor.add_argument("--since", help="from this ISO-8601 date or time on (UTC)")
     monitor.add_argument("--json", action="store_true")
     monitor.set_defaults(handler=_monitor)
+    feedback = actions.add_parser(
+        "feedback-to-dataset",
+        help="thumbs up/down on production replies as a new preference (KTO) dataset version",
+    )
+    feedback.add_argument("name", help="the new dataset's name")
+    feedback.add_argument("--model", help="only the replies of this promoted model")
+    feedback.add_argument("--since", help="from this ISO-8601 date or time on (UTC)")
+    feedback.add_argument("--ratios", default="0.8,0.1,0.1", help="train,validation,test")
+    feedback.add_argument("--seed", type=int, default=0)
+    feedback.add_argument("--dry-run", action="store_true",
+                          help="only count the requests per rule; write nothing")  # fmt: skip
+    feedback.add_argument("--json", action="store_true")
+    feedback.set_defaults(handler=_feedback_to_dataset)
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -107,6 +123,30 @@ def _monitor(args: argparse.Namespace) -> int:
               f"{_percent(r.thumbs_up_rate):>9}" for r in rows]  # fmt: skip
     lines.append(f"DROP: {drop.text}" if drop else "no drop against the previous model")
     print_result(value, args.json, "\n".join(lines))
+    return 0
+
+
+def _feedback_to_dataset(args: argparse.Namespace) -> int:
+    from ftapp.deploy.feedback import counts_text, feedback_counts, feedback_to_dataset
+
+    app = services()
+    with app.db() as db:
+        if args.dry_run:
+            counts = feedback_counts(db, since=args.since, model=args.model)
+            print_result(counts, args.json, counts_text(counts))
+            return 0
+        version, found = feedback_to_dataset(
+            db, args.name, since=args.since, model=args.model, user=user(),
+            count_tokens=app.count_tokens, max_tokens=app.settings.max_tokens,
+            ratios=args.ratios.split(","), seed=args.seed,
+        )  # fmt: skip
+    good = sum(1 for r in found.replies if r.is_good)
+    bad = len(found.replies) - good
+    text = (f"{counts_text(found.counts)}\nfroze {version.label}: {version.n_examples} rows "
+            f"({good} replies labelled good, {bad} bad)")  # fmt: skip
+    result = {"version": version.label, "rows": version.n_examples, "good": good, "bad": bad,
+              "counts": found.counts}  # fmt: skip
+    print_result(result, args.json, text)
     return 0
 
 

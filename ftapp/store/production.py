@@ -2,7 +2,8 @@
 "production"; the newest row is the current one, a rollback is a new row, and the history is
 never rewritten) and `production_requests` (what the production chat answered, how fast, and
 the thumbs up or down it got). The rules (what may be promoted, what a rollback goes back to)
-live in ftapp/deploy/production.py; this module is only the SQL and the records.
+live in ftapp/deploy/production.py, and which rated replies become training data in
+ftapp/deploy/feedback.py; this module is only the SQL and the records.
 """
 
 from __future__ import annotations
@@ -148,3 +149,37 @@ def model_rows(db: sqlite_utils.Database, model: str) -> list[dict[str, Any]]:
             [model],
         )
     )
+
+
+def feedback_rows(
+    db: sqlite_utils.Database, since: str | None = None, model: str | None = None
+) -> list[dict[str, Any]]:
+    """What counting the feedback needs of each request (oldest first): its id, thumbs, error
+    and whether it has an answer; from `since` on and of one promoted `model` if given."""
+    where, params = _window(since, model)
+    sql = "SELECT id, feedback, error, answer != '' AS has_answer FROM production_requests"
+    return list(db.query(sql + where + " ORDER BY created_at, id", params))
+
+
+def rated_requests(
+    db: sqlite_utils.Database, since: str | None = None, model: str | None = None
+) -> list[ProductionRequest]:
+    """The requests with a thumbs up or down (oldest first), failed ones too, in the same
+    window as `feedback_rows`."""
+    where, params = _window(since, model)
+    where += (" AND" if where else " WHERE") + " feedback IS NOT NULL"
+    rows = db.query("SELECT * FROM production_requests" + where + " ORDER BY created_at, id",
+                    params)  # fmt: skip
+    return [to_record(ProductionRequest, row, messages=json.loads(row["messages_json"]))
+            for row in rows]  # fmt: skip
+
+
+def _window(since: str | None, model: str | None) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if since:
+        clauses.append("created_at >= ?")
+        params.append(since)
+    if model:
+        clauses.append("model = ?")
+        params.append(model)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params

@@ -1,8 +1,8 @@
 """The Deploy tab (admins): what answers as "production" and since when, promoting a model and
 rolling back with one click, the history, the OpenAI-compatible URL with ready curl and Python
 calls, and monitoring of the production chat (requests, latency and thumbs up over time per
-model) with a flag when the current model does worse than the previous one; and exports
-(ui/deploy_export.py)."""
+model) with a flag when the current model does worse than the previous one, the thumbs as a
+new preference dataset version to train on; and exports (ui/deploy_export.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import html
 
 import gradio as gr
 
+from ftapp.deploy.feedback import RULE_NOTE, counts_text, feedback_counts, feedback_to_dataset
 from ftapp.deploy.monitoring import MonitoringRow, feedback_drop, monitoring_report
 from ftapp.deploy.production import (
     Promotion,
@@ -28,6 +29,7 @@ from ftapp.ui.common import (
     fresh_choices_on_focus,
     guarded,
     notice,
+    require,
 )
 from ftapp.ui.deploy_export import build_export_section
 
@@ -64,6 +66,7 @@ def build_deploy_tab(services: Services) -> TabWiring:
     table = gr.Dataframe(headers=MONITOR_HEADERS, interactive=False, label="Per time and model",
                          elem_id="ft-deploy-monitor")  # fmt: skip
     plot = gr.Plot(label="Requests, latency and thumbs up over time")
+    build_feedback_to_dataset_section(services, since)
     export_loads = build_export_section(services)
 
     @guarded(services, Role.ADMIN)
@@ -125,6 +128,42 @@ def build_deploy_tab(services: Services) -> TabWiring:
     bucket.change(monitor, [bucket, since], monitored, api_name=False)
     loads = ((show, [model], shown), (monitor, [bucket, since], monitored))
     return TabWiring(on_load=loads) + export_loads
+
+
+def build_feedback_to_dataset_section(services: Services, since: gr.Textbox) -> None:
+    """The rated production replies (from the monitoring's Since on) as a new preference
+    dataset version, counted first."""
+    gr.Markdown(f"### Train on the feedback\n{RULE_NOTE} Replies from the Since date above on.")
+    with gr.Row():
+        name = gr.Textbox(label="New dataset name", scale=3, elem_id="ft-deploy-feedback-name")
+        count = gr.Button("Count rated replies", scale=1, elem_id="ft-deploy-feedback-count")
+        create = gr.Button("Create preference version", variant="primary", scale=1,
+                           elem_id="ft-deploy-feedback-create")  # fmt: skip
+    result = gr.Markdown("", elem_id="ft-deploy-feedback-result")
+
+    @guarded(services, Role.ADMIN)
+    def count_feedback(request: gr.Request, from_when: str) -> str:
+        with services.db() as db:
+            counts = feedback_counts(db, since=from_when)
+        rows = counts["thumbs up"] + counts["thumbs down"]
+        return f"{escape_markdown(counts_text(counts))}: {rows} rows would be written."
+
+    @guarded(services, Role.ADMIN)
+    def to_dataset(request: gr.Request, from_when: str, dataset: str) -> str:
+        with services.db() as db:
+            version, found = feedback_to_dataset(
+                db, require(dataset, "Name the new dataset first."), since=from_when,
+                user=_user_name(services, request), count_tokens=services.count_tokens,
+                max_tokens=services.settings.max_tokens,
+            )  # fmt: skip
+        good = sum(1 for r in found.replies if r.is_good)
+        return (f"Froze **{escape_markdown(version.label)}**: {good} replies labelled good, "
+                f"{len(found.replies) - good} bad ({version.n_train} train, "
+                f"{version.n_validation} validation, {version.n_test} test). Train it (KTO) "
+                "from the Train tab.")  # fmt: skip
+
+    count.click(count_feedback, [since], [result], api_name="count_feedback")
+    create.click(to_dataset, [since, name], [result], api_name="feedback_to_dataset")
 
 
 def _user_name(services: Services, request: gr.Request) -> str:
