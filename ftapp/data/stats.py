@@ -1,5 +1,7 @@
-"""Numbers about a dataset: counts per status, split and tag, import problems, versions, and
-the token-length distribution (counted with the base model's tokenizer at import/edit)."""
+"""Numbers about a dataset: counts per status, split and tag, import problems, versions, for
+preference data its pairs and good/bad rows, and the token-length distribution (counted with
+the base model's tokenizer at import/edit). A pair's length is its longer side, the prompt with
+the chosen or with the rejected answer: the one the training's max length must fit."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
+from ftapp.records import DatasetKind
 from ftapp.store import datasets as store
 from ftapp.store import versions as version_store
 
@@ -35,7 +38,21 @@ def dataset_stats(db: sqlite_utils.Database, dataset: str) -> dict[str, Any]:
         "split_ratios": list(target.split_ratios) if target.split_ratios else None,
         "split_seed": target.split_seed,
         "tokens": _summary(tokens),
+        "kind": target.kind.value,
+        # Pairs and unpaired rows labelled good or bad (all 0 in an SFT dataset).
+        "preference": store.preference_counts(db, target.id),
     }
+
+
+def preference_line(stats: dict[str, Any]) -> str:
+    """A preference dataset's examples in words ("pairs: 12 · good: 3 · bad: 1"), empty text
+    for an SFT dataset."""
+    if stats["kind"] != DatasetKind.PREFERENCE:
+        return ""
+    counts = stats["preference"]
+    parts = [f"pairs: {counts['pairs']}"]
+    parts += [f"{label}: {counts[label]}" for label in ("good", "bad") if counts[label]]
+    return " · ".join(parts)
 
 
 def token_lengths(db: sqlite_utils.Database, dataset: str, status: str | None = None) -> list[int]:

@@ -139,6 +139,17 @@ def token_counts(
     return [n for (n,) in db.execute(sql, params)]
 
 
+def preference_counts(db: sqlite_utils.Database, dataset_id: int) -> dict[str, int]:
+    """How many of the dataset's examples are pairs (a rejected answer) and how many are
+    unpaired rows labelled good or bad: {"pairs": n, "good": n, "bad": n}."""
+    row = db.execute(
+        "SELECT COALESCE(SUM(rejected_json IS NOT NULL), 0), COALESCE(SUM(label = 1), 0), "
+        "COALESCE(SUM(label = 0), 0) FROM examples WHERE dataset_id = ?",
+        [dataset_id],
+    ).fetchone()
+    return dict(zip(("pairs", "good", "bad"), row, strict=True))
+
+
 # --- imports -------------------------------------------------------------------------------
 
 
@@ -346,6 +357,19 @@ def example_events(db: sqlite_utils.Database, example_id: int) -> list[dict[str,
             [example_id],
         )
     )
+
+
+def first_event_detail(
+    db: sqlite_utils.Database, example_id: int, key: str
+) -> dict[str, Any] | None:
+    """The detail of the example's earliest event whose detail holds `key`, or None. The first
+    change of a field records the value it had as imported (e.g. `rejected_before`)."""
+    row = db.execute(
+        "SELECT detail_json FROM example_events WHERE example_id = ? "
+        "AND json_type(detail_json, ?) IS NOT NULL ORDER BY id LIMIT 1",
+        [example_id, f"$.{key}"],
+    ).fetchone()
+    return json.loads(row[0]) if row else None
 
 
 def _dataset(row: dict[str, Any]) -> Dataset:

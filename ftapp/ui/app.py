@@ -29,9 +29,9 @@ from ftapp.ui.train_tab import build_train_tab
 
 log = logging.getLogger(__name__)
 
-# Keyboard shortcuts, ignored while typing. Data review: a accept, r reject, j or → next,
-# k or ← previous. Arena: 1 A better, 2 B better, 3 tie, 4 both bad, n next battle. Each key
-# clicks the first of its buttons that is visible (one per Arena mode).
+# Keyboard shortcuts, ignored while typing. Data review: a accept, r reject, s swap a pair's
+# answers, j or → next, k or ← previous. Arena: 1 A better, 2 B better, 3 tie, 4 both bad,
+# n next battle. Each key clicks the first of its buttons that is visible (one per Arena mode).
 SHORTCUTS_JS = """
 <script>
 document.addEventListener('keydown', (event) => {
@@ -39,8 +39,8 @@ document.addEventListener('keydown', (event) => {
   const typing = target && (target.isContentEditable ||
     ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName));
   if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
-  const ids = {a: ['ft-accept'], r: ['ft-reject'], j: ['ft-next'], ArrowRight: ['ft-next'],
-               k: ['ft-prev'], ArrowLeft: ['ft-prev'],
+  const ids = {a: ['ft-accept'], r: ['ft-reject'], s: ['ft-swap'], j: ['ft-next'],
+               ArrowRight: ['ft-next'], k: ['ft-prev'], ArrowLeft: ['ft-prev'],
                '1': ['ft-s-vote-a', 'ft-f-vote-a'], '2': ['ft-s-vote-b', 'ft-f-vote-b'],
                '3': ['ft-s-vote-tie', 'ft-f-vote-tie'],
                '4': ['ft-s-vote-both_bad', 'ft-f-vote-both_bad'],

@@ -8,7 +8,7 @@ import pandas as pd
 
 from ftapp.data.export import EXPORT_FORMATS, export_dataset
 from ftapp.data.splits import assign_splits
-from ftapp.data.stats import dataset_stats, token_histogram, token_lengths
+from ftapp.data.stats import dataset_stats, preference_line, token_histogram, token_lengths
 from ftapp.data.versions import freeze_version
 from ftapp.records import Role
 from ftapp.services import Services
@@ -147,6 +147,7 @@ def _stats_markdown(stats: dict) -> str:
         if tokens
         else "no examples"
     )
+    pairs = preference_line(stats)  # empty for an SFT dataset
     return (
         f"| | count |\n|---|---|\n"
         f"| accepted / pending / rejected | {status['accepted']} / {status['pending']} / "
@@ -155,5 +156,7 @@ def _stats_markdown(stats: dict) -> str:
         f"{split['test']} / {split['none']} |\n"
         f"| rejected rows at import | {stats['rejected_rows']} |\n"
         f"| duplicates skipped | {stats['duplicates']} |\n"
-        f"| tokens per example | {token_line} |\n\n**Tags:** {escape_markdown(tags)}"
+        f"| tokens per example | {token_line} |\n"
+        + (f"| preference data | {pairs} |\n" if pairs else "")
+        + f"\n**Tags:** {escape_markdown(tags)}"
     )

@@ -34,8 +34,8 @@ from tests.test_bad_inputs import (
 pytestmark = pytest.mark.slow
 
 AUTO = "(use the file's column names)"
-REVIEW_VIEW = ("progress", "table", "position", "header", "conversation", "system", "prompt",
-               "answer", "tags", "note", "history")  # fmt: skip
+REVIEW_VIEW = ("progress", "table", "position", "header", "conversation", "answers", "system",
+               "prompt", "answer", "rejected", "tags", "note", "history")  # fmt: skip
 LONG_PROMPT = "word " * 39_999 + "word."  # 200,000 characters
 REFUSED_UPLOADS = ["zip_renamed.jsonl", "utf16.jsonl", "invalid_utf8.csv", "truncated.json",
                    "image_renamed.jsonl", "empty.json", "wrong_schema.jsonl",

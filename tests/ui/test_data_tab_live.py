@@ -26,8 +26,8 @@ from tests.live_app import LiveApp, running_app
 pytestmark = pytest.mark.slow
 
 NO_FILTERS = ("all", "all", "", "")  # status, split, tag, search
-VIEW = ("progress", "table", "position", "header", "conversation", "system", "prompt", "answer",
-        "tags", "note", "history")  # fmt: skip
+VIEW = ("progress", "table", "position", "header", "conversation", "answers", "system", "prompt",
+        "answer", "rejected", "tags", "note", "history")  # fmt: skip
 STATS = ("stats", "histogram", "versions", "export_what")
 AUTO = "(use the file's column names)"
 DATA_TABLES = ("datasets", "imports", "examples", "example_events", "dataset_versions",
