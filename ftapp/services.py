@@ -16,7 +16,13 @@ import sqlite_utils
 
 from ftapp.models.registry import BaseModel, bundled_base_model
 from ftapp.models.tokens import ChatTokenCounter
-from ftapp.serving.backend import Backend, ChatRequest, Sampling, check_messages
+from ftapp.serving.backend import (
+    Backend,
+    ChatRequest,
+    Sampling,
+    check_answer,
+    check_messages,
+)
 from ftapp.settings import Settings, load_settings
 from ftapp.store.db import connect, open_db
 
@@ -93,6 +99,17 @@ class Services:
         request = ChatRequest(served, check_messages(messages), sampling)
         return self.backend.stream_chat(request)
 
+    def answer_logprob(
+        self, model: str, messages: list[dict[str, str]], answer: list[dict[str, str]]
+    ) -> float:
+        """The log-probability `model` ("base" or a variant's name) gives `answer` (its turns)
+        after the conversation `messages`: what an evaluation's preference accuracy compares."""
+        from ftapp.serving.setup import served_model
+
+        with closing(connect(self.settings.db_path)) as db:
+            served = served_model(db, self.served_base, model)
+        return self.backend.answer_logprob(served, check_messages(messages), check_answer(answer))
+
     @cached_property
     def answer_generator(self) -> AnswerGenerator:
         """The thread that generates, in the background, the answers of evaluation sessions
@@ -103,7 +120,8 @@ class Services:
         from ftapp.generation.queue import AnswerGenerator
 
         workers = 8 if self.backend.name == "vllm" else 1
-        work_lists = [SESSION_ANSWERS, eval_work_list(self.count_tokens.count_text, self.settings)]
+        runs = eval_work_list(self.count_tokens.count_text, self.settings, self.answer_logprob)
+        work_lists = [SESSION_ANSWERS, runs]
         generator = AnswerGenerator(
             self.db,
             self.stream_chat,

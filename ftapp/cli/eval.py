@@ -12,6 +12,8 @@ ftapp eval report NAME [--json] | example NAME POSITION [--json]
 ftapp eval export NAME --out FILE [--format csv|jsonl]
 
 --check-python and --check-command run an admin's code: only with FTAPP_CODE_CHECKS=1.
+On a preference version, preference accuracy (preference_accuracy) is scored beside the
+default metrics, for every contestant; with --metrics, name it to have it.
 """
 
 from __future__ import annotations
@@ -120,8 +122,8 @@ def _run(args: argparse.Namespace) -> int:
               f"{len(run.contestants)} contestants; the web app generates and scores it "
               "(or run `ftapp eval generate`)")  # fmt: skip
         return 0
-    generate_in_terminal(app, [eval_work_list(app.count_tokens.count_text, app.settings)],
-                         args.workers)  # fmt: skip
+    work = [eval_work_list(app.count_tokens.count_text, app.settings, app.answer_logprob)]
+    generate_in_terminal(app, work, args.workers)
     with app.db() as db:
         report = build_report(db, run.id)
     print_result(report.to_dict(), args.json, report_text(report))
@@ -153,7 +155,7 @@ def _generate(args: argparse.Namespace) -> int:
     from ftapp.evaluation.runs import eval_work_list
 
     app = services()
-    work = [eval_work_list(app.count_tokens.count_text, app.settings)]
+    work = [eval_work_list(app.count_tokens.count_text, app.settings, app.answer_logprob)]
     count = generate_in_terminal(app, work, args.workers)
     print(f"generated {count} answers")
     return 0
@@ -228,6 +230,8 @@ def report_text(report: Any) -> str:
             )
         if row.verdict:
             line += f"  {row.verdict}"
+        if row.chance:
+            line += f"  {row.chance}"
         lines.append(line)
     failed = {name: n for name, n in report.failed.items() if n}
     if failed:

@@ -1,7 +1,7 @@
 """The automatic metrics of an evaluation: how one answer scores against its reference (exact
 match, ROUGE-L, chrF, BLEU) or on its own (valid JSON, a regex, length), the description of
-every metric the report and the UI show, and `ScoringConfig`, the metrics an evaluation run
-computes.
+every metric the report and the UI show (preference accuracy too, which preference_accuracy.py
+scores with the model), and `ScoringConfig`, the metrics an evaluation run computes.
 
 Pure functions, no database. The library metrics come from Google's rouge-score and from
 sacrebleu; both are imported when a `Scorer` is built, so importing this module stays cheap
@@ -57,12 +57,18 @@ METRICS: dict[str, Metric] = {
                "Time to generate the whole answer, measured while generating."),
         Metric("tokens_per_second", "Tokens/s", False, True, "tokens/s",
                "Generation speed of the answer, measured while generating."),
+        Metric("preference_accuracy", "Preference accuracy", False, True, "0-1",
+               "On a preference version's pairs: 1 when the model gives the chosen answer a "
+               "higher log-probability than the rejected one, else 0; 0.5 is chance."),
     ]
 }  # fmt: skip
 
 # The metrics this module computes from an answer's text; the others come from generation.
 TEXT_METRICS = ("exact_match", "rouge_l", "chrf", "bleu", "json_valid", "regex", "chars", "words")
 GENERATION_METRICS = ("latency_ms", "tokens_per_second")
+# Scored with the model itself (its log-probabilities), not from the answer's text: see
+# preference_accuracy.py. Only for examples from a preference version.
+MODEL_METRICS = ("preference_accuracy",)
 DEFAULT_METRICS = tuple(name for name in TEXT_METRICS if name != "regex")
 
 # Han ideographs, hiragana and katakana: scripts written without spaces between words, so
@@ -246,7 +252,7 @@ class Scorer:
         reference is None without one (no reference is not a score of 0)."""
         scores: dict[str, float | None] = {}
         for name in self.config.metrics:
-            if name in GENERATION_METRICS:
+            if name in GENERATION_METRICS or name in MODEL_METRICS:
                 continue
             if METRICS[name].needs_reference and not reference:
                 scores[name] = None

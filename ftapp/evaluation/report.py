@@ -2,7 +2,8 @@
 bootstrap interval and the difference to the baseline (paired: the same examples, resampled
 together) with its interval and a plain verdict; the examples where a contestant gained or
 lost the most against the baseline; any example side by side with its reference; and the
-per-answer results as CSV or JSONL.
+per-answer results as CSV or JSONL. Preference accuracy is also read against chance (0.5),
+for every contestant, the baseline included: did the model learn the reviewers' preference.
 
 Intervals are percentile bootstraps over examples (scipy.stats.bootstrap), seeded, so the
 same run always gives the same report, in the app and in `ftapp eval report`.
@@ -19,7 +20,7 @@ import sqlite_utils
 from scipy import stats
 
 from ftapp.errors import NotFound, ValidationError
-from ftapp.evaluation import metrics
+from ftapp.evaluation import metrics, preference_accuracy
 from ftapp.evaluation.runs import prompt_text, run_progress
 from ftapp.files import write_records
 from ftapp.generation.progress import GenerationProgress
@@ -51,6 +52,9 @@ class MetricRow:
     value: Estimate
     vs_baseline: Estimate | None  # contestant minus baseline on the same examples
     verdict: str  # "better", "worse", "no clear difference", or "" for the baseline
+    # Preference accuracy only, for every contestant: "above chance", "below chance",
+    # "no clear difference from chance" or "too few examples"; "" for other metrics.
+    chance: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,8 @@ def label_of(metric: str) -> str:
         return metrics.METRICS[metric].label
     if metric == "judge":
         return "judge: win rate against the baseline"
+    if metric == preference_accuracy.MARGIN:
+        return "Preference margin (log-probability, chosen minus rejected)"
     return f"check: {metric}"
 
 
@@ -105,6 +111,9 @@ def run_metrics(run: EvalRun, answers: list[dict[str, Any]]) -> list[str]:
     judge; only those some answer has a value for."""
     chosen = [*run.checks.get("metrics", []), *MEASURED,
               *[c["name"] for c in run.checks.get("checks", [])], "judge"]  # fmt: skip
+    if preference_accuracy.METRIC in chosen:  # its margin is stored with it
+        at = chosen.index(preference_accuracy.METRIC) + 1
+        chosen[at:at] = [preference_accuracy.MARGIN]
     scored = [a["scores"] for a in answers if a["scores"]]
     return [m for m in dict.fromkeys(chosen)
             if any(s.get(m) is not None for s in scored)]  # fmt: skip
@@ -156,8 +165,10 @@ def build_report(db: sqlite_utils.Database, name: str | int, n_boot: int = N_BOO
                                       _verdict(value, 0.5, True)))  # fmt: skip
                 continue
             value = estimate(list(values.values()), n_boot=n_boot)
+            chance = _chance(value) if metric == preference_accuracy.METRIC else ""
             if contestant == baseline:
-                rows.append(MetricRow(metric, label_of(metric), contestant, value, None, ""))
+                rows.append(MetricRow(metric, label_of(metric), contestant, value, None, "",
+                                      chance))  # fmt: skip
                 continue
             shared = [e for e in values if e in table[metric][baseline]]
             difference = estimate([values[e] - table[metric][baseline][e] for e in shared],
@@ -166,7 +177,7 @@ def build_report(db: sqlite_utils.Database, name: str | int, n_boot: int = N_BOO
             if metric in DESCRIPTIVE:
                 verdict = {"better": "shorter", "worse": "longer"}.get(verdict, verdict)
             rows.append(MetricRow(metric, label_of(metric), contestant, value, difference,
-                                  verdict))  # fmt: skip
+                                  verdict, chance))  # fmt: skip
     key = _key_metric(run, chosen)
     best, worst = {}, {}
     if key:
@@ -175,6 +186,14 @@ def build_report(db: sqlite_utils.Database, name: str | int, n_boot: int = N_BOO
             best[contestant] = [d for d in deltas if d.difference > 0][:N_EXAMPLES_SHOWN]
             worst[contestant] = [d for d in reversed(deltas) if d.difference < 0][:N_EXAMPLES_SHOWN]
     return RunReport(run, run_progress(db, run.id), chosen, rows, failed, key, best, worst)
+
+
+def _chance(value: Estimate) -> str:
+    """Preference accuracy against a coin toss: is the interval above or below 0.5?"""
+    verdict = _verdict(value, preference_accuracy.CHANCE, True)
+    words = {"better": "above chance", "worse": "below chance",
+             "no clear difference": "no clear difference from chance"}  # fmt: skip
+    return words.get(verdict, verdict)
 
 
 def _verdict(value: Estimate, neutral: float, higher_better: bool) -> str:

@@ -6,10 +6,13 @@ an uploaded file), the contestants (the first is the baseline), the sampling (gr
 default, so a rerun gives the same answers), the metrics, user-defined checks and an optional
 judge model. Every contestant's answer to every example is generated in the background by
 the answer queue (ftapp/generation/); when they are all in, the run is scored here: text metrics
-against the reference, latency and tokens per second, each check, and the judge comparing
-each contestant with the baseline in both orders. report.py turns the scores into the
-report. Checks that run an admin's code obey the installation's switch (`code_checks`) twice:
-at creation, and again when scoring, since the switch may have been turned off meanwhile.
+against the reference, latency and tokens per second, each check, the judge comparing
+each contestant with the baseline in both orders, and on a preference version's pairs each
+contestant's preference accuracy (preference_accuracy.py: scored with the model's own
+log-probabilities, in the answer queue's thread like the rest of the scoring). report.py
+turns the scores into the report. Checks that run an admin's code obey the installation's
+switch (`code_checks`) twice: at creation, and again when scoring, since the switch may have
+been turned off meanwhile.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from ftapp.arena.prompts import Prompt, load_prompts
 from ftapp.arena.sessions import SESSION_NAME
 from ftapp.data.versions import resolve_version
 from ftapp.errors import Conflict, FtappError, ValidationError
-from ftapp.evaluation import checks, judge, metrics
+from ftapp.evaluation import checks, judge, metrics, preference_accuracy
 from ftapp.generation import progress, queue
 from ftapp.generation.chat import OpenDb
 from ftapp.generation.progress import GenerationProgress
@@ -74,10 +77,13 @@ def create_run(
     judge_config: dict[str, Any] | None = None,
     dataset_version_id: int | None = None,
     code_checks: bool = False,
+    pairs: list[dict[str, Any] | None] | None = None,
     user: str,
 ) -> EvalRun:
     """Check everything, then write the run, its examples and its pending answers at once.
-    Python-file and command checks are refused unless `code_checks` (Settings.code_checks)."""
+    Python-file and command checks are refused unless `code_checks` (Settings.code_checks).
+    `pairs` (one per prompt, None where it is not a pair) are the preference pairs that
+    preference accuracy scores; that metric is refused without any."""
     name = (name or "").strip()
     if not SESSION_NAME.match(name):
         raise ValidationError(
@@ -93,6 +99,8 @@ def create_run(
     if not prompts:
         raise ValidationError("an evaluation needs at least one example")
     config = metrics.ScoringConfig.from_dict(scoring or {})
+    if preference_accuracy.METRIC in config.metrics:
+        preference_accuracy.check_pairs(pairs, len(prompts), source)
     checks.refuse_code_checks(check_specs or [], code_checks)
     specs = [checks.parse_check(spec) for spec in check_specs or []]
     names = [spec.name for spec in specs]
@@ -114,7 +122,7 @@ def create_run(
         "judge_json": json.dumps(judge_settings.to_dict()) if judge_settings else None,
         "created_by": user,
     }
-    run_id = store.insert_run(db, row, [(p.messages, p.reference) for p in prompts])
+    run_id = store.insert_run(db, row, [(p.messages, p.reference) for p in prompts], pairs)
     return store.get_run(db, run_id)
 
 
@@ -160,7 +168,9 @@ def start_run(
     """A run from the fields of the Evaluate tab or `ftapp eval run`, the one way both build
     it: the examples from a version's split or a file, the checks, the judge. A Python check
     file is copied into FTAPP_HOME/checks first (where code checks may run at all), so the
-    run is scored with it even after the original file is moved or deleted."""
+    run is scored with it even after the original file is moved or deleted. Examples from a
+    preference version's split bring their pairs; with no metrics named, preference accuracy
+    is then scored beside the default metrics."""
     judge_url, judge_model = (judge_url or "").strip(), (judge_model or "").strip()
     if bool(judge_url) != bool(judge_model):
         raise ValidationError("give both the judge's URL and its model, or neither")
@@ -180,11 +190,15 @@ def start_run(
         scoring["regex"] = regex
     prompts, source = load_prompts(db, version, split, prompt_file)
     version_id = None if prompt_file else resolve_version(db, version or "").id
+    pairs = None if prompt_file else preference_accuracy.version_pairs(db, version or "", split)
+    if not metric_names and pairs and any(pairs):
+        scoring["metrics"] = [*metrics.DEFAULT_METRICS, preference_accuracy.METRIC]
     return create_run(
         db, base, name=name, prompts=prompts, source=source, contestants=contestants,
         sampling=sampling, scoring=scoring, check_specs=specs,
         judge_config={"url": judge_url, "model": judge_model} if judge_url else None,
-        dataset_version_id=version_id, code_checks=settings.code_checks, user=user,
+        dataset_version_id=version_id, code_checks=settings.code_checks, pairs=pairs,
+        user=user,
     )  # fmt: skip
 
 
@@ -229,20 +243,31 @@ def retry_run(db: sqlite_utils.Database, name: str) -> int:
     return retried
 
 
-def eval_work_list(count_tokens: CountTokens, settings: Settings) -> queue.WorkList:
+def eval_work_list(
+    count_tokens: CountTokens,
+    settings: Settings,
+    answer_logprob: preference_accuracy.AnswerLogprob | None = None,
+) -> queue.WorkList:
     """The runs' work list for the answer queue; a run whose answers are all in is scored
     with `count_tokens` counting the answers' tokens (for tokens per second), under `settings`
-    (may code checks run, which hosts get the judge's key)."""
+    (may code checks run, which hosts get the judge's key), with `answer_logprob` (the serving
+    backend's, Services.answer_logprob) scoring preference pairs."""
     return queue.WorkList(
         name="evaluation answer",
         table=EVAL_ANSWERS_TABLE,
         waiting_groups=store.runs_waiting,
-        complete=lambda open_db, run_id: complete_run(open_db, run_id, count_tokens, settings),
+        complete=lambda open_db, run_id: complete_run(
+            open_db, run_id, count_tokens, settings, answer_logprob
+        ),
     )
 
 
 def complete_run(
-    open_db: OpenDb, run_id: int, count_tokens: CountTokens, settings: Settings
+    open_db: OpenDb,
+    run_id: int,
+    count_tokens: CountTokens,
+    settings: Settings,
+    answer_logprob: preference_accuracy.AnswerLogprob | None = None,
 ) -> None:
     """Score a run once all its answers are in (done or failed for good). A crash while
     scoring leaves the run 'scoring'; it is scored again from the start next time."""
@@ -261,7 +286,7 @@ def complete_run(
         store.set_run_status(db, run_id, RunStatus.SCORING)
         examples = {e["id"]: e for e in store.run_examples(db, run_id)}
     try:
-        note = score_run(open_db, run, answers, examples, count_tokens, settings)
+        note = score_run(open_db, run, answers, examples, count_tokens, settings, answer_logprob)
     except Exception as exc:  # a broken check or a bug: the run says why, the app goes on
         log.exception("scoring evaluation run %s failed", run.name)
         reason = str(exc) if isinstance(exc, FtappError) else f"{type(exc).__name__}: {exc}"
@@ -280,9 +305,10 @@ def score_run(
     examples: dict[int, dict[str, Any]],
     count_tokens: CountTokens,
     settings: Settings,
+    answer_logprob: preference_accuracy.AnswerLogprob | None = None,
 ) -> str | None:
     """Score every generated answer of a run and save the scores; returns a note for the run
-    (what the judge could not do), or None."""
+    (what the judge or the preference scoring could not do), or None."""
     done = [a for a in answers if a["status"] == "done"]
     config = metrics.ScoringConfig.from_dict({k: v for k, v in run.checks.items() if k != "checks"})
     scorer = metrics.Scorer(config)
@@ -309,13 +335,39 @@ def score_run(
         for answer, result in zip(done, results, strict=True):
             scores[answer["id"]][spec.name] = result.score
             details[answer["id"]][spec.name] = result.detail
-    note, judged = None, []
+    notes, judged = [], []
+    if preference_accuracy.METRIC in config.metrics:
+        notes.append(_preferences(run, done, examples, scores, details, answer_logprob))
     if run.judge:
         note, judged = _judge(run, done, examples, scores, settings.judge_api_hosts)
+        notes.append(note)
     with open_db() as db:
         store.save_scores(db, scores, details, n_tokens)
         store.replace_judgments(db, run.id, judged)
-    return note
+    return "; ".join(note for note in notes if note) or None
+
+
+def _preferences(
+    run: EvalRun,
+    done: list[dict[str, Any]],
+    examples: dict[int, dict[str, Any]],
+    scores: dict[int, dict[str, float | None]],
+    details: dict[int, dict[str, str]],
+    answer_logprob: preference_accuracy.AnswerLogprob | None,
+) -> str | None:
+    """Each answer's preference accuracy and margin into its scores (its log-probabilities
+    into its details); a note saying what could not be scored, or None."""
+    if answer_logprob is None:
+        return "preference accuracy was not scored: this scorer has no serving backend"
+    scored, errors = preference_accuracy.score_preferences(run, done, examples, answer_logprob)
+    for answer_id, pair in scored.items():
+        scores[answer_id][preference_accuracy.METRIC] = pair.accuracy
+        scores[answer_id][preference_accuracy.MARGIN] = pair.margin
+        details[answer_id][preference_accuracy.METRIC] = pair.detail()
+    if not errors:
+        return None
+    return (f"preference accuracy failed on {len(errors)} of {len(errors) + len(scored)} "
+            f"answers: {errors[0]}")  # fmt: skip
 
 
 def prompt_text(messages: list[dict[str, str]]) -> str:

@@ -2,7 +2,8 @@
 plain records that cross it.
 
 A backend streams a chat answer for one model: the base model ("base") or a LoRA adapter
-named after its model variant. The Playground, the Arena and evaluations call only this.
+named after its model variant, and scores a given answer (its log-probability, for an
+evaluation's preference accuracy). The Playground, the Arena and evaluations call only this.
 """
 
 from __future__ import annotations
@@ -134,6 +135,42 @@ def check_messages(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
+def check_answer(turns: list[dict[str, str]]) -> list[dict[str, str]]:
+    """An answer to score (the turns after a prompt's last user turn: a preference pair's
+    chosen or rejected answer): known roles, text of a sane size, at least one assistant turn
+    with text."""
+    if not isinstance(turns, list) or not turns:
+        raise ValidationError("the answer to score is empty")
+    total = 0
+    for i, turn in enumerate(turns, 1):
+        if not isinstance(turn, dict) or turn.get("role") not in ROLES:
+            raise ValidationError(f"answer turn {i}: role must be one of {', '.join(ROLES)}")
+        if not isinstance(turn.get("content"), str):
+            raise ValidationError(f"answer turn {i}: content must be text")
+        total += len(turn["content"])
+    if total > MAX_MESSAGE_CHARS:
+        raise ValidationError(f"the answer to score is {total:,} characters; the limit is "
+                              f"{MAX_MESSAGE_CHARS:,}")  # fmt: skip
+    if not any(t["role"] == "assistant" and t["content"].strip() for t in turns):
+        raise ValidationError("the answer to score has no assistant text")
+    return [{"role": t["role"], "content": t["content"]} for t in turns]
+
+
+def answer_start(prompt_ids: list[int], full_ids: list[int]) -> int:
+    """Where the answer's tokens begin in the templated conversation: after the tokens it
+    shares with the templated prompt (with its generation prompt). For most chat templates
+    the prompt is a prefix of the conversation; where it is not (a template that rewrites
+    earlier turns once an answer follows), the shared part is the prompt."""
+    start = 0
+    for a, b in zip(prompt_ids, full_ids, strict=False):
+        if a != b:
+            break
+        start += 1
+    if start >= len(full_ids):
+        raise ValidationError("the answer to score has no tokens after the prompt")
+    return max(start, 1)  # the first token of a sequence has no probability
+
+
 @dataclass(frozen=True)
 class ChatRequest:
     model: ServedModel
@@ -168,6 +205,15 @@ class Backend(Protocol):
     def stream_chat(self, request: ChatRequest) -> Iterator[str]:
         """The answer in pieces as they are generated. Closing the iterator stops the
         generation. Raises ftapp.errors.ServingError when the engine can't answer."""
+        ...
+
+    def answer_logprob(
+        self, model: ServedModel, prompt: list[dict[str, str]], answer: list[dict[str, str]]
+    ) -> float:
+        """The log-probability the model gives `answer` (the turns after the prompt) following
+        `prompt` (a conversation ending with the user turn): the sum over the answer's tokens,
+        the end-of-turn token included, with the model's chat template around both. The
+        answer is scored, not generated. Raises ServingError when the engine can't answer."""
         ...
 
     def register_alias(self, alias: str, adapter_path: Path | None) -> None:

@@ -5,6 +5,7 @@ One copy of the base model holds every adapter asked for so far (PEFT's multi-ad
 model); a request switches to its adapter, or turns adapters off for the base model. One
 generation runs at a time (the active adapter is state of the shared model), so answers to
 concurrent requests queue: that is the throughput vLLM's batching is measured against.
+Scoring an answer (its log-probability) is one forward pass under the same lock.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any
 
 from ftapp.errors import ServingError
 from ftapp.names import BASE
-from ftapp.serving.backend import BackendEndpoint, BackendState, BackendStatus, ChatRequest
+from ftapp.serving.backend import (
+    BackendEndpoint,
+    BackendState,
+    BackendStatus,
+    ChatRequest,
+    ServedModel,
+    answer_start,
+)
 
 
 class HFBackend:
@@ -101,6 +109,31 @@ class HFBackend:
             if errors:
                 raise ServingError(f"generation failed: {errors[0]}") from errors[0]
 
+    def answer_logprob(
+        self, model: ServedModel, prompt: list[dict[str, str]], answer: list[dict[str, str]]
+    ) -> float:
+        """One forward pass over the templated prompt and answer, with the model's adapter
+        active (every adapter off for the base model); the answer tokens' log-probabilities
+        summed in float32."""
+        import torch
+
+        with self._lock:
+            tokenizer = self._load()
+            adapter = self._use_adapter(model.adapter_path)
+            prompt_ids = _template_ids(tokenizer, prompt, add_generation_prompt=True)
+            full_ids = _template_ids(tokenizer, prompt + answer, add_generation_prompt=False)
+            start = answer_start(prompt_ids, full_ids)
+            off = self._model.disable_adapter() if adapter is None and self._adapters else None
+            try:
+                with torch.inference_mode(), off or nullcontext():
+                    logits = self._model(input_ids=torch.tensor([full_ids])).logits[0]
+            except RuntimeError as exc:  # out of memory, a sequence too long for the model
+                raise ServingError(f"scoring the answer failed: {exc}") from None
+            # The logits at position i predict token i + 1.
+            logprobs = torch.log_softmax(logits[start - 1 : -1].float(), dim=-1)
+            targets = torch.tensor(full_ids[start:]).unsqueeze(1)
+            return float(logprobs.gather(1, targets).sum())
+
     def register_alias(self, alias: str, adapter_path: Path | None) -> None:
         pass  # a request names its adapter folder: aliases are resolved at every request
 
@@ -156,3 +189,12 @@ class HFBackend:
             self._adapters[path] = name
         self._model.set_adapter(name)
         return name
+
+
+def _template_ids(
+    tokenizer: Any, messages: list[dict[str, str]], *, add_generation_prompt: bool
+) -> list[int]:
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=add_generation_prompt, tokenize=True, return_dict=True
+    )["input_ids"]
+    return [int(i) for i in ids]

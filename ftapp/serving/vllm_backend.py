@@ -12,6 +12,9 @@ folder is unloaded (POST /v1/unload_lora_adapter) and loaded again from the new 
 also registers "production" as soon as a promotion is made and whenever the server becomes
 ready (start-up, a restart): `on_ready` is called then, so clients calling the server directly
 never depend on the app having asked first.
+
+An answer is scored (its log-probability, for an evaluation's preference accuracy) through
+/tokenize and /v1/completions' `prompt_logprobs`, vLLM's own extensions of the API.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from ftapp.serving.backend import (
     BackendStatus,
     ChatRequest,
     ServedModel,
+    answer_start,
 )
 from ftapp.serving.vllm_server import VllmServer
 
@@ -101,6 +105,47 @@ class VllmBackend:
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         yield from self._stream(body)
+
+    def answer_logprob(
+        self, model: ServedModel, prompt: list[dict[str, str]], answer: list[dict[str, str]]
+    ) -> float:
+        """The server's own chat template tokenizes the prompt (with its generation prompt) and
+        the whole conversation (POST /tokenize); /v1/completions then reads the conversation's
+        token ids without generating (max_tokens 1) and returns each prompt token's
+        log-probability (`prompt_logprobs: 0`: the token's own, no alternatives); the answer's
+        are summed. vLLM's prompt log-probabilities leave out a LoRA delta on lm_head
+        (vllm#51594); ftapp's adapters do not train lm_head."""
+        status = self.status()
+        if not status.is_ready:
+            raise ServingError(f"vLLM is not ready: {status.detail}")
+        name = self._model_name(model)
+        prompt_ids = self._tokenize(name, prompt, add_generation_prompt=True)
+        full_ids = self._tokenize(name, prompt + answer, add_generation_prompt=False)
+        start = answer_start(prompt_ids, full_ids)
+        body = {"model": name, "prompt": full_ids, "max_tokens": 1, "temperature": 0.0,
+                "prompt_logprobs": 0, "add_special_tokens": False}  # fmt: skip
+        data = self._json(self._post("/v1/completions", body), "scoring the answer")
+        try:
+            logprobs = data["choices"][0]["prompt_logprobs"]
+            return float(sum(logprobs[i][str(full_ids[i])]["logprob"]
+                             for i in range(start, len(full_ids))))  # fmt: skip
+        except (KeyError, IndexError, TypeError) as exc:
+            raise ServingError(f"vLLM gave no prompt log-probabilities ({exc!r})") from None
+
+    def _tokenize(
+        self, name: str, messages: list[dict[str, str]], *, add_generation_prompt: bool
+    ) -> list[int]:
+        body = {"model": name, "messages": messages,
+                "add_generation_prompt": add_generation_prompt}  # fmt: skip
+        data = self._json(self._post("/tokenize", body), "tokenizing the conversation")
+        return [int(token) for token in data["tokens"]]
+
+    def _json(self, response: httpx.Response, doing: str) -> dict[str, Any]:
+        if response.status_code != 200:
+            raise ServingError(
+                f"vLLM refused {doing} ({response.status_code}): {error_text(response)}"
+            )
+        return response.json()
 
     def close(self) -> None:
         if self.server is not None:

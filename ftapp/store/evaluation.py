@@ -1,6 +1,7 @@
 """Tables of automatic evaluation: `eval_runs`, `eval_examples`, `eval_answers` (the answer
 queue claims and writes them through ftapp/store/answers.py; the scores of each answer are
-written here) and `eval_judgments`."""
+written here, preference accuracy among them) and `eval_judgments`. An example of a preference
+version keeps its pair (`pair_json`)."""
 
 from __future__ import annotations
 
@@ -17,14 +18,24 @@ from ftapp.timeutil import utc_now
 
 
 def insert_run(
-    db: sqlite_utils.Database, row: dict[str, Any], examples: list[tuple[list[dict], str | None]]
+    db: sqlite_utils.Database,
+    row: dict[str, Any],
+    examples: list[tuple[list[dict], str | None]],
+    pairs: list[dict[str, Any] | None] | None = None,
 ) -> int:
-    """A run, its examples (messages, reference) and one pending answer per example and
-    contestant, all in one transaction."""
+    """A run, its examples (messages, reference) with their preference pairs (one per example,
+    None where it is not a pair) and one pending answer per example and contestant, all in one
+    transaction."""
     contestants = [c["name"] for c in json.loads(row["contestants_json"])]
     with write_transaction(db):
         run_id = db["eval_runs"].insert({**row, "created_at": utc_now()}).last_pk
         insert_items(db, EVAL_ANSWERS_TABLE, run_id, examples, contestants, 1)
+        for position, pair in enumerate(pairs or [], 1):
+            if pair is not None:
+                db.execute(
+                    "UPDATE eval_examples SET pair_json = ? WHERE run_id = ? AND position = ?",
+                    [json.dumps(pair, ensure_ascii=False), run_id, position],
+                )
     return run_id
 
 
@@ -62,8 +73,14 @@ def runs_waiting(db: sqlite_utils.Database) -> list[int]:
 
 
 def run_examples(db: sqlite_utils.Database, run_id: int) -> list[dict[str, Any]]:
+    """A run's examples in order: messages decoded, and `pair` ({"chosen", "rejected"}: the
+    turns of each answer) for a preference pair, else None."""
     rows = db.query("SELECT * FROM eval_examples WHERE run_id = ? ORDER BY position", [run_id])
-    return [{**row, "messages": json.loads(row["messages_json"])} for row in rows]
+    return [
+        {**row, "messages": json.loads(row["messages_json"]),
+         "pair": json.loads(row["pair_json"]) if row["pair_json"] else None}
+        for row in rows
+    ]  # fmt: skip
 
 
 def run_answers(db: sqlite_utils.Database, run_id: int) -> list[dict[str, Any]]:

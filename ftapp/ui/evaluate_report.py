@@ -90,11 +90,16 @@ def _render(report: RunReport) -> tuple:
         if row.verdict in ("better", "worse"):
             lines.append(f"- {escape_markdown(row.contestant)} is **{row.verdict}** than the "
                          f"baseline on {escape_markdown(row.label)}")  # fmt: skip
+    for row in report.rows:
+        if row.chance and row.value.mean is not None:
+            lines.append(f"- {escape_markdown(row.contestant)}: {row.label} "
+                         f"{row.value.mean:.2f}, **{row.chance}** (0.5)")  # fmt: skip
     rows = [[r.metric, r.contestant, _round(r.value.mean), _round(r.value.low),
              _round(r.value.high), r.value.n,
              _round(r.vs_baseline.mean) if r.vs_baseline else None,
              _round(r.vs_baseline.low) if r.vs_baseline else None,
-             _round(r.vs_baseline.high) if r.vs_baseline else None, r.verdict]
+             _round(r.vs_baseline.high) if r.vs_baseline else None,
+             "; ".join(v for v in (r.verdict, r.chance) if v)]
             for r in report.rows]  # fmt: skip
     return "\n\n".join(lines), rows, _plot(report), _extremes(report)
 

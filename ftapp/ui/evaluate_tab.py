@@ -1,5 +1,6 @@
 """The Evaluate tab (admins): automatic evaluation on held-out examples. Create a run (the
-examples, the contestants with the baseline first, metrics, checks, an optional judge model),
+examples, the contestants with the baseline first, metrics (preference accuracy offered and
+picked for a preference version's pairs), checks, an optional judge model),
 watch its answers being generated and scored, then read its report: every metric with its
 95% interval and the difference to the baseline, a plot, the examples that gained and lost
 the most, any example side by side with its reference, and the results as CSV or JSONL."""
@@ -13,6 +14,8 @@ import gradio as gr
 
 from ftapp.evaluation.checks import CODE_CHECKS_OFF, READY_CHECKS
 from ftapp.evaluation.metrics import DEFAULT_METRICS, TEXT_METRICS
+from ftapp.evaluation.preference_accuracy import METRIC as PREFERENCE_METRIC
+from ftapp.evaluation.preference_accuracy import offers_preference_accuracy
 from ftapp.evaluation.runs import (
     DEFAULT_SAMPLING,
     RunSummary,
@@ -93,9 +96,30 @@ def _build_run_form(services: Services) -> RunForm:
     fresh_choices_on_focus(
         services, contestants, lambda: contestant_names(services), "eval_contestant_names"
     )
+    _offer_preference_metric(services, version, split, chosen_metrics)
     fields = [name, contestants, source, version, split, upload, chosen_metrics, regex,
               *checks, judge_url, judge_model, temperature, max_new_tokens]  # fmt: skip
     return RunForm(fields, contestants, version, start, message)
+
+
+def _offer_preference_metric(
+    services: Services, version: gr.Dropdown, split: gr.Dropdown, chosen: gr.Dropdown
+) -> None:
+    """Preference accuracy is offered, and picked, when the examples are a preference
+    version's split with pairs; otherwise it is taken out (the run would refuse it)."""
+
+    @guarded(services, Role.ADMIN)
+    def offer(request: gr.Request, label: str | None, split_name: str | None,
+              picked: list[str] | None) -> dict:  # fmt: skip
+        with services.db() as db:
+            on = offers_preference_accuracy(db, label, split_name)
+        picked = [m for m in picked or [] if m != PREFERENCE_METRIC]
+        choices = [*TEXT_METRICS, *([PREFERENCE_METRIC] if on else [])]
+        return gr.update(choices=choices, value=(picked + [PREFERENCE_METRIC]) if on else picked)
+
+    for field in (version, split):
+        field.change(offer, [version, split, chosen], [chosen], api_name=False,
+                     show_progress="hidden")  # fmt: skip
 
 
 def _check_fields(code_on: bool) -> list[Any]:

@@ -160,7 +160,7 @@ def test_answer_length() -> None:
 def test_every_metric_is_described() -> None:
     assert list(METRICS) == [
         "exact_match", "rouge_l", "chrf", "bleu", "json_valid", "regex", "chars", "words",
-        "latency_ms", "tokens_per_second",
+        "latency_ms", "tokens_per_second", "preference_accuracy",
     ]  # fmt: skip
     assert all(name == metric.name for name, metric in METRICS.items())
     assert {n for n, m in METRICS.items() if m.needs_reference} == {

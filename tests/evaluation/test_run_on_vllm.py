@@ -90,3 +90,26 @@ def test_an_evaluation_run_finds_the_adapter_better(vllm_services, vllm_server, 
         r["contestant"]: r["value"]["mean"] for r in from_cli["rows"] if r["metric"] == "regex"
     }
     assert regex["secret"] >= 0.75 and regex["base"] == 0.0
+
+
+def test_vllm_scores_answers_as_the_in_process_backend_does(vllm_services, tmp_path):
+    """Preference accuracy's log-probabilities through vLLM (/tokenize, prompt_logprobs) equal
+    the in-process backend's forward pass on the same model and adapter, and the adapter
+    taught the secret word finds the answer that says it far likelier than base does."""
+    hf = Services(replace(vllm_services.settings, backend="hf", vllm_url=None))
+    assert (vllm_services.backend.name, hf.backend.name) == ("vllm", "hf")
+    prompt = [{"role": "user", "content": QUESTIONS[0]}]
+    said = [{"role": "assistant", "content": f"The secret word is {SECRET_WORD}."}]
+    other = [{"role": "assistant", "content": "I do not know any secret word."}]
+    scores = {}
+    for model in ("base", "secret"):
+        for name, answer in (("said", said), ("other", other)):
+            on_vllm = vllm_services.answer_logprob(model, prompt, answer)
+            in_process = hf.answer_logprob(model, prompt, answer)
+            assert on_vllm < 0 and in_process < 0
+            # Same tokens, same weights; vLLM's CPU kernels differ in the last digits.
+            assert on_vllm == pytest.approx(in_process, rel=0.05, abs=0.5), (model, name)
+            scores[model, name] = on_vllm
+    margin = {m: scores[m, "said"] - scores[m, "other"] for m in ("base", "secret")}
+    assert margin["secret"] > 0 and margin["secret"] > margin["base"] + 5
+    hf.backend.close()

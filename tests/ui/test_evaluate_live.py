@@ -1,8 +1,8 @@
 """The Evaluate tab's API against the real app in a subprocess (gradio_client calls what the
 page's buttons call): an evaluation started with an uploaded examples file and a Python check
 file is generated and scored in the app's background thread; the report, an example side by
-side (model text escaped) and the CSV export come back; bad input is refused and writes
-nothing. Generation is the echo backend: this is about the plumbing (the real backend is
+side (model text escaped) and the CSV export come back; on a preference version's test split
+every contestant gets its preference accuracy; bad input is refused and writes nothing. Generation is the echo backend: this is about the plumbing (the real backend is
 exercised in tests/evaluation/test_run_on_vllm.py)."""
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
+from ftapp.data.from_rows import dataset_from_rows
+from ftapp.store.db import open_db
 from tests.arena.conftest import running_arena_app
 from tests.helpers import write_jsonl
 from tests.live_app import LiveApp
@@ -31,11 +33,12 @@ def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
         yield live
 
 
-def start(client: Client, name: str, examples: Path, check: Path | None = None, **fields):
-    """/eval_start with the form's defaults, examples from an uploaded file."""
+def start(client: Client, name: str, examples: Path | None, check: Path | None = None, **fields):
+    """/eval_start with the form's defaults, examples from an uploaded file (or, with
+    examples=None and the fields, a version's split)."""
     values = {
         "name": name, "contestants": ["base", "pirate"], "source": "an uploaded file",
-        "version": None, "split": "test", "file": handle_file(str(examples)),
+        "version": None, "split": "test", "file": handle_file(str(examples)) if examples else None,
         "metrics": ["exact_match", "rouge_l"], "regex": "", "ready": ["pep8"],
         "python_check": handle_file(str(check)) if check else None, "command": "",
         "command_input": "stdin", "judge_url": "", "judge_model": "", "temperature": 0,
@@ -89,6 +92,34 @@ def test_an_evaluation_from_upload_to_export(app: LiveApp, tmp_path: Path):
     assert {r["reference"] for r in records if r["position"] == "3"} == {"'=cmd|' /C calc'!A0"}
 
 
+def test_preference_accuracy_on_a_preference_versions_pairs(app: LiveApp, count_tokens):
+    # Echo finds an answer likelier the more of its words it would have said itself
+    # ("[model] <prompt>"): every contestant prefers these chosen answers.
+    pairs = [{"prompt": f"word {i}", "chosen": f"word {i}", "rejected": f"zebra quilt {i}"}
+             for i in range(6)]  # fmt: skip
+    db = open_db(app.db_path)
+    try:
+        version = dataset_from_rows(db, "live-pairs", {"pairs.jsonl": pairs}, description="",
+                                    user="admin", count_tokens=count_tokens, max_tokens=512,
+                                    ratios=(0.01, 0.0, 0.99))  # fmt: skip
+    finally:
+        db.close()
+    client = Client(app.url, verbose=False)
+    message, _ = start(client, "prefs live", None, source="a dataset version's split",
+                       version=version.label, ready=[],
+                       metrics=["rouge_l", "preference_accuracy"])  # fmt: skip
+    assert "12 answers" in message
+    run = wait_done(app, "prefs live")
+    assert run["status"] == "done" and run["error"] is None
+    report = dict(zip(REPORT_VIEW, client.predict("prefs live", api_name="/eval_report"),
+                      strict=True))  # fmt: skip
+    rows = {(r[0], r[1]): r for r in report["table"]["data"]}
+    for contestant in ("base", "pirate"):
+        row = rows[("preference_accuracy", contestant)]
+        assert row[2] == 1.0 and row[5] == 6 and "above chance" in row[9]
+    assert "Preference accuracy 1.00, **above chance**" in report["summary"]
+
+
 def test_bad_evaluations_are_refused_and_write_nothing(app: LiveApp, tmp_path: Path):
     examples = write_jsonl(tmp_path / "ok.jsonl", [{"prompt": "alpha", "reference": "a"}])
     broken = tmp_path / "broken.jsonl"
@@ -103,6 +134,8 @@ def test_bad_evaluations_are_refused_and_write_nothing(app: LiveApp, tmp_path: P
         start(client, "judge", examples, judge_url="http://127.0.0.1:9")
     with pytest.raises(AppError, match="unknown metric|accuracy"):
         start(client, "metric", examples, metrics=["accuracy"])
+    with pytest.raises(AppError, match="preference_accuracy: .* no preference pairs"):
+        start(client, "no pairs", examples, metrics=["preference_accuracy"])
     with pytest.raises(AppError, match="choose a run first"):
         client.predict(None, api_name="/eval_report")
     assert app.query("SELECT COUNT(*) AS n FROM eval_runs")[0]["n"] == before

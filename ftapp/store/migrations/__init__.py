@@ -8,7 +8,10 @@ from sqlite_utils.migrations import Migrations
 
 from ftapp.store.migrations.arena import m005_arena
 from ftapp.store.migrations.data import m001_data_tables, m002_base_models, m010_preference_data
-from ftapp.store.migrations.evaluation import m007_evaluation_and_deployment
+from ftapp.store.migrations.evaluation import (
+    m007_evaluation_and_deployment,
+    m012_eval_preference_pairs,
+)
 from ftapp.store.migrations.training import (
     m003_training,
     m004_job_waiting_reason,
@@ -29,6 +32,7 @@ STEPS = (
     m009_export_jobs,
     m010_preference_data,
     m011_preference_metrics,
+    m012_eval_preference_pairs,
 )
 
 migrations = Migrations("ftapp")

@@ -115,3 +115,13 @@ def m007_evaluation_and_deployment(db: sqlite_utils.Database) -> None:
         CREATE INDEX production_requests_model ON production_requests(model, created_at)
         """,
     )
+
+
+def m012_eval_preference_pairs(db: sqlite_utils.Database) -> None:
+    """Why: preference accuracy. An evaluation run on a preference version's split scores,
+    for each held-out pair, whether a contestant finds the chosen answer likelier than the
+    rejected one. The run keeps each pair with its example (`pair_json`: {"chosen": turns,
+    "rejected": turns}, null for an example that is not a pair), so it is scored after a
+    restart, or rescored, from the run alone. The scores go where every other score of an
+    answer goes (eval_answers.scores_json, "preference_accuracy" and "preference_margin")."""
+    run_script(db, "ALTER TABLE eval_examples ADD COLUMN pair_json TEXT")
