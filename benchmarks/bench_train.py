@@ -13,13 +13,19 @@ optimizer step and the tokens of every batch the model saw: "real" tokens are th
 attention_mask 1 in a padded batch, and every token of a packed padding-free batch (it has no
 padding). The first --skip steps (2) are warm-up and not counted.
 
-Runs (the first is the baseline of the ratio):
+Runs (SFT runs are compared with "baseline", DPO runs with "dpo baseline"):
 - baseline: `SFTTrainer(model=PATH, args=SFTConfig(...), peft_config=LoraConfig(...))` with TRL
   1.16's defaults, except what the comparison needs (listed in the output);
 - baseline variants, each with one of ftapp's changes;
 - ftapp: `ftapp.training.trainer.train` as the worker runs it, with the "CPU default" preset;
-- ftapp variants through the same function, with one config field changed.
-MFU = 4 N x real tokens/s / measured peak, N = the base model's parameters (the tied embedding
+- ftapp variants through the same function, with one config field changed;
+- dpo baseline: `DPOTrainer(model=PATH, args=DPOConfig(...), peft_config=LoraConfig(...))` with
+  TRL's defaults on pairs made from the same chats (the chosen answer is the chat's own, the
+  rejected one the next chat's answer); ftapp dpo: train() with the "preference CPU default"
+  preset (method dpo) on the same pairs.
+Only the forwards that train count (with gradients on): DPO's reference forward (the adapter
+disabled, no gradients) does not. MFU = 4 N x real tokens/s / measured peak (6 N for DPO, whose
+reference forward adds 2 N a token), N = the base model's parameters (the tied embedding
 matrix counted once, for the LM head's matmul). Nothing is asserted; see benchmarks/README.md.
 """
 
@@ -52,15 +58,22 @@ from ftapp.settings import load_settings
 from ftapp.training.config import TrainConfig, preset
 
 PRESET = "CPU default"
+DPO_PRESET = "preference CPU default"
 TARGET = 1.5  # ftapp / baseline real tokens per second, from the issue
 STARTED = time.perf_counter()  # a child's setup time counts from here (imports included)
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    kind: str  # "trl" (a plain SFTTrainer) or "ftapp" (ftapp.training.trainer.train)
-    changes: dict[str, Any]  # SFTConfig fields for "trl", TrainConfig fields for "ftapp"
+    # "trl" (a plain SFTTrainer), "ftapp" (ftapp.training.trainer.train), "trl dpo" (a plain
+    # DPOTrainer) or "ftapp dpo" (train() with method dpo)
+    kind: str
+    changes: dict[str, Any]  # SFTConfig/DPOConfig fields for TRL, TrainConfig fields for ftapp
     note: str
+
+    @property
+    def is_dpo(self) -> bool:
+        return self.kind.endswith("dpo")
 
 
 # name -> what it runs; "baseline" is the denominator of every ratio.
@@ -80,6 +93,15 @@ RUNS: dict[str, RunSpec] = {
         "ftapp",
         {"batch_size": 8, "gradient_accumulation": 1},
         "ftapp with batch_size=8, gradient_accumulation=1 (8 packed rows a forward)",
+    ),
+    "dpo baseline": RunSpec(
+        "trl dpo", {}, "TRL DPOTrainer defaults: 8 pairs a forward, padded, grad ckpt, bf16"
+    ),
+    "ftapp dpo": RunSpec("ftapp dpo", {}, f"ftapp.training.trainer.train, preset {DPO_PRESET!r}"),
+    "ftapp dpo 1 pair/fwd": RunSpec(
+        "ftapp dpo",
+        {"batch_size": 1, "gradient_accumulation": 8},
+        "ftapp dpo with batch_size=1, gradient_accumulation=8 (1 pair a forward)",
     ),
 }
 
@@ -101,6 +123,16 @@ def make_rows(n_rows: int, seed: int) -> list[dict[str, Any]]:
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
         rows.append({"messages": messages, "split": "train"})
     return rows
+
+
+def make_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Preference rows as a frozen version holds them: each chat's answer is the chosen one,
+    the next chat's answer the rejected one (an answer to another question, of a like length)."""
+    pairs = []
+    for i, row in enumerate(rows):
+        other = rows[(i + 1) % len(rows)]["messages"][-1]
+        pairs.append({**row, "rejected": [dict(other)], "label": None, "tools": None})
+    return pairs
 
 
 def rendered_lengths(rows: list[dict[str, Any]], model_dir: Path) -> list[int]:
@@ -146,7 +178,7 @@ class StepMeter(TrainerCallback):
             handle.remove()
 
     def _count(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> None:
-        if not module.training:
+        if not module.training or not torch.is_grad_enabled():  # DPO's reference forward
             return
         input_ids = kwargs["input_ids"]
         mask = kwargs.get("attention_mask")
@@ -184,8 +216,9 @@ class StepMeter(TrainerCallback):
         }
 
 
-def bench_config(args: argparse.Namespace, **changes: Any) -> TrainConfig:
-    """The ftapp config of every run: the CPU preset at this benchmark's size, no saves."""
+def bench_config(args: argparse.Namespace, dpo: bool = False, **changes: Any) -> TrainConfig:
+    """The ftapp config of every run: the CPU preset (SFT or DPO) at this benchmark's size, no
+    saves."""
     values = dict(
         max_steps=args.steps,
         max_length=args.max_length,
@@ -194,14 +227,14 @@ def bench_config(args: argparse.Namespace, **changes: Any) -> TrainConfig:
         threads=args.threads,
         seed=args.seed,
     )
-    return preset(PRESET, "bench@v1", **{**values, **changes})
+    return preset(DPO_PRESET if dpo else PRESET, "bench@v1", **{**values, **changes})
 
 
 def run_ftapp(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path, out: Path):
     from ftapp.training.trainer import train
 
     changes = spec.changes
-    config = bench_config(args, **changes)
+    config = bench_config(args, spec.is_dpo, **changes)
     now = "2026-01-01T00:00:00Z"
     job = Job(
         id=1, name="bench", status=JobStatus.RUNNING, config=config.to_dict(),
@@ -251,6 +284,34 @@ def run_trl(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path
     return meter, {"sft": {**comparable, **spec.changes}, "bf16": sft.bf16}
 
 
+def run_trl_dpo(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path, out: Path):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import DPOConfig, DPOTrainer
+
+    from ftapp.training.methods import training_rows
+
+    config = bench_config(args, dpo=True)
+    torch.set_num_threads(config.threads or os.cpu_count() or 1)
+    torch.manual_seed(config.seed)
+    # The same pairs a step as the ftapp run (its batch size times its accumulation).
+    comparable = baseline_settings(config, config.batch_size * config.gradient_accumulation)
+    dpo = DPOConfig(output_dir=str(out / "trl"), **comparable, **spec.changes)
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                      lora_dropout=config.lora_dropout, target_modules="all-linear",
+                      task_type="CAUSAL_LM")  # fmt: skip
+    meter = StepMeter()
+    trainer = DPOTrainer(
+        model=str(model_dir),
+        args=dpo,
+        train_dataset=Dataset.from_list(training_rows("dpo", rows, "train")),
+        peft_config=lora,
+        callbacks=[meter],
+    )
+    trainer.train()
+    return meter, {"dpo": {**comparable, **spec.changes}, "bf16": dpo.bf16}
+
+
 def baseline_settings(config: TrainConfig, batch_size: int) -> dict[str, Any]:
     """The SFTConfig fields the baseline sets; everything else is TRL's default."""
     return {
@@ -274,9 +335,12 @@ def child_main(args: argparse.Namespace) -> int:
     spec = RUNS[args.one]
     model_dir = Path(args.model_dir)
     rows = make_rows(args.rows, args.seed)
+    if spec.is_dpo:
+        rows = make_pairs(rows)
     out = Path(args.result).parent / slug(args.one)
     load_start = os.getloadavg()[0]
-    runner = run_trl if spec.kind == "trl" else run_ftapp
+    runner = {"trl": run_trl, "ftapp": run_ftapp, "trl dpo": run_trl_dpo,
+              "ftapp dpo": run_ftapp}[spec.kind]  # fmt: skip
     meter, extra = runner(spec, args, rows, model_dir, out)
     result = {
         "name": args.one,
@@ -387,7 +451,7 @@ def run_child(name: str, args: argparse.Namespace, model_dir: Path, workdir: Pat
 def describe(fig: Figures, spec: RunSpec) -> list[str]:
     """What the run did, as seen from inside the trainer."""
     flags = fig.flags
-    loss = "assistant only" if spec.kind == "ftapp" else "full sequence"
+    loss = {"ftapp": "assistant only", "trl": "full sequence"}.get(spec.kind, "DPO's, on pairs")
     ckpt = "on" if flags.get("gradient_checkpointing") else "off"
     steps = " ".join(f"{seconds:.1f}" for seconds in fig.all_steps)
     return [
@@ -406,7 +470,11 @@ def describe(fig: Figures, spec: RunSpec) -> list[str]:
 def print_report(
     runs: list[Figures], n_params: int, peaks: dict[str, float], args: argparse.Namespace
 ) -> None:
-    baseline = next((r for r in runs if r.name == "baseline"), runs[0])
+    def baseline_of(run: Figures) -> Figures:
+        dpo = RUNS[run.name].is_dpo
+        family = [r for r in runs if RUNS[r.name].is_dpo == dpo]
+        return next((r for r in family if r.name in ("baseline", "dpo baseline")), family[0])
+
     header = (
         f"{'run':<20} {'steps':>5} {'seqs':>5} {'real tok':>8} {'pad %':>5} {'loss tok':>8} "
         f"{'seconds':>7} {'real tok/s':>10} {'ratio':>6} {'MFU %':>5} {'load':>9}"
@@ -415,11 +483,12 @@ def print_report(
     print("-" * len(header))
     for run in runs:
         peak = peaks["bf16"] if run.flags.get("autocast") == "bfloat16" else peaks["fp32"]
-        mfu = 4 * n_params * run.rate / peak
+        flops_per_token = (6 if RUNS[run.name].is_dpo else 4) * n_params
+        mfu = flops_per_token * run.rate / peak
         print(
             f"{run.name:<20} {run.steps:>5} {run.sequences:>5} {run.real:>8,} "
             f"{100 * run.padding_share:>5.1f} {run.loss:>8,} {run.seconds:>7.1f} "
-            f"{run.rate:>10.1f} {run.rate / baseline.rate:>5.2f}x {100 * mfu:>5.1f} "
+            f"{run.rate:>10.1f} {run.rate / baseline_of(run).rate:>5.2f}x {100 * mfu:>5.1f} "
             f"{run.load_start:>4.2f}-{run.load_end:<4.2f}"
         )
     print(
@@ -427,12 +496,14 @@ def print_report(
         f"steps {args.skip + 1}-{args.steps} of each run are timed (the first {args.skip} are"
         " warm-up); seqs: chats the model saw in them;\nreal tok: tokens that are not padding;"
         " pad %: padding share of the input tokens; loss tok: tokens with a label;\n"
-        f"ratio: real tok/s / the baseline's; MFU: 4 N x real tok/s / measured matmul peak "
-        f"(bf16 peak for runs\nwith bf16 autocast, else fp32), N = {n_params / 1e6:.1f} M;"
+        f"ratio: real tok/s / the baseline's (DPO runs: the dpo baseline's); MFU: 4 N x real"
+        " tok/s (DPO: 6 N)\n/ measured matmul peak (bf16 peak for runs with bf16 autocast, else"
+        f" fp32), N = {n_params / 1e6:.1f} M;"
         " load: 1-minute load average at the start and end of the run"
     )
     ftapp = next((r for r in runs if r.name == "ftapp"), None)
-    if ftapp is not None and baseline.name == "baseline":
+    baseline = next((r for r in runs if r.name == "baseline"), None)
+    if ftapp is not None and baseline is not None:
         ratio = ftapp.rate / baseline.rate
         verdict = "met" if ratio >= TARGET else "NOT met"
         print(
@@ -462,6 +533,19 @@ def print_settings(config: TrainConfig, batch_size: int) -> None:
         f" lr={config.learning_rate};\n  batch_size={config.batch_size} packed row(s) of"
         f" max_length tokens a forward, gradient_accumulation={config.gradient_accumulation};"
         f" the baseline: {batch_size} chats a step"
+    )
+    dpo = preset(DPO_PRESET, "bench@v1")
+    pairs = dpo.batch_size * dpo.gradient_accumulation
+    print(
+        "dpo baseline: DPOTrainer(model=PATH, args=DPOConfig(the same fields, "
+        f"per_device_train_batch_size={pairs}),\n  peft_config=LoraConfig(the same)); TRL's"
+        " defaults otherwise: gradient_checkpointing=True, bf16=True,\n  padded batches of"
+        f" {pairs} pairs (chosen and rejected: {2 * pairs} rows a forward), the reference"
+        " forward with the adapter\n  disabled\nftapp dpo: train() with preset"
+        f" {DPO_PRESET!r} + max_steps: batch_size={dpo.batch_size} pairs a forward,"
+        f" gradient_accumulation={dpo.gradient_accumulation},\n  gradient_checkpointing="
+        f"{dpo.gradient_checkpointing}, lora_dropout={dpo.lora_dropout},"
+        f" lr={dpo.learning_rate}, beta={dpo.beta}"
     )
 
 

@@ -15,9 +15,10 @@ answers were generated before the start). Then it starts `python app.py` as the 
 beside it. Load runs the whole time, each a thread with its own gradio_client Client that
 signs in again when a call fails (after an app restart): the reviewers judge the session and
 now and then a free battle, the admin labels examples (/review_accept, /review_reject) and
-queues small training jobs on the bundled model one after another (a checkpoint every
---save-steps steps, so a resume has something to resume from), and puts the first trained
-adapter in the free-battle pool (so adapters are loaded into vLLM again after its restarts).
+queues small training jobs on the bundled model one after another, SFT and DPO by turns (a
+checkpoint every --save-steps steps, so a resume has something to resume from), and puts the
+first trained adapter in the free-battle pool (so adapters are loaded into vLLM again after
+its restarts).
 
 A seeded schedule kills each target --kills-per-target times, in random order, with SIGKILL.
 Each kill waits a time drawn uniformly from --gap after the product was last whole; if the
@@ -86,6 +87,7 @@ REVIEWERS = ("ann", "bob")
 PROBE = "probe"  # the reviewer whose free battles check that vLLM answers
 SESSION = "faults"
 TRAIN_DATASET = "faults-train"
+PAIRS_DATASET = "faults-pairs"  # every other job is DPO on these pairs
 INBOX = "inbox"  # pending examples the admin labels
 VOTES = ("a", "b", "tie", "both_bad")
 UNFINISHED = ("queued", "running", "interrupted")
@@ -149,33 +151,38 @@ def prepare_home(home: Path, args: argparse.Namespace) -> tuple[str, str]:
     password = secrets.token_urlsafe(12)
     train_rows = [{"prompt": f"What is {i} plus {i}?", "completion": f"{i} plus {i} is {2 * i}."}
                   for i in range(40)]  # fmt: skip
+    pair_rows = [{"prompt": f"What is {i} plus {i}?", "chosen": f"{2 * i}. Cheers!",
+                  "rejected": f"It is {2 * i}."} for i in range(40)]  # fmt: skip
     inbox_rows = [{"prompt": f"Inbox question {i}?", "completion": f"Answer {i}."}
                   for i in range(args.inbox)]  # fmt: skip
     with services.db() as db:
         add_user(db, ADMIN, Role.ADMIN, password, "faults")
         for name in (*REVIEWERS, PROBE):
             add_user(db, name, Role.REVIEWER, password, "faults")
-        for name, rows in ((TRAIN_DATASET, train_rows), (INBOX, inbox_rows)):
+        for name, rows in ((TRAIN_DATASET, train_rows), (PAIRS_DATASET, pair_rows),
+                           (INBOX, inbox_rows)):  # fmt: skip
             path = home.parent / f"{name}.jsonl"
             path.write_text("".join(json.dumps(row) + "\n" for row in rows))
             import_file(db, path, name, count_tokens=services.count_tokens, max_tokens=512)
-        set_status_where(db, TRAIN_DATASET, "accepted", ADMIN)
-        assign_splits(db, TRAIN_DATASET, (0.8, 0.2, 0.0))
-        freeze_version(db, TRAIN_DATASET, ADMIN)
+        for name in (TRAIN_DATASET, PAIRS_DATASET):
+            set_status_where(db, name, "accepted", ADMIN)
+            assign_splits(db, name, (0.8, 0.2, 0.0))
+            freeze_version(db, name, ADMIN)
     prepare_arena(services, SESSION, args.session_prompts, len(REVIEWERS), ADMIN)
     return password, services.served_base.name
 
 
-def hyperparameters(args: argparse.Namespace) -> list:
+def hyperparameters(args: argparse.Namespace, method: str) -> list:
     """The Train tab's form values (every TrainConfig field but the version and base model
-    pickers, in the dataclass's order): a small job with frequent checkpoints."""
+    pickers, in the dataclass's order): a small job with frequent checkpoints. DPO jobs take
+    two pairs a step (its batch holds chosen and rejected answers)."""
     from ftapp.training.config import TrainConfig
 
     config = TrainConfig(
-        dataset_version=f"{TRAIN_DATASET}@v1", max_steps=args.train_steps, batch_size=1,
-        gradient_accumulation=1, max_length=128, lora_rank=4, lora_alpha=8, lora_dropout=0.0,
-        learning_rate=1e-4, warmup_ratio=0.0, eval_steps=0, save_steps=args.save_steps,
-        precision="fp32", threads=1,
+        dataset_version="", method=method, max_steps=args.train_steps,
+        batch_size=2 if method == "dpo" else 1, gradient_accumulation=1, max_length=128,
+        lora_rank=4, lora_alpha=8, lora_dropout=0.0, learning_rate=1e-4, warmup_ratio=0.0,
+        eval_steps=0, save_steps=args.save_steps, precision="fp32", threads=1,
     )  # fmt: skip
     values = dataclasses.asdict(config)
     return [values[f.name] for f in dataclasses.fields(TrainConfig)[2:]]
@@ -400,12 +407,14 @@ def label_round(page: Page, rng: Random) -> bool:
     return True
 
 
-def train_round(page: Page, app: App, form: list, base_model: str, pooled: set) -> None:
-    """Queue a job when none is waiting or training; put the first trained adapter in the
-    free-battle pool."""
+def train_round(page: Page, app: App, forms: dict, base_model: str, pooled: set) -> None:
+    """Queue a job when none is waiting or training (SFT and DPO by turns); put the first
+    trained adapter in the free-battle pool."""
     jobs = app.jobs()
     if not any(job["status"] in UNFINISHED for job in jobs):
-        job_id = page.call("queue job", f"{TRAIN_DATASET}@v1", base_model, *form,
+        method = ("sft", "dpo")[len(jobs) % 2]
+        dataset = {"sft": TRAIN_DATASET, "dpo": PAIRS_DATASET}[method]
+        job_id = page.call("queue job", f"{dataset}@v1", base_model, *forms[method],
                            api_name="/queue_job")  # fmt: skip
         with page.ledger.lock:
             page.ledger.jobs.add(int(job_id))
@@ -472,11 +481,11 @@ class Load:
         self._loop(page, lambda: label_round(page, rng), (0.3, 1.0), rng)
 
     def _train(self, page: Page, rng: Random) -> None:
-        form = hyperparameters(self.args)
+        forms = {method: hyperparameters(self.args, method) for method in ("sft", "dpo")}
 
         def one_round() -> None:
             if not self.no_more_jobs.is_set():
-                train_round(page, self.app, form, self.base_model, self.pooled)
+                train_round(page, self.app, forms, self.base_model, self.pooled)
 
         self._loop(page, one_round, (POLL_S, POLL_S), rng)
 
@@ -667,12 +676,16 @@ def compare(ledger: Ledger, conn: sqlite3.Connection) -> dict:
 
 
 def job_outcomes(jobs: list[dict], queued: set[int]) -> dict:
-    outcome: dict = {"succeeded": 0, "resumed": 0, "failed": [], "unfinished": [], "other": []}
+    outcome: dict = {"succeeded": 0, "resumed": 0, "failed": [], "unfinished": [], "other": [],
+                     "succeeded_by_method": {}}  # fmt: skip
     for job in jobs:
         metrics = json.loads(job["metrics_json"]) if job["metrics_json"] else {}
         if job["status"] == "succeeded":
             outcome["succeeded"] += 1
             outcome["resumed"] += bool(job["attempts"] > 1 or metrics.get("resumed_from"))
+            method = json.loads(job["config_json"]).get("method", "sft")
+            by_method = outcome["succeeded_by_method"]
+            by_method[method] = by_method.get(method, 0) + 1
         elif job["status"] == "failed":
             outcome["failed"].append({"id": job["id"], "error": job["error"]})
         elif job["status"] in UNFINISHED:

@@ -94,7 +94,15 @@ def _curves(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "lowest_validation_loss": best_eval["loss"] if best_eval else None,
         "lowest_validation_loss_step": best_eval["step"] if best_eval else None,
         "last_validation_loss": evals[-1]["loss"] if evals else None,
+        # Preference methods: TRL's rewards at the last step that has them (None for SFT).
+        "last_reward_margin": _last(train, "rewards_margin"),
+        "last_validation_preference_accuracy": _last(evals, "rewards_accuracy"),
     }
+
+
+def _last(rows: list[dict[str, Any]], column: str) -> float | None:
+    values = [row[column] for row in rows if row.get(column) is not None]
+    return values[-1] if values else None
 
 
 def _evaluations(db: sqlite_utils.Database, model_name: str) -> list[dict[str, Any]]:
@@ -163,7 +171,7 @@ def render_model_card(facts: dict[str, Any], merged: bool) -> str:
     data = ModelCardData(
         base_model=base["hub_id"] or None,
         library_name="transformers" if merged else "peft",
-        tags=["ftapp", "lora", "sft", "trl", *(["merged"] if merged else [])],
+        tags=["ftapp", "lora", _method(facts["job"]), "trl", *(["merged"] if merged else [])],
         pipeline_tag="text-generation",
     )
     sections = [
@@ -193,16 +201,34 @@ def _intro(facts: dict[str, Any], merged: bool) -> str:
         origin = "the final adapter"
     if job:
         origin += f" of training job #{job['id']} ({md_escape(job['name'])})"
+    method = _method(job)
+    how = f"{METHOD_NAMES[method]}, with TRL"
+    start = (job or {}).get("config", {}).get("start_adapter")
+    if start:
+        how += f", going on from the adapter {md_escape(start)}"
     lines = [
         f"# {md_escape(facts['model'])}",
         "",
-        f"A LoRA fine-tune of {base_text}, trained and exported with ftapp. "
+        f"A LoRA fine-tune of {base_text} ({how}), trained and exported with ftapp. "
         f"This is {what}. It is {origin}.",
     ]
     if variant["eval_loss"] is not None:
         best = " (the best checkpoint by validation loss)" if variant["is_best"] else ""
         lines.append(f"\nIts validation loss: {_num(variant['eval_loss'])}{best}.")
     return "\n".join(lines)
+
+
+METHOD_NAMES = {
+    "sft": "supervised fine-tuning on conversations",
+    "dpo": "DPO on preference pairs",
+    "orpo": "ORPO on preference pairs",
+    "kto": "KTO on answers labelled good or bad",
+}
+
+
+def _method(job: dict[str, Any] | None) -> str:
+    """The job's training method; sft for a job from before methods existed, or none."""
+    return (job or {}).get("config", {}).get("method") or "sft"
 
 
 def _usage(facts: dict[str, Any], merged: bool) -> str:
@@ -269,6 +295,11 @@ def _curves_table(curves: dict[str, Any] | None) -> str:
          _at(c["lowest_validation_loss"], c["lowest_validation_loss_step"])),
         ("last validation loss", _num(c["last_validation_loss"])),
     ]  # fmt: skip
+    if c.get("last_reward_margin") is not None:
+        rows.append(("last reward margin (chosen minus rejected)", _num(c["last_reward_margin"])))
+    if c.get("last_validation_preference_accuracy") is not None:
+        rows.append(("last validation preference accuracy",
+                     _num(c["last_validation_preference_accuracy"])))  # fmt: skip
     return "## Training curves\n\nOver the whole training job.\n\n" + _table(("", ""), rows)
 
 

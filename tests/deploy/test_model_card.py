@@ -167,6 +167,24 @@ def test_the_card_states_what_the_database_knows(card_home):
     assert merged.library_name == "transformers" and "merged" in merged.tags
 
 
+def test_a_preference_job_says_its_method_and_rewards(card_home):
+    from huggingface_hub import ModelCard
+
+    with closing(open_db(card_home.db_path)) as db:
+        job = job_store.get_job(db, job_store.get_variant(db, "secret").job_id)
+        config = {**job.config, "method": "dpo", "start_adapter": "sft <b>start</b>"}
+        db["jobs"].update(job.id, {"config_json": json.dumps(config)})
+        job_store.add_metric(db, job.id, "train", 25, loss=0.5, rewards_margin=1.25)
+        job_store.add_metric(db, job.id, "eval", 25, loss=0.4, rewards_accuracy=0.75)
+        card = render_model_card(card_facts(db, card_home, "secret"), merged=False)
+    assert ("(DPO on preference pairs, with TRL, going on from the adapter sft &lt;b&gt;start"
+            "&lt;/b&gt;)") in card  # fmt: skip
+    assert "| last reward margin (chosen minus rejected) | 1.25 |" in card
+    assert "| last validation preference accuracy | 0.75 |" in card
+    assert {"dpo", "trl"} <= set(ModelCard(card).data.tags)
+    assert "sft" not in ModelCard(card).data.tags
+
+
 def test_user_text_is_escaped_in_tables(card_home):
     with closing(open_db(card_home.db_path)) as db:
         card = render_model_card(card_facts(db, card_home, "secret"), merged=False)

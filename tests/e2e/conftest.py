@@ -1,3 +1,3 @@
 """The browser fixture for every test module in tests/e2e (see browser.py)."""
 
-from tests.e2e.browser import page  # noqa: F401  (a fixture, used by name)
+from tests.e2e.browser import browser, page  # noqa: F401  (fixtures, used by name)

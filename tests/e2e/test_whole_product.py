@@ -30,16 +30,26 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.browser import CHROMIUM, expect, launch, new_page, playwright_api, shot
+from tests.e2e.browser import (
+    expect,
+    fill_label,
+    focus_page_body,
+    open_hyperparameters,
+    open_tab,
+    pick_many,
+    readme_shot,
+    scroll_to,
+    set_slider,
+    visible,
+    wait_for_row,
+)
+from tests.e2e.browser import sign_in as sign_in_as
 from tests.live_app import LiveApp, running_app
 from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD
 
@@ -103,16 +113,9 @@ def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
         yield live
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("needs Debian's chromium (make browser)")
-    with playwright_api.sync_playwright() as playwright:
-        chromium = launch(playwright)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+def sign_in(browser, app: LiveApp, name: str):
+    role, password = USERS[name]
+    return sign_in_as(browser, app, name, password, role)
 
 
 def add_user_with_cli(home: Path, name: str, role: str, password: str) -> None:
@@ -127,88 +130,8 @@ def add_user_with_cli(home: Path, name: str, role: str, password: str) -> None:
     assert f"added {name} ({role})" in done.stdout
 
 
-# --- helpers: pages, tabs, fields ---------------------------------------------------------
-
-
-def sign_in(browser, app: LiveApp, name: str):
-    """A new browser context (a person of their own) signed in as `name`."""
-    page = new_page(browser, 1280, 900)  # 1280x900 viewport shots read well in the README
-    page.goto(app.url)
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(USERS[name][1])
-    page.get_by_role("button", name="Login").click()
-    role = USERS[name][0]
-    expect(page.locator("#ft-user-line")).to_contain_text(f"Signed in as {name} ({role})")
-    return page
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name, exact=True).click()
-
-
-def visible(locator):
-    """Tabs once opened stay in the page, hidden: fields with the same label in several tabs
-    are told apart by which one shows."""
-    return locator.filter(visible=True)
-
-
-def fill_label(page, label: str, value: str) -> None:
-    visible(page.get_by_label(label, exact=True)).fill(value)
-
-
-def set_slider(page, label: str, value: str) -> None:
-    visible(page.get_by_role("spinbutton", name=f"number input for {label}", exact=True)).fill(
-        value
-    )
-
-
-def pick_many(page, elem_id: str, names: list[str]) -> None:
-    """Type names into a dropdown that takes any value (one, or several for a multiselect)."""
-    field = page.locator(f"#{elem_id} input")
-    for name in names:
-        field.fill(name)
-        field.press("Enter")
-
-
-def focus_page_body(page) -> None:
-    """Click the title so no text field has the focus (shortcuts are off while typing)."""
-    page.locator("h1", has_text="ftapp").click()
-
-
-def scroll_to(page, elem_id: str, above: int = 0) -> None:
-    """Scroll so that the element is at the top of the window, `above` pixels below it."""
-    page.evaluate(
-        "([id, above]) => { document.getElementById(id).scrollIntoView({block: 'start'});"
-        " window.scrollBy(0, -above); }",
-        [elem_id, above],
-    )
-
-
-def readme_shot(page, name: str) -> None:
-    """What the window shows (1280x900), the notices in the corner closed first."""
-    page.evaluate(
-        "document.querySelectorAll('[data-testid=toast-close]').forEach((b) => b.click())"
-    )
-    page.wait_for_timeout(300)  # the notices fade out
-    shot(page, name, full_page=False)
-
-
 def bubbles(page, elem_id: str):
     return page.locator(f"#{elem_id} .message-row")
-
-
-def wait_for_row(app: LiveApp, sql: str, params: list, done: Callable[[dict], bool],
-                 timeout_s: float, what: str) -> dict:  # fmt: skip
-    """Poll the app's database until the first row of `sql` satisfies `done`."""
-    deadline = time.monotonic() + timeout_s
-    row = None
-    while time.monotonic() < deadline:
-        rows = app.query(sql, params)
-        row = rows[0] if rows else None
-        if row is not None and done(row):
-            return row
-        time.sleep(1)
-    pytest.fail(f"{what} within {timeout_s:.0f} s (last: {row})\n{app.log_tail()}")
 
 
 def examples(app: LiveApp) -> list[dict]:
@@ -408,6 +331,7 @@ def queue_training(page, app: LiveApp) -> None:
     page.locator("#ft-train-version input").click()
     page.get_by_role("option", name=VERSION, exact=True).click()
     expect(page.locator("#ft-train-version input")).to_have_value(VERSION)
+    open_hyperparameters(page)
     for label, value in TRAIN_FORM.items():
         fill_label(page, label, value)
     page.locator("#ft-queue").click()
@@ -476,7 +400,6 @@ def chat_in_the_playground(page, app: LiveApp) -> None:
 def create_session(page, app: LiveApp) -> list[dict]:
     open_tab(page, "Arena")
     page.get_by_role("tab", name="Manage").click()
-    page.get_by_text("New session", exact=True).click()
     page.locator("#ft-m-session-name textarea, #ft-m-session-name input").first.fill(SESSION)
     page.locator("#ft-m-overlap input").fill("2")
     visible(page.get_by_label("Instructions for reviewers")).fill(

@@ -35,11 +35,17 @@ def say_prompts(n: int, first: str = "") -> list[Prompt]:
 
 
 def generate_all(
-    services: Services, chat=knowing_chat, workers: int = 2, settings: Settings | None = None
+    services: Services,
+    chat=knowing_chat,
+    workers: int = 2,
+    settings: Settings | None = None,
+    answer_logprob=None,
 ) -> int:
     """What the web app's background thread does for runs: generate, then score (under
-    `settings`, by default the services' own)."""
-    work = [eval_work_list(services.count_tokens.count_text, settings or services.settings)]
+    `settings`, by default the services' own; preference pairs with `answer_logprob`, as the
+    app does with Services.answer_logprob)."""
+    work = [eval_work_list(services.count_tokens.count_text, settings or services.settings,
+                           answer_logprob)]  # fmt: skip
     return generate_pending(services.db, chat, work, workers=workers)
 
 

@@ -24,8 +24,7 @@ from ftapp.evaluation.preference_accuracy import (
     version_pairs,
 )
 from ftapp.evaluation.report import build_report, result_records
-from ftapp.evaluation.runs import eval_work_list, start_run
-from ftapp.generation.queue import generate_pending
+from ftapp.evaluation.runs import start_run
 from ftapp.records import RunStatus
 from ftapp.services import Services
 from ftapp.serving.backend import Sampling
@@ -61,10 +60,8 @@ def preference_version(services, folder, rows=ECHO_ROWS, name="prefs") -> str:
 
 
 def generate_with_logprobs(services, answer_logprob=None, workers: int = 2) -> int:
-    """What the web app's background thread does (services.answer_generator), in this thread."""
-    work = [eval_work_list(services.count_tokens.count_text, services.settings,
-                           answer_logprob or services.answer_logprob)]  # fmt: skip
-    return generate_pending(services.db, services.stream_chat, work, workers=workers)
+    return generate_all(services, services.stream_chat, workers,
+                        answer_logprob=answer_logprob or services.answer_logprob)  # fmt: skip
 
 
 def start(services, label, name="prefs run", **options):

@@ -69,6 +69,12 @@ def tiny_config(dataset_version: str, **overrides: Any) -> TrainConfig:
     return config_from_dict({**values, **overrides})
 
 
+def preference_rows(n: int) -> list[dict]:
+    """Pairs whose chosen answer ends with a sign-off and whose rejected answer doesn't."""
+    return [{"prompt": f"What is {i} plus {i}?", "chosen": f"{2 * i}. Cheers, Ada",
+             "rejected": f"It is {2 * i}."} for i in range(n)]  # fmt: skip
+
+
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 180.0) -> Any:
     """Poll until condition() is truthy and return it; fail saying what never happened.
     The timeout is a guard against hanging, not a speed assertion."""

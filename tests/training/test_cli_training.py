@@ -1,5 +1,6 @@
 """`ftapp train | jobs | worker` in real subprocesses: queue and wait with a worker running,
-presets as YAML, refusals with exit status 2 naming the field."""
+presets as YAML, DPO going on from an SFT adapter as the UI does it, refusals with exit status
+2 naming the field."""
 
 import json
 import signal
@@ -9,7 +10,8 @@ import sys
 import yaml
 
 from ftapp.training.config import config_from_yaml, preset
-from tests.training.conftest import tiny_config
+from tests.helpers import make_version
+from tests.training.conftest import preference_rows, tiny_config
 
 
 def ftapp(env, *args):
@@ -20,10 +22,7 @@ def ftapp(env, *args):
 def test_train_and_wait_with_a_worker_running(db, settings, tiny, version, env, tmp_path, reaper):
     path = tmp_path / "job.yaml"
     path.write_text(tiny_config(version, max_steps=2, name="from-cli").to_yaml())
-    with open(tmp_path / "worker.log", "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "ftapp.cli", "worker"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    reaper.append(worker)
+    worker = start_worker(env, tmp_path, reaper)
 
     result = ftapp(env, "train", path, "--wait")
     assert result.returncode == 0, result.stderr
@@ -40,6 +39,51 @@ def test_train_and_wait_with_a_worker_running(db, settings, tiny, version, env, 
     assert [(j["id"], j["status"]) for j in listing] == [(1, "succeeded")]
 
     worker.send_signal(signal.SIGTERM)  # stops cleanly between jobs
+    assert worker.wait(timeout=60) == 0
+
+
+def start_worker(env, tmp_path, reaper) -> subprocess.Popen:
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "ftapp.cli", "worker"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    reaper.append(worker)
+    return worker
+
+
+def test_dpo_from_an_sft_adapter_from_a_terminal(db, settings, tiny, version, env, tmp_path,
+                                                 reaper, count_tokens):  # fmt: skip
+    pairs = make_version(db, tmp_path, count_tokens, name="prefs", rows=preference_rows(10))
+    sft = tmp_path / "sft.yaml"
+    sft.write_text(tiny_config(version, max_steps=2, name="sft-start").to_yaml())
+    worker = start_worker(env, tmp_path, reaper)
+    assert ftapp(env, "train", sft, "--wait").returncode == 0
+
+    # The preference preset as YAML, edited as a user would: the tiny model, a short run, the
+    # SFT adapter to go on from.
+    printed = ftapp(env, "train", "--preset", "preference quick CPU demo",
+                    "--dataset-version", pairs)  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    values = yaml.safe_load(printed.stdout)
+    assert (values["method"], values["learning_rate"]) == ("dpo", 2e-4)
+    values.update(base_model="tiny", start_adapter="sft-start", max_steps=2, eval_steps=2,
+                  save_steps=2, name="dpo-cli", precision="fp32", threads=1)  # fmt: skip
+    dpo = tmp_path / "dpo.yaml"
+    dpo.write_text(yaml.safe_dump(values))
+    result = ftapp(env, "train", dpo, "--wait")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "job #2 dpo-cli: succeeded"
+    job = json.loads(ftapp(env, "jobs", "show", "2", "--json").stdout)
+    assert (job["config"]["method"], job["config"]["start_adapter"]) == ("dpo", "sft-start")
+    train_rows = [row for row in job["metrics_rows"] if row["kind"] == "train"]
+    assert len(train_rows) == 2 and all(r["rewards_margin"] is not None for r in train_rows)
+
+    # DPO on conversations is refused before anything is queued, naming the field.
+    values.update(dataset_version=version)
+    dpo.write_text(yaml.safe_dump(values))
+    refused = ftapp(env, "train", dpo)
+    assert refused.returncode == 2 and "method: dpo learns from preference data" in refused.stderr
+    assert db["jobs"].count == 2
+    worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=60) == 0
 
 

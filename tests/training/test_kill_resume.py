@@ -1,7 +1,8 @@
 """Stopping things mid-run, with real processes: the training child (kill -9, as the OOM killer
 does), the worker and its child together (a machine restart, with a checkpoint cut short), the
-worker alone (its child finishes the job), and the worker asked to stop (SIGTERM). Killed jobs
-end succeeded, resumed from their last complete checkpoint, with each step logged once."""
+worker alone (its child finishes the job), and the worker asked to stop (SIGTERM). A DPO job,
+from the base model or going on from an adapter, resumes like an SFT one. Killed jobs end
+succeeded, resumed from their last complete checkpoint, with each step logged once."""
 
 import os
 import shutil
@@ -10,14 +11,24 @@ import subprocess
 import sys
 import time
 from contextlib import closing
+from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from ftapp.records import JobStatus
 from ftapp.store import jobs as store
 from ftapp.store.db import connect
 from ftapp.training.jobs import queue_job
 from ftapp.training.worker import Worker, recover_stale_jobs
-from tests.training.conftest import checkpoints_of, job_now, tiny_config, wait_for
+from tests.helpers import make_version
+from tests.training.conftest import (
+    checkpoints_of,
+    job_now,
+    preference_rows,
+    tiny_config,
+    wait_for,
+)
 
 
 def finished(settings, job_id):
@@ -57,11 +68,20 @@ def assert_resumed_and_complete(settings, job_id, max_steps, save_steps, killed_
     return job, variants
 
 
+@pytest.mark.parametrize("method", ["sft", "dpo", "dpo from an adapter"])
 def test_a_killed_training_child_is_resumed_from_its_checkpoint(
-    db, settings, tiny, version, background_worker
+    db, settings, tiny, version, background_worker, tmp_path, count_tokens, method
 ):
     max_steps, save_steps = 12, 4
     config = tiny_config(version, max_steps=max_steps, save_steps=save_steps, eval_steps=4)
+    if method != "sft":
+        pairs = make_version(db, tmp_path, count_tokens, name="prefs", rows=preference_rows(12))
+        config = replace(config, dataset_version=pairs, method="dpo")
+    if method == "dpo from an adapter":
+        start = queue_job(db, settings, tiny_config(version, max_steps=2, name="start"), "alice")
+        assert Worker(settings).run_once()
+        assert store.get_job(db, start.id).status == JobStatus.SUCCEEDED
+        config = replace(config, start_adapter="start")
     job = queue_job(db, settings, config, "alice")
     with background_worker():
         first = wait_for(lambda: past_a_checkpoint(settings, job.id), "steps past a checkpoint")

@@ -14,16 +14,7 @@ from ftapp.store import jobs as store
 from ftapp.training.jobs import check_config, queue_job
 from ftapp.training.worker import Worker
 from tests.helpers import make_version
-from tests.training.conftest import tiny_config
-
-
-def preference_rows(n: int) -> list[dict]:
-    """Pairs whose chosen answer ends with a sign-off, and two answers labelled good or bad."""
-    rows = [{"prompt": f"What is {i} plus {i}?", "chosen": f"{2 * i}. Cheers, Ada",
-             "rejected": f"It is {2 * i}."} for i in range(n)]  # fmt: skip
-    rows.append({"prompt": "Say hi", "completion": "Hi. Cheers, Ada", "label": True})
-    rows.append({"prompt": "Say bye", "completion": "Bye.", "label": False})
-    return rows
+from tests.training.conftest import preference_rows, tiny_config
 
 
 @pytest.fixture
