@@ -14,12 +14,10 @@ reload, another browser or a restarted app sees the same battle.
 from __future__ import annotations
 
 import json
-import queue
 import random
 import re
-import threading
-import time
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import asdict, dataclass
 
 import sqlite_utils
@@ -27,6 +25,7 @@ import sqlite_utils
 from ftapp.arena.contestants import pool_contestants, resolve_contestants
 from ftapp.errors import Forbidden, ValidationError
 from ftapp.generation.chat import ChatFn, OpenDb, with_system_prompt
+from ftapp.generation.together import stream_together
 from ftapp.models.registry import BaseModel
 from ftapp.records import Battle, BattleStatus, Vote, VoteChoice, parse_choice
 from ftapp.serving.backend import Sampling
@@ -123,45 +122,24 @@ def stream_answers(
     texts = {"a": "", "b": ""}
     latency: dict[str, int] = {}
     errors: dict[str, str] = {}
-    stop = threading.Event()
-    pieces: queue.Queue[tuple[str, str | None, str | None]] = queue.Queue()
 
-    def run(side: str) -> None:
-        started = time.monotonic()
+    def opener(side: str):
         contestant = contestants[side]
-        try:
-            stream = chat(
-                contestant.model, with_system_prompt(contestant, conversations[side]), sampling
-            )
-            for piece in stream:
-                if stop.is_set():
-                    getattr(stream, "close", lambda: None)()
-                    break
-                pieces.put((side, piece, None))
-        except Exception as exc:  # the engine failed: the battle says so, the page goes on
-            pieces.put((side, None, _without_names(str(exc), contestants)))
-        finally:
-            latency[side] = round((time.monotonic() - started) * 1000)
-            pieces.put((side, None, None))
+        return lambda: chat(contestant.model, with_system_prompt(contestant, conversations[side]),
+                            sampling)  # fmt: skip
 
-    threads = [threading.Thread(target=run, args=(side,), daemon=True) for side in SIDES]
-    for thread in threads:
-        thread.start()
     try:
-        running = set(SIDES)
-        while running:
-            side, piece, error = pieces.get()
-            if piece is not None:
-                texts[side] += piece
-                yield texts["a"], texts["b"]
-            elif error is not None:
-                errors[side] = error
-            else:
-                running.discard(side)
+        # Closed at once when the caller stops early, so both streams end before the save.
+        with closing(stream_together({side: opener(side) for side in SIDES})) as events:
+            for event in events:
+                if event.piece is not None:
+                    texts[event.key] += event.piece
+                    yield texts["a"], texts["b"]
+                elif event.error is not None:  # the battle says so without naming the model
+                    errors[event.key] = _without_names(event.error, contestants)
+                else:
+                    latency[event.key] = event.elapsed_ms or 0
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=5)
         with open_db() as db:
             _save_answers(db, battle, texts, latency, errors)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 import re
 import zlib
@@ -67,6 +68,38 @@ class SessionSummary:
     n_battles: int
     n_votes: int
     failures: list[str]  # why answers failed, each reason once
+
+
+# What a session should be able to tell apart: reviewers preferring one model 65/35.
+PREFERENCE_TO_DETECT = 0.65
+
+
+def votes_to_decide(preference: float = PREFERENCE_TO_DETECT) -> int:
+    """Votes on one pair of models that a two-sided test at the 5% level needs to tell this
+    preference from a coin toss four times in five (80% power; statsmodels' power analysis
+    for one proportion, ties not counted)."""
+    from statsmodels.stats.power import NormalIndPower
+    from statsmodels.stats.proportion import proportion_effectsize
+
+    effect = proportion_effectsize(preference, 0.5)
+    return math.ceil(NormalIndPower().solve_power(effect, alpha=0.05, power=0.8, ratio=0))
+
+
+def size_warning(n_prompts: int, overlap: int) -> str | None:
+    """What a session of this size can't decide, said before anyone judges it; None when it
+    is large enough. Each pair of contestants meets once per prompt, judged by `overlap`
+    reviewers."""
+    needed = votes_to_decide()
+    votes = n_prompts * overlap
+    if votes >= needed:
+        return None
+    return (
+        f"With {n_prompts} prompts and {overlap} reviewer(s) per battle, each pair of "
+        f"contestants gets at most {votes} votes: too few to tell a "
+        f"{PREFERENCE_TO_DETECT:.0%}/{1 - PREFERENCE_TO_DETECT:.0%} preference from chance, "
+        f"which takes about {needed} votes (for example {math.ceil(needed / overlap)} prompts "
+        f"at this overlap, or more reviewers per battle)."
+    )
 
 
 def create_session(

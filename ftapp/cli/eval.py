@@ -19,6 +19,7 @@ default metrics, for every contestant; with --metrics, name it to have it.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,7 @@ def add_eval_commands(commands: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ftapp.evaluation.report import build_report
     from ftapp.evaluation.runs import eval_work_list, run_progress, start_run
+    from ftapp.evaluation.sizing import size_warning
     from ftapp.serving.backend import sampling_from_fields
 
     if bool(args.judge_url) != bool(args.judge_model):
@@ -117,6 +119,9 @@ def _run(args: argparse.Namespace) -> int:
             judge_url=args.judge_url, judge_model=args.judge_model, user=user(),
         )  # fmt: skip
         n_examples = run_progress(db, run.id).total // len(run.contestants)
+    warning = size_warning(n_examples)
+    if warning:
+        print(f"note: {warning}", file=sys.stderr)
     if args.no_wait:
         print(f"created run {run.name}: {n_examples} examples from {run.source}, "
               f"{len(run.contestants)} contestants; the web app generates and scores it "
@@ -217,6 +222,8 @@ def report_text(report: Any) -> str:
     """The report as a plain table for a terminal."""
     run = report.run
     lines = [f"{run.name}: {run.status}, {run.source}; baseline {run.baseline.name}"]
+    lines += [f"{name} against {run.baseline.name}: {text}"
+              for name, text in report.verdicts().items()]  # fmt: skip
     if run.error:
         lines.append(f"note: {run.error}")
     for row in report.rows:

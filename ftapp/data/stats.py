@@ -5,6 +5,7 @@ the chosen or with the rejected answer: the one the training's max length must f
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
@@ -61,16 +62,21 @@ def token_lengths(db: sqlite_utils.Database, dataset: str, status: str | None = 
 
 
 def token_histogram(lengths: list[int], bins: int = 20) -> list[dict[str, Any]]:
-    """Bins of token lengths: [{"range": "0-63", "low": 0, "high": 63, "examples": n}, ...]."""
+    """At most `bins` bins of whole token counts that don't overlap, each as wide as the
+    others: [{"range": "60-69", "low": 60, "high": 69, "examples": n}, ...] (both ends
+    included; a bin one token wide is labelled "60")."""
     if not lengths:
         return []
-    counts, edges = np.histogram(np.asarray(lengths), bins=min(bins, max(1, len(set(lengths)))))
+    smallest, largest = min(lengths), max(lengths)
+    width = math.ceil((largest - smallest + 1) / bins)
+    n_bins = math.ceil((largest - smallest + 1) / width)
+    edges = smallest + width * np.arange(n_bins + 1)  # the last edge is past the largest
+    counts, _ = np.histogram(np.asarray(lengths), bins=edges)
     result = []
-    for count, low, high in zip(counts, edges[:-1], edges[1:], strict=True):
-        low_i, high_i = int(np.floor(low)), int(np.ceil(high))
-        result.append(
-            {"range": f"{low_i}-{high_i}", "low": low_i, "high": high_i, "examples": int(count)}
-        )
+    for count, low in zip(counts, edges[:-1], strict=True):
+        low, high = int(low), int(low) + width - 1
+        label = f"{low}-{high}" if high > low else str(low)
+        result.append({"range": label, "low": low, "high": high, "examples": int(count)})
     return result
 
 

@@ -83,6 +83,25 @@ class RunReport:
     def row(self, metric: str, contestant: str) -> MetricRow:
         return next(r for r in self.rows if r.metric == metric and r.contestant == contestant)
 
+    def verdicts(self) -> dict[str, str]:
+        """One line per contestant against the baseline, what the report opens with: "better
+        on ROUGE-L, chrF; worse on exact match; 3 metrics without a clear difference". Lengths
+        and speed describe an answer rather than judge it, and are left out."""
+        lines = {}
+        for contestant in (c.name for c in self.run.contestants[1:]):
+            mine = [r for r in self.rows if r.contestant == contestant
+                    and r.metric not in (*DESCRIPTIVE, *MEASURED)]  # fmt: skip
+            better = [r.label for r in mine if r.verdict == "better"]
+            worse = [r.label for r in mine if r.verdict == "worse"]
+            unclear = sum(r.verdict not in ("better", "worse") for r in mine)
+            parts = [f"better on {', '.join(better)}"] if better else []
+            parts += [f"worse on {', '.join(worse)}"] if worse else []
+            if unclear:
+                parts.append(f"{unclear} metric{'s' if unclear > 1 else ''} without a clear "
+                             "difference")  # fmt: skip
+            lines[contestant] = "; ".join(parts) or "nothing scored yet"
+        return lines
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["run"] = {"name": self.run.name, "status": self.run.status,

@@ -53,6 +53,19 @@ document.addEventListener('keydown', (event) => {
 """
 
 
+# The page's own styles: the model that wrote a Playground reply, shown above it; table
+# headers that break between words, never inside one; no clear (trash) icon over a blind
+# battle's answers (Gradio's Chatbot has no setting for it, and it only emptied the pane).
+CSS = """
+[id^=ft-][id$=-chat-a] button[aria-label=Clear],
+[id^=ft-][id$=-chat-b] button[aria-label=Clear] { display: none; }
+.ft-reply-model { display: inline-block; font-size: 0.8em; font-weight: 600; opacity: 0.7;
+                  margin-bottom: 0.2em; }
+.table-wrap th, .table-wrap th span { word-break: normal !important;
+                                      overflow-wrap: normal !important; hyphens: none; }
+"""
+
+
 def build_app(services: Services) -> gr.Blocks:
     """The page. Every tab is built for everyone, then shown by role when the page loads; what
     protects the data is the role check in every handler, not the hidden tabs. In single-user
@@ -178,6 +191,7 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
         server_port=port,
         max_file_size=f"{settings.max_upload_mb}mb",
         head=SHORTCUTS_JS,
+        css=CSS,
         show_error=True,
         footer_links=["api"],
         auth=(lambda name, password: _sign_in(services, name, password)) if passwords else None,

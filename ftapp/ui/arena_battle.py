@@ -51,11 +51,14 @@ class BattlePanel:
 def build_battle_panel(services: Services, prefix: str) -> BattlePanel:
     """The panel; `prefix` keeps element ids unique (the shortcuts click them by id)."""
     battle_id = gr.State(None)
+    # Each pane opens at the question (no scrolling to the end of a long answer), with a copy
+    # button per message and none of Gradio's share or clear icons: nothing to do but read.
     with gr.Row(equal_height=True):
-        chat_a = gr.Chatbot(label="A", height=380, render_markdown=False,
-                            elem_id=f"ft-{prefix}-chat-a")  # fmt: skip
-        chat_b = gr.Chatbot(label="B", height=380, render_markdown=False,
-                            elem_id=f"ft-{prefix}-chat-b")  # fmt: skip
+        chat_a, chat_b = (
+            gr.Chatbot(label=side, height=380, render_markdown=False, autoscroll=False,
+                       buttons=["copy"], elem_id=f"ft-{prefix}-chat-{side.lower()}")
+            for side in ("A", "B")
+        )  # fmt: skip
     reveal = gr.Markdown("", elem_id=f"ft-{prefix}-reveal")
     with gr.Row():
         buttons = {
@@ -96,6 +99,19 @@ def _vote_handler(services: Services, choice: VoteChoice):
 
     vote.__name__ = f"vote_{choice}"
     return vote
+
+
+# Run in the browser after a new battle is shown: both panes back at their top.
+SCROLL_TO_TOP_JS = """
+(...args) => {
+  for (const side of ['a', 'b']) {
+    document.querySelectorAll(`[id^=ft-][id$=-chat-${side}] *`).forEach((node) => {
+      if (node.scrollTop) node.scrollTop = 0;
+    });
+  }
+  return args;
+}
+"""
 
 
 def current_view(services: Services, battle_id: int, reviewer: str) -> BattleView:

@@ -23,6 +23,7 @@ from ftapp.arena.sessions import (
     open_if_generated,
     retry_failed,
     session_summaries,
+    size_warning,
     start_session,
 )
 from ftapp.names import BASE
@@ -44,8 +45,9 @@ from ftapp.ui.common import (
 )
 
 POLL_SECONDS = 2.0
-SESSION_HEADERS = ["session", "status", "answers", "failed", "battles", "votes", "overlap",
-                   "contestants", "prompts from", "why answers failed"]  # fmt: skip
+SESSION_HEADERS = ["session", "status", "answers", "failed", "battles", "votes",
+                   "reviewers per battle", "contestants", "prompts from",
+                   "why answers failed"]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,18 @@ class Part:
 
 
 def build_manage_section(services: Services) -> TabWiring:
-    """The admin forms; every change redraws the tables and pickers of all of them."""
-    report = gr.Markdown("", elem_id="ft-m-report", render=False)  # placed below the forms
-    contestants = _build_contestants(services, report)
-    sessions, chosen, timer = _build_sessions(services, report)
+    """The admin forms, the main one first (a new session), then the sessions and what can be
+    done with one, then the contestants; every change redraws the tables and pickers of all
+    of them."""
+    report = gr.Markdown("", elem_id="ft-m-report", render=False)  # placed below the new one
+    gr.Markdown("### Evaluation sessions")
     new_session = _build_new_session(services, report)
     report.render()
+    sessions, chosen, timer = _build_sessions(services, report)
+    contestants = _build_contestants(services, report)
 
     @guarded(services, Role.ADMIN)
-    def refresh(request: gr.Request, current: str | None):
+    def refresh(request: gr.Request, current: str | None, version: str | None):
         with services.db() as db:
             found = all_contestants(db, services.served_base)
             enabled = {c.name for c in pool_contestants(db, services.served_base)}
@@ -76,20 +81,28 @@ def build_manage_section(services: Services) -> TabWiring:
         table = [[c.name, c.model, c.system_prompt, "yes" if c.name in enabled else ""]
                  for c in found]  # fmt: skip
         session_names = [summary.session.name for summary in summaries]
+        picked = current if current in session_names else None
+        versions = version_labels(services)
         return (
             table,
             gr.update(choices=models),
             gr.update(choices=names, value=[n for n in names if n in enabled]),
             rows,
-            gr.update(choices=session_names, value=current if current in session_names else None),
+            gr.update(choices=session_names, value=picked),
+            *_action_states(next((s for s in summaries if s.session.name == picked), None)),
             gr.update(choices=names),
-            gr.update(choices=version_labels(services)),
+            # The newest version is the likely one (the Train tab picks it too).
+            gr.update(
+                choices=versions,
+                value=version if version in versions else (versions[0] if versions else None),
+            ),  # fmt: skip
         )
 
     outputs = [*contestants.outputs, *sessions.outputs, *new_session.outputs]
+    inputs = [chosen, new_session.outputs[-1]]
     for event in [*contestants.events, *sessions.events, *new_session.events]:
-        event.then(refresh, [chosen], outputs, api_name=False)
-    return TabWiring(on_load=((refresh, [chosen], outputs),), timers=(timer,))
+        event.then(refresh, inputs, outputs, api_name=False)
+    return TabWiring(on_load=((refresh, inputs, outputs),), timers=(timer,))
 
 
 def _build_contestants(services: Services, report: gr.Markdown) -> Part:
@@ -134,19 +147,27 @@ def _build_contestants(services: Services, report: gr.Markdown) -> Part:
 
 def _build_sessions(services: Services, report: gr.Markdown) -> tuple[Part, gr.Dropdown, gr.Timer]:
     """The sessions table, refreshed on a timer, and what can be done with one session."""
-    gr.Markdown("### Evaluation sessions")
     sessions_table = gr.Dataframe(headers=SESSION_HEADERS, interactive=False, wrap=True,
                                   elem_id="ft-m-sessions")  # fmt: skip
+    # Each action is enabled only when it applies to the chosen session: no red Close with
+    # nothing chosen.
     with gr.Row():
-        chosen = gr.Dropdown(label="Session", choices=[], allow_custom_value=True, scale=3)
-        retry = gr.Button("Retry failed answers", size="sm")
-        open_anyway = gr.Button("Open without failed answers", size="sm")
-        close = gr.Button("Close session", size="sm", variant="stop")
+        chosen = gr.Dropdown(label="Session", choices=[], allow_custom_value=True, scale=3,
+                             elem_id="ft-m-session")  # fmt: skip
+        retry = gr.Button("Retry failed answers", size="sm", interactive=False,
+                          elem_id="ft-m-retry")  # fmt: skip
+        open_anyway = gr.Button("Open without failed answers", size="sm", interactive=False,
+                                elem_id="ft-m-open")  # fmt: skip
+        close = gr.Button("Close session", size="sm", variant="stop", interactive=False,
+                          elem_id="ft-m-close")  # fmt: skip
+    actions = [retry, open_anyway, close]
 
     @guarded(services, Role.ADMIN)
-    def show_sessions(request: gr.Request) -> list[list]:
+    def show_sessions(request: gr.Request, current: str | None) -> tuple:
         with services.db() as db:
-            return [_session_row(summary) for summary in session_summaries(db)]
+            summaries = session_summaries(db)
+        chosen_one = next((s for s in summaries if s.session.name == current), None)
+        return [_session_row(summary) for summary in summaries], *_action_states(chosen_one)
 
     events = [
         retry.click(_session_action(services, _retry), [chosen], [report],
@@ -157,8 +178,22 @@ def _build_sessions(services: Services, report: gr.Markdown) -> tuple[Part, gr.D
                     api_name="arena_close"),
     ]  # fmt: skip
     timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
-    timer.tick(show_sessions, None, [sessions_table], api_name=False, show_progress="hidden")
-    return Part([sessions_table, chosen], events), chosen, timer
+    timer.tick(show_sessions, [chosen], [sessions_table, *actions], api_name=False,
+               show_progress="hidden")  # fmt: skip
+    chosen.change(show_sessions, [chosen], [sessions_table, *actions], api_name=False)
+    return Part([sessions_table, chosen, *actions], events), chosen, timer
+
+
+def _action_states(summary: SessionSummary | None) -> list[dict]:
+    """Retry, Open anyway and Close, each clickable only when it would do something."""
+    if summary is None:
+        return [gr.update(interactive=False)] * 3
+    status, failed = summary.session.status.value, summary.answers.failed
+    return [
+        gr.update(interactive=failed > 0 and status != "closed"),
+        gr.update(interactive=status == "generating" and failed > 0),
+        gr.update(interactive=status != "closed"),
+    ]
 
 
 def _session_action(services: Services, action):
@@ -191,7 +226,7 @@ def _close(db, target) -> str:
 
 
 def _build_new_session(services: Services, report: gr.Markdown) -> Part:
-    with gr.Accordion("New session", open=False):
+    with gr.Accordion("New session", open=True):
         with gr.Row():
             name = gr.Textbox(label="Name", elem_id="ft-m-session-name")
             overlap = gr.Number(value=1, precision=0, minimum=1, label="Reviewers per battle",
@@ -200,7 +235,9 @@ def _build_new_session(services: Services, report: gr.Markdown) -> Part:
         contestants = gr.Dropdown(label="Contestants (two or more)", choices=[],
                                   multiselect=True, allow_custom_value=True,
                                   elem_id="ft-m-contestants")  # fmt: skip
-        source, version, split, prompt_file = prompt_source_fields("Prompts", "Prompt file", "ft-m")
+        source, version, split, prompt_file = prompt_source_fields(
+            services, "Prompts", "Prompt file", "ft-m"
+        )
         reviewers = gr.Textbox(label="Who may take part (comma-separated; empty: everyone)")
         with gr.Row():
             temperature = gr.Slider(0, 2, value=0.7, step=0.05, label="Temperature")
@@ -237,8 +274,10 @@ def _creator(services: Services):
             )  # fmt: skip
             answers = generation_progress(db, session.id).total
         services.answer_generator.wake()
-        return (f"Created session **{escape_markdown(session.name)}**: {answers} answers are "
+        text = (f"Created session **{escape_markdown(session.name)}**: {answers} answers are "
                 "being generated; it opens to reviewers when they are in.")  # fmt: skip
+        warning = size_warning(answers // len(session.contestants), session.overlap)
+        return text + (f"\n\n**Too few to decide:** {warning}" if warning else "")
 
     return create_new
 

@@ -19,9 +19,20 @@ from ftapp.arena.sessions import next_battle, reviewer_progress, session_for, se
 from ftapp.records import BattleStatus, Role
 from ftapp.services import Services
 from ftapp.serving.backend import Sampling
-from ftapp.ui.arena_battle import build_battle_panel, current_view, render, streaming
+from ftapp.ui.arena_battle import (
+    SCROLL_TO_TOP_JS,
+    build_battle_panel,
+    current_view,
+    render,
+    streaming,
+)
 from ftapp.ui.arena_manage import build_manage_section
-from ftapp.ui.common import TabWiring, current_user, guarded, paced
+from ftapp.ui.common import TabWiring, current_user, guarded, message_box, paced, stop_button
+
+DONE = (
+    "**You judged every battle of this session. Thank you!** Your votes are in; the admin "
+    "reads the results in the Leaderboard. If another session is open to you, pick it above."
+)
 
 
 def build_arena_tab(services: Services, show_manage: bool) -> TabWiring:
@@ -58,7 +69,7 @@ def _build_sessions_mode(services: Services) -> TabWiring:
         """The battle to judge: the unfinished one, or the next in this reviewer's queue."""
         if not name:
             return (None, "No session selected: an admin opens sessions in Manage.", "",
-                    *render(None))  # fmt: skip
+                    *render(None), gr.update(interactive=False))  # fmt: skip
         user = current_user(services, request)
         with services.db() as db:
             target = session_for(db, name, user)
@@ -67,10 +78,10 @@ def _build_sessions_mode(services: Services) -> TabWiring:
         # An admin wrote the instructions as Markdown (gr.Markdown sanitizes any HTML).
         text = target.instructions
         if battle_id is None:
-            done = "**You have judged every battle open to you in this session. Thank you!**"
-            return None, text, progress_html, *render(None, done)
+            return None, text, progress_html, *render(None, DONE), gr.update(interactive=False)
         return (battle_id, text, progress_html,
-                *render(current_view(services, battle_id, user.name)))  # fmt: skip
+                *render(current_view(services, battle_id, user.name)),
+                gr.update(interactive=True))  # fmt: skip
 
     @guarded(services, Role.REVIEWER)
     def show_progress(request: gr.Request, name: str | None) -> str:
@@ -82,10 +93,13 @@ def _build_sessions_mode(services: Services) -> TabWiring:
             target = session_for(db, name, user)
             return _progress_html(reviewer_progress(db, target.id, user.name))
 
-    outputs = [panel.battle_id, instructions, progress, *panel.outputs]
+    outputs = [panel.battle_id, instructions, progress, *panel.outputs, next_button]
     refresh.click(list_sessions, [session], [session], api_name="arena_sessions")
-    session.change(show_next, [session], outputs, api_name=False)
-    next_button.click(show_next, [session], outputs, api_name="session_next")
+    for shown in (
+        session.change(show_next, [session], outputs, api_name=False),
+        next_button.click(show_next, [session], outputs, api_name="session_next"),
+    ):
+        shown.then(None, None, None, js=SCROLL_TO_TOP_JS, api_name=False)  # fmt: skip
     for vote in panel.votes:
         vote.then(show_progress, [session], [progress], api_name=False)
     return TabWiring(on_load=((list_sessions, [session], [session]),))
@@ -98,11 +112,10 @@ def _build_free_mode(services: Services) -> None:
     )
     panel = build_battle_panel(services, "f")
     status = gr.Markdown("", elem_id="ft-f-status")
-    message = gr.Textbox(label="Your prompt", lines=2, elem_id="ft-f-message",
-                         placeholder="Ask something; Enter sends, Shift+Enter breaks")  # fmt: skip
+    message = message_box("ft-f-message", "Your prompt")
     with gr.Row():
         send = gr.Button("Send", variant="primary", elem_id="ft-f-send")
-        stop = gr.Button("Stop", variant="stop", elem_id="ft-f-stop")
+        stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="ft-f-stop")
         new = gr.Button("New battle (n)", elem_id="ft-f-next")
 
     @guarded(services, Role.REVIEWER)
@@ -118,33 +131,32 @@ def _build_free_mode(services: Services) -> None:
             else:
                 follow_up(db, battle_id, user.name, text)
         view = current_view(services, battle_id, user.name)
-        yield (battle_id, "", "Generating…", *render(view))
+        yield (battle_id, "", "Generating…", *render(view), stop_button(True))
         stream = stream_answers(services.db, services.stream_chat, services.served_base,
                                 battle_id, user.name)  # fmt: skip
         for text_a, text_b in paced(stream):
             yield (battle_id, gr.skip(), gr.skip(), *streaming(text_a, text_b, view),
-                   *[gr.skip()] * (len(panel.outputs) - 2))  # fmt: skip
+                   *[gr.skip()] * (len(panel.outputs) - 2), gr.skip())  # fmt: skip
         final = current_view(services, battle_id, user.name)
         note = "" if final.status == BattleStatus.READY else "Generation failed."
-        yield (battle_id, gr.skip(), note, *render(final))
+        yield (battle_id, gr.skip(), note, *render(final), stop_button(False))
 
     @guarded(services, Role.REVIEWER)
     def new_battle(request: gr.Request):
-        return None, "", "", *render(None, "Write a prompt to start a new battle.")
+        return (None, "", "", *render(None, "Write a prompt to start a new battle."),
+                stop_button(False))  # fmt: skip
 
-    outputs = [panel.battle_id, message, status, *panel.outputs]
+    outputs = [panel.battle_id, message, status, *panel.outputs, stop]
     events = [
         send.click(send_message, [panel.battle_id, message], outputs, api_name="free_send"),
         message.submit(send_message, [panel.battle_id, message], outputs, api_name=False),
     ]
 
     @guarded(services, Role.REVIEWER)
-    def stopped(request: gr.Request) -> str:
-        return "Stopped: the answers are kept as far as they got."
+    def stopped(request: gr.Request) -> tuple:
+        return "Stopped: the answers are kept as far as they got.", stop_button(False)
 
-    stop.click(None, None, None, api_name=False, cancels=events).then(
-        stopped, None, [status], api_name=False
-    )
+    stop.click(stopped, None, [status, stop], api_name=False, cancels=events)
     new.click(new_battle, None, outputs, api_name="free_new", cancels=events)
 
 

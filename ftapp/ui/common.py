@@ -11,7 +11,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -73,11 +73,13 @@ def require(value: T | None, message: str) -> T:
     return value
 
 
-def guarded(services: Services, role: Role) -> Callable:
+def guarded(services: Services, role: Role, labels: Mapping[str, str] | None = None) -> Callable:
     """Decorate an event handler: check the caller's role on the server (every Gradio event is
     also an API endpoint, hidden or not), then each argument against the handler's type hints
     (a caller may send any JSON value: ui/arguments.py), and show core errors as messages, not
-    tracebacks. Any other failure is logged and answered with a sentence of no detail.
+    tracebacks, in the page's words: a refusal "field: reason" names the field by its label
+    in `labels` (the core speaks of `lora_rank`, the page of "LoRA rank"). Any other failure
+    is logged and answered with a sentence of no detail.
 
     The handler must take `request: gr.Request` as a positional parameter. A generator
     handler (a streaming reply) is checked before its first item and guarded while it runs.
@@ -98,7 +100,7 @@ def guarded(services: Services, role: Role) -> Callable:
             try:
                 yield
             except FtappError as exc:
-                raise shown_error(exc) from None
+                raise shown_error(exc, labels) from None
             except gr.Error:
                 raise
             except Exception:
@@ -127,10 +129,18 @@ def guarded(services: Services, role: Role) -> Callable:
     return decorate
 
 
-def shown_error(exc: FtappError) -> gr.Error:
-    """A core error as the page's message box. Gradio renders the message as HTML, and core
-    messages quote what the user typed (a dataset name, a field): escaped, it reads as typed."""
-    return gr.Error(html.escape(str(exc), quote=False), print_exception=False)
+def shown_error(exc: FtappError, labels: Mapping[str, str] | None = None) -> gr.Error:
+    """A core error as the page's message box, the field it names called by its label.
+    Gradio renders the message as HTML, and core messages quote what the user typed (a
+    dataset name, a field): escaped, it reads as typed."""
+    message = in_page_words(str(exc), labels or {})
+    return gr.Error(html.escape(message, quote=False), print_exception=False)
+
+
+def in_page_words(message: str, labels: Mapping[str, str]) -> str:
+    """A core refusal "field: reason" with the field named as the page labels it."""
+    field, sep, reason = message.partition(": ")
+    return f"{labels[field]}: {reason}" if sep and field in labels else message
 
 
 SERVER_ERROR = "something went wrong on the server; the error is in the app's log"
@@ -145,7 +155,7 @@ def hidden_error(handler: Callable) -> gr.Error:
 
 
 def fresh_choices_on_focus(
-    services: Services, dropdown: gr.Dropdown, list_choices: Callable[[], list[str]], api_name: str
+    services: Services, dropdown: gr.Dropdown, list_choices: Callable[[], list], api_name: str
 ) -> None:
     """Offer what exists now whenever an admin opens the picker. The page fills its lists when
     it loads, so a version frozen or an adapter trained since (in another tab) was missing
@@ -288,9 +298,17 @@ def escape_markdown(text: str) -> str:
 
 def chat_messages(conversation: list[dict[str, str]]) -> list[dict[str, str]]:
     """A conversation for a gr.Chatbot, which renders HTML: model and user text is shown as
-    typed. System messages are not shown."""
-    return [{"role": m["role"], "content": html.escape(m["content"])} for m in conversation
-            if m["role"] in ("user", "assistant")]  # fmt: skip
+    typed. System messages are not shown. A reply that names its `model` (the Playground's)
+    carries that name as a label above its text."""
+    shown = []
+    for m in conversation:
+        if m["role"] not in ("user", "assistant"):
+            continue
+        text = html.escape(m["content"])
+        if m.get("model"):
+            text = f'<span class="ft-reply-model">{html.escape(m["model"])}</span>\n{text}'
+        shown.append({"role": m["role"], "content": text})
+    return shown
 
 
 def paced(
@@ -323,17 +341,40 @@ def paced(
 FROM_VERSION, FROM_FILE = "a dataset version's split", "an uploaded file"
 
 
-def prompt_source_fields(what: str, file_label: str, elem_prefix: str) -> tuple:
+def stop_button(streaming: bool) -> dict:
+    """A Stop button as it should look: red and clickable only while a reply is coming."""
+    return gr.update(interactive=streaming, variant="stop" if streaming else "secondary")
+
+
+def message_box(elem_id: str, label: str = "Message") -> gr.Textbox:
+    """A chat's message box: Enter sends, Shift+Enter starts a new line (Gradio sends on Enter
+    only from a box that starts one line high; it grows as lines are added)."""
+    hint = "Ask something; Enter sends, Shift+Enter starts a new line"
+    return gr.Textbox(label=label, lines=1, max_lines=8, elem_id=elem_id, placeholder=hint)
+
+
+def prompt_source_fields(services: Services, what: str, file_label: str, elem_prefix: str) -> tuple:
     """The fields that say where a session's or a run's prompts come from: a frozen version's
-    split, or an uploaded file. Returns (source, version, split, file); `prompt_source` reads
-    them."""
-    source = gr.Radio([FROM_VERSION, FROM_FILE], value=FROM_VERSION, label=f"{what} from")
+    split, or an uploaded file; only the chosen source's fields show. Returns (source,
+    version, split, file); `prompt_source` reads them."""
+    source = gr.Radio([FROM_VERSION, FROM_FILE], value=FROM_VERSION, label=f"{what} from",
+                      elem_id=f"{elem_prefix}-source")  # fmt: skip
     with gr.Row():
         version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
                               elem_id=f"{elem_prefix}-version")  # fmt: skip
-        split = gr.Dropdown(["test", "validation", "train"], value="test", label="Split")
+        split = gr.Dropdown(["test", "validation", "train"], value="test", label="Split",
+                            elem_id=f"{elem_prefix}-split")  # fmt: skip
         upload = gr.File(label=file_label, type="filepath", elem_id=f"{elem_prefix}-file",
-                         file_types=[".jsonl", ".json", ".csv", ".parquet"])  # fmt: skip
+                         file_types=[".jsonl", ".json", ".csv", ".parquet"],
+                         visible=False)  # fmt: skip
+
+    @guarded(services, Role.ADMIN)
+    def show_source(request: gr.Request, where: str) -> tuple:
+        from_file = where == FROM_FILE
+        return (gr.update(visible=not from_file), gr.update(visible=not from_file),
+                gr.update(visible=from_file))  # fmt: skip
+
+    source.change(show_source, [source], [version, split, upload], api_name=False)
     return source, version, split, upload
 
 

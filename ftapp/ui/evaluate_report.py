@@ -1,11 +1,13 @@
-"""The Evaluate tab's report section: a run's every metric with its 95% interval and the
-difference to the baseline, a plot, the examples that gained and lost the most, any example
+"""The Evaluate tab's report section: a verdict per contestant against the baseline, then a
+run's every metric with its 95% interval and the difference to the baseline, a plot (metrics
+that are zero for everyone left out), the examples that gained and lost the most, any example
 side by side with its reference, and the results as CSV or JSONL."""
 
 from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -19,8 +21,20 @@ REPORT_HEADERS = ["metric", "contestant", "mean", "95% low", "95% high", "n", "v
                   "diff low", "diff high", "verdict"]  # fmt: skip
 
 
-def build_report_section(services: Services, chosen: gr.Dropdown, show: gr.Button) -> None:
-    """The report of the run picked in `chosen`, drawn when `show` is clicked."""
+@dataclass(frozen=True)
+class ReportView:
+    outputs: list[Any]  # what `render_report` fills, in its order
+
+
+def render_report(services: Services, run_name: str) -> tuple:
+    """The report section's outputs for a run (call it from a guarded handler)."""
+    with services.db() as db:
+        return _render(build_report(db, run_name))
+
+
+def build_report_section(services: Services, chosen: gr.Dropdown, show: gr.Button) -> ReportView:
+    """The report of the run picked in `chosen`, drawn when `show` is clicked (the runs
+    section also draws it by itself once the run is done)."""
     gr.Markdown("### Report")
     summary = gr.Markdown("", elem_id="ft-e-summary")
     table = gr.Dataframe(headers=REPORT_HEADERS, interactive=False, wrap=True,
@@ -39,10 +53,7 @@ def build_report_section(services: Services, chosen: gr.Dropdown, show: gr.Butto
 
     @guarded(services, Role.ADMIN)
     def report(request: gr.Request, run_name: str | None):
-        run_name = require(run_name, "choose a run first")
-        with services.db() as db:
-            built = build_report(db, run_name)
-        return _render(built)
+        return render_report(services, require(run_name, "choose a run first"))
 
     @guarded(services, Role.ADMIN)
     def example(request: gr.Request, run_name: str | None, number: Any) -> str:
@@ -57,6 +68,7 @@ def build_report_section(services: Services, chosen: gr.Dropdown, show: gr.Butto
                      api_name="eval_export_csv")  # fmt: skip
     jsonl_button.click(_exporter(services, "jsonl"), [chosen], [exported],
                        api_name="eval_export_jsonl")  # fmt: skip
+    return ReportView([summary, table, plot, extremes])
 
 
 def _exporter(services: Services, fmt: str):
@@ -79,17 +91,17 @@ def _check_name(text: str) -> str:
 
 def _render(report: RunReport) -> tuple:
     run = report.run
-    lines = [f"**{escape_markdown(run.name)}** ({run.status}): {escape_markdown(run.source)}; "
-             f"baseline **{escape_markdown(run.baseline.name)}**."]  # fmt: skip
+    baseline = escape_markdown(run.baseline.name)
+    verdicts = [f"- **{escape_markdown(name)}** against {baseline}: {escape_markdown(text)}"
+                for name, text in report.verdicts().items()]  # fmt: skip
+    lines = ["\n".join(verdicts),
+             f"**{escape_markdown(run.name)}** ({run.status}): {escape_markdown(run.source)}; "
+             f"baseline **{baseline}**."]  # fmt: skip
     if run.error:
         lines.append(f"Note: {escape_markdown(run.error)}")
     failed = [f"{escape_markdown(k)} {v}" for k, v in report.failed.items() if v]
     if failed:
         lines.append("Answers that could not be generated: " + ", ".join(failed))
-    for row in report.rows:
-        if row.verdict in ("better", "worse"):
-            lines.append(f"- {escape_markdown(row.contestant)} is **{row.verdict}** than the "
-                         f"baseline on {escape_markdown(row.label)}")  # fmt: skip
     for row in report.rows:
         if row.chance and row.value.mean is not None:
             lines.append(f"- {escape_markdown(row.contestant)}: {row.label} "
@@ -145,7 +157,10 @@ def _plot(report: RunReport):
     """One panel per metric: each contestant's mean with its 95% interval."""
     from matplotlib.figure import Figure
 
-    shown = [m for m in report.metrics if m != "judge"][:8]
+    # A metric that is zero for every contestant (exact match on free text, say) has nothing
+    # to show: its panel would be empty bars.
+    shown = [m for m in report.metrics if m != "judge" and any(
+        r.value.mean for r in report.rows if r.metric == m)][:8]  # fmt: skip
     if not shown:
         return None
     figure = Figure(figsize=(10, 2.2 * ((len(shown) + 1) // 2)))

@@ -25,7 +25,8 @@ from ftapp.evaluation.runs import (
     run_summaries,
     start_run,
 )
-from ftapp.records import Role
+from ftapp.evaluation.sizing import size_warning
+from ftapp.records import Role, RunStatus
 from ftapp.services import Services
 from ftapp.serving.backend import MAX_NEW_TOKENS, sampling_from_fields
 from ftapp.ui.common import (
@@ -40,17 +41,49 @@ from ftapp.ui.common import (
     require,
     version_labels,
 )
-from ftapp.ui.evaluate_report import build_report_section
+from ftapp.ui.evaluate_report import ReportView, build_report_section, render_report
 
 POLL_SECONDS = 2.0
 RUN_HEADERS = ["run", "status", "answers", "failed", "contestants", "examples from", "note"]
 
 
+FINISHED = (RunStatus.DONE, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
 def build_evaluate_tab(services: Services) -> TabWiring:
     form = _build_run_form(services)
     runs = _build_runs_section(services, form)
-    build_report_section(services, runs.chosen, runs.show)
-    return runs.wiring
+    report = build_report_section(services, runs.chosen, runs.show)
+    return runs.wiring + _follow_runs(services, runs, report)
+
+
+def _follow_runs(services: Services, runs: RunsSection, report: ReportView) -> TabWiring:
+    """The runs table on a timer, the chosen run's buttons enabled only when they apply, and
+    its report drawn by itself as soon as the run is done (or as soon as a finished run is
+    chosen): no "Show report" click to find out how it went."""
+    # Which finished run (and in which state: a retried run finishes again) the report shows.
+    shown = gr.State(None)
+
+    @guarded(services, Role.ADMIN)
+    def follow(request: gr.Request, current: str | None, shown_key: str | None) -> tuple:
+        with services.db() as db:
+            summaries = run_summaries(db)
+        rows = [_run_row(s) for s in summaries]
+        chosen = next((s for s in summaries if s.run.name == current), None)
+        running = chosen is not None and chosen.run.status not in FINISHED
+        buttons = (gr.update(interactive=chosen is not None and chosen.progress.failed > 0
+                             and chosen.run.status != RunStatus.CANCELLED),
+                   gr.update(interactive=running))  # fmt: skip
+        key = chosen and f"{chosen.run.name}|{chosen.run.status}|{chosen.progress}"
+        if chosen is None or running or shown_key == key:
+            return rows, *buttons, *[gr.skip()] * len(report.outputs), shown_key
+        return rows, *buttons, *render_report(services, chosen.run.name), key
+
+    outputs = [runs.table, runs.retry, runs.cancel, *report.outputs, shown]
+    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
+    timer.tick(follow, [runs.chosen, shown], outputs, api_name=False, show_progress="hidden")
+    runs.chosen.change(follow, [runs.chosen, shown], outputs, api_name=False)
+    return TabWiring(timers=(timer,))
 
 
 @dataclass(frozen=True)
@@ -73,7 +106,7 @@ def _build_run_form(services: Services) -> RunForm:
                 allow_custom_value=True, elem_id="ft-e-contestants", scale=2,
             )  # fmt: skip
         source, version, split, upload = prompt_source_fields(
-            "Examples", "Examples file (prompt + reference)", "ft-e"
+            services, "Examples", "Examples file (prompt + reference)", "ft-e"
         )
         with gr.Row():
             chosen_metrics = gr.Dropdown(
@@ -144,8 +177,11 @@ def _check_fields(code_on: bool) -> list[Any]:
 
 @dataclass(frozen=True)
 class RunsSection:
+    table: gr.Dataframe
     chosen: gr.Dropdown  # the run the buttons and the report act on
     show: gr.Button  # "Show report"
+    retry: gr.Button
+    cancel: gr.Button
     wiring: TabWiring
 
 
@@ -159,42 +195,42 @@ def _build_runs_section(services: Services, form: RunForm) -> RunsSection:
         chosen = gr.Dropdown(label="Run", choices=[], allow_custom_value=True, scale=3,
                              elem_id="ft-e-run")  # fmt: skip
         show = gr.Button("Show report", variant="primary", elem_id="ft-e-show")
-        retry = gr.Button("Retry failed answers", size="sm")
-        cancel = gr.Button("Cancel run", size="sm", variant="stop")
+        retry = gr.Button("Retry failed answers", size="sm", interactive=False,
+                          elem_id="ft-e-retry")  # fmt: skip
+        cancel = gr.Button("Cancel run", size="sm", variant="stop", interactive=False,
+                           elem_id="ft-e-cancel")  # fmt: skip
 
     @guarded(services, Role.ADMIN)
-    def refresh(request: gr.Request, current: str | None):
+    def refresh(request: gr.Request, current: str | None, version: str | None):
         names, versions = contestant_names(services), version_labels(services)
         with services.db() as db:
             summaries = run_summaries(db)
         run_names = [s.run.name for s in summaries]
         return (
             gr.update(choices=names),
-            gr.update(choices=versions),
+            # The newest version is the likely one (the Train tab picks it too).
+            gr.update(
+                choices=versions,
+                value=version if version in versions else (versions[0] if versions else None),
+            ),  # fmt: skip
             [_run_row(s) for s in summaries],
             gr.update(choices=run_names, value=current if current in run_names else None),
         )
 
-    @guarded(services, Role.ADMIN)
-    def show_runs(request: gr.Request) -> list[list]:
-        with services.db() as db:
-            return [_run_row(s) for s in run_summaries(db)]
-
+    refresh_inputs = [chosen, form.version]
     refresh_outputs = [form.contestants, form.version, runs_table, chosen]
     started = form.start.click(_starter(services), form.fields, [form.message, chosen],
                                api_name="eval_start")  # fmt: skip
-    started.then(refresh, [chosen], refresh_outputs, api_name=False)
+    started.then(refresh, refresh_inputs, refresh_outputs, api_name=False)
     for button, action, api in [
         (retry, _retry, "eval_retry"),
         (cancel, _cancel, "eval_cancel"),
     ]:
         button.click(_run_action(services, action), [chosen], [form.message],
-                     api_name=api).then(refresh, [chosen], refresh_outputs,
+                     api_name=api).then(refresh, refresh_inputs, refresh_outputs,
                                         api_name=False)  # fmt: skip
-    timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
-    timer.tick(show_runs, None, [runs_table], api_name=False, show_progress="hidden")
-    wiring = TabWiring(on_load=((refresh, [chosen], refresh_outputs),), timers=(timer,))
-    return RunsSection(chosen, show, wiring)
+    wiring = TabWiring(on_load=((refresh, refresh_inputs, refresh_outputs),))
+    return RunsSection(runs_table, chosen, show, retry, cancel, wiring)
 
 
 def _starter(services: Services):
@@ -220,7 +256,8 @@ def _starter(services: Services):
         services.answer_generator.wake()
         text = (f"Started **{escape_markdown(run.name)}**: {answers} answers are being "
                 "generated, then scored. The report appears when it is done.")  # fmt: skip
-        return text, run.name
+        warning = size_warning(answers // len(run.contestants))
+        return text + (f"\n\n**Too few to decide:** {warning}" if warning else ""), run.name
 
     return start_evaluation
 

@@ -16,6 +16,7 @@ from ftapp.arena.preferences import (
     rules_text,
     votes_to_dataset,
 )
+from ftapp.arena.ratings import MIN_VOTES
 from ftapp.arena.sessions import all_sessions, get_session
 from ftapp.records import Role
 from ftapp.services import Services
@@ -29,8 +30,8 @@ from ftapp.ui.common import (
 )
 
 ALL = "All battles"
-RATING_HEADERS = ["model", "rating", "95% CI low", "95% CI high", "votes", "wins", "losses",
-                  "ties"]  # fmt: skip
+# Five columns, so the table fits beside its plot without scrolling sideways.
+RATING_HEADERS = ["model", "rating", "95% interval", "votes", "won / lost / tied"]
 PAIR_HEADERS = ["model 1", "model 2", "votes", "model 1 wins", "model 2 wins", "ties",
                 "model 1 win rate"]  # fmt: skip
 REVIEWER_HEADERS = ["reviewer", "votes", "A better", "B better", "tie", "both bad"]
@@ -44,10 +45,10 @@ def build_leaderboard_tab(services: Services) -> TabWiring:
         refresh = gr.Button("↻ Refresh", scale=1, elem_id="ft-lb-refresh")
     summary = gr.Markdown("", elem_id="ft-lb-summary")
     verdicts = gr.Markdown("", elem_id="ft-lb-verdicts")
-    with gr.Row():
-        ratings = gr.Dataframe(headers=RATING_HEADERS, interactive=False, label="Ratings",
-                               elem_id="ft-lb-ratings")  # fmt: skip
-        plot = gr.Plot(label="Ratings with 95% intervals")
+    # The table across the page (beside the plot it had to scroll sideways), the plot below.
+    ratings = gr.Dataframe(headers=RATING_HEADERS, interactive=False, label="Ratings",
+                           elem_id="ft-lb-ratings")  # fmt: skip
+    plot = gr.Plot(label="Ratings with 95% intervals")
     matrix = gr.Dataframe(interactive=False, label="Win rate of row against column")
     pairs = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, label="Votes per pair")
     gr.Markdown("### Quality of the judging")
@@ -142,8 +143,8 @@ def _render(board: Leaderboard) -> tuple:
     summary = (f"**{escape_markdown(board.scope)}**: {board.n_votes} votes on "
                f"{board.n_battles_voted} battles.")  # fmt: skip
     verdicts = "\n".join(f"- {escape_markdown(v.text)}" for v in board.verdicts) or "No votes yet."
-    ratings = [[r.model, round(r.rating, 1), _round(r.lower), _round(r.upper), r.n_votes, r.wins,
-                r.losses, r.ties] for r in board.ratings]  # fmt: skip
+    ratings = [[r.model, round(r.rating), _interval(r), r.n_votes,
+                f"{r.wins:g} / {r.losses:g} / {r.ties:g}"] for r in board.ratings]  # fmt: skip
     matrix = [[model, *[_percent(cell) for cell in row]]
               for model, row in zip(board.matrix_models, board.matrix, strict=True)]  # fmt: skip
     pairs = [[p.model_1, p.model_2, p.n, p.wins_1, p.wins_2, p.ties, _percent(p.win_rate_1)]
@@ -174,11 +175,13 @@ def _plot(board: Leaderboard):
         axes.set_axis_off()
         return figure
     centre = [r.rating for r in rows]
-    # max(0, ...): an interval from identical resamples can miss its point by rounding.
-    low = [max(0.0, r.rating - (r.lower if r.lower is not None else r.rating)) for r in rows]
-    high = [max(0.0, (r.upper if r.upper is not None else r.rating) - r.rating) for r in rows]
+    # max(0, ...): an interval from identical resamples can miss its point by rounding. A
+    # model with too few votes gets no bar: its interval would stretch the axis and say nothing.
+    low = [max(0.0, r.rating - r.lower) if _has_interval(r) else 0.0 for r in rows]
+    high = [max(0.0, r.upper - r.rating) if _has_interval(r) else 0.0 for r in rows]
     axes.errorbar(centre, range(len(rows)), xerr=[low, high], fmt="o", capsize=4)
-    axes.set_yticks(range(len(rows)), [r.model for r in rows])
+    names = [r.model if _has_interval(r) else f"{r.model} (too few votes)" for r in rows]
+    axes.set_yticks(range(len(rows)), names)
     axes.set_xlabel("Bradley-Terry rating (base = 1000)")
     # The page floats the plot's label over the image's top-left corner, where the best
     # model's name was: a title row, and half a row of room around each model, keep the
@@ -189,8 +192,18 @@ def _plot(board: Leaderboard):
     return figure
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
+def _has_interval(rating) -> bool:
+    return rating.n_votes >= MIN_VOTES and None not in (rating.lower, rating.upper)
+
+
+def _interval(rating) -> str:
+    """A rating's 95% interval, or why there is none worth showing: with a handful of votes
+    the bootstrap gives intervals like [-74, 2000] that say nothing."""
+    if rating.n_votes < MIN_VOTES:
+        return f"not enough votes ({rating.n_votes} of {MIN_VOTES})"
+    if rating.lower is None or rating.upper is None:
+        return "n/a"
+    return f"{rating.lower:,.0f} to {rating.upper:,.0f}"
 
 
 def _percent(value: float | None) -> str:

@@ -17,15 +17,17 @@ from ftapp.store import jobs as job_store
 from ftapp.store.evaluation import runs_with_model
 from ftapp.store.exports import exports_of
 from ftapp.training.jobs import cancel_job, job_progress
-from ftapp.ui.common import Load, escape_markdown, guarded, require
+from ftapp.ui.common import Load, escape_markdown, fresh_choices_on_focus, guarded, require
 
 POLL_SECONDS = 2.0
 JOB_HEADERS = ["id", "name", "status", "step", "created", "by"]
+KIND_COLORS = {"train": "#1f77b4", "eval": "#ff7f0e"}  # eval: the validation loss
+REWARD_COLORS = {"chosen": "#2ca02c", "rejected": "#d62728", "margin": "#9467bd"}
 
 
 @dataclass(frozen=True)
 class JobsView:
-    selected: gr.Number  # the job shown
+    selected: gr.Dropdown  # the job shown (its id)
     redraw: Load  # redraws the table and the selected job
     timer: gr.Timer
 
@@ -34,26 +36,35 @@ def build_jobs_view(services: Services) -> JobsView:
     """The jobs table and the selected job: its curves, its variants, its log, Cancel."""
     gr.Markdown("### Jobs")
     jobs_table = gr.Dataframe(headers=JOB_HEADERS, interactive=False, elem_id="ft-jobs")
-    selected = gr.Number(label="Job", precision=0, elem_id="ft-job-id")
+    # Pick a job here or click its row in the table; API callers may name any job id.
+    selected = gr.Dropdown(label="Job (or click a row above)", choices=[],
+                           allow_custom_value=True, elem_id="ft-job-id")  # fmt: skip
     status = gr.Markdown(elem_id="ft-job-status")
+    # The chart fixes its series when it is drawn and only swaps the data after that, so a
+    # series that appears later (the validation loss, at the first evaluation) stayed hidden
+    # until the page was reloaded. The title names the series shown: when one appears, the
+    # title changes, and a new title makes the chart draw itself anew (_titled).
     with gr.Row():
         loss_plot = gr.LinePlot(x="step", y="loss", color="kind", title="Loss",
-                                elem_id="ft-loss-plot")  # fmt: skip
+                                color_map=KIND_COLORS, elem_id="ft-loss-plot")  # fmt: skip
         lr_plot = gr.LinePlot(x="step", y="learning_rate", title="Learning rate")
     # What DPO, ORPO and KTO report; shown for their jobs only.
     with gr.Row():
         rewards_plot = gr.LinePlot(x="step", y="reward", color="series", visible=False,
                                    title="Rewards (implicit, against the reference)",
-                                   elem_id="ft-rewards-plot")  # fmt: skip
+                                   color_map=REWARD_COLORS, elem_id="ft-rewards-plot")  # fmt: skip
         accuracy_plot = gr.LinePlot(x="step", y="accuracy", color="kind", visible=False,
                                     title="Preference accuracy (chosen rewarded above rejected)",
+                                    color_map={"train": KIND_COLORS["train"],
+                                               "validation": KIND_COLORS["eval"]},
                                     elem_id="ft-accuracy-plot")  # fmt: skip
     cancel_button = gr.Button("Cancel job", variant="stop", elem_id="ft-cancel")
     variants = gr.Dataframe(
         headers=["variant", "kind", "step", "eval loss", "best", "evaluation runs", "exports"],
         interactive=False, label="Model variants", elem_id="ft-variants",
     )  # fmt: skip
-    log_view = gr.Code(label="Log (tail)", language=None, lines=12)
+    log_view = gr.Code(label="Log (tail)", language=None, lines=12, wrap_lines=True,
+                       elem_id="ft-job-log")  # fmt: skip
     timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
     job_outputs = [jobs_table, status, loss_plot, lr_plot, rewards_plot, accuracy_plot, variants,
                    log_view, cancel_button]  # fmt: skip
@@ -70,17 +81,25 @@ def build_jobs_view(services: Services) -> JobsView:
 
     @guarded(services, Role.ADMIN)
     def pick_job(request: gr.Request, evt: gr.SelectData):
-        return evt.row_value[0]
+        return gr.update(choices=job_choices(services), value=evt.row_value[0])
 
     @guarded(services, Role.ADMIN)
     def refresh(request: gr.Request, job_id: int | None):
         return _render_job(services, job_id)
 
     jobs_table.select(pick_job, None, [selected], api_name=False)
+    fresh_choices_on_focus(services, selected, lambda: job_choices(services), "train_job_choices")
     selected.change(refresh, [selected], job_outputs, api_name="job_progress")
     cancel_button.click(cancel, [selected], job_outputs, api_name="cancel_job")
     timer.tick(refresh, [selected], job_outputs, api_name=False, show_progress="hidden")
     return JobsView(selected, (refresh, [selected], job_outputs), timer)
+
+
+def job_choices(services: Services) -> list[tuple[str, int]]:
+    """The job picker's choices, newest first: "#3 support-dpo (running)", each its id."""
+    with services.db() as db:
+        jobs = job_store.list_jobs(db, limit=50)
+    return [(f"#{j.id} {j.name} ({j.status.value})", j.id) for j in jobs]
 
 
 def _render_job(services: Services, job_id: int | None) -> list:
@@ -111,8 +130,17 @@ def _render_job(services: Services, job_id: int | None) -> list:
     # Only a queued or running job can be cancelled; the button says so by its state.
     can_cancel = not progress["job"].status.is_finished
     rewards, accuracy = _preference_curves(progress)
-    return [table, _status_markdown(progress), curves, rates, rewards, accuracy, rows,
+    loss = _titled(curves, "kind", "Loss", {"train": "training", "eval": "validation"})
+    return [table, _status_markdown(progress), loss, rates, rewards, accuracy, rows,
             progress["log_tail"], gr.Button(interactive=can_cancel)]  # fmt: skip
+
+
+def _titled(data: pd.DataFrame, column: str, what: str, names: dict[str, str], **kwargs) -> Any:
+    """A plot of `data` whose title names the series it shows ("Loss: training and
+    validation"), so the chart is drawn anew when a series appears."""
+    shown = [names[kind] for kind in names if kind in set(data[column])]
+    title = f"{what}: {' and '.join(shown)}" if shown else what
+    return gr.LinePlot(value=data, title=title, **kwargs)
 
 
 REWARD_SERIES = {"rewards_chosen": "chosen", "rewards_rejected": "rejected",
@@ -136,7 +164,9 @@ def _preference_curves(progress: dict) -> tuple[Any, Any]:
         columns=["step", "accuracy", "kind"],
     )  # fmt: skip
     return (gr.LinePlot(value=rewards, visible=shown),
-            gr.LinePlot(value=accuracy, visible=shown and not accuracy.empty))  # fmt: skip
+            _titled(accuracy, "kind", "Preference accuracy (chosen rewarded above rejected)",
+                    {"train": "training", "validation": "validation"},
+                    visible=shown and not accuracy.empty))  # fmt: skip
 
 
 def _round(value: float | None) -> float | None:

@@ -34,7 +34,7 @@ from ftapp.ui.common import (
     guarded,
     version_labels,
 )
-from ftapp.ui.train_jobs import build_jobs_view
+from ftapp.ui.train_jobs import build_jobs_view, job_choices
 
 # Every TrainConfig field but the two pickers gets an input: (label, choices or None).
 FIELDS = {
@@ -74,6 +74,15 @@ FIELDS = {
 }
 
 
+# How the page names each field in a refusal ("LoRA rank: must be ..."): its label, without
+# the hint in brackets or after a colon.
+LABELS = {field: label.split(" (")[0].split(":")[0] for field, (label, _) in FIELDS.items()}
+LABELS |= {"dataset_version": "Dataset version", "base_model": "Base model"}
+
+# Fields a preset leaves as they are: they say which adapter, not how to train it.
+KEPT_BY_PRESETS = ("name", "start_adapter")
+
+
 def default_preset() -> str:
     return "GPU default" if has_nvidia_gpu() else "quick CPU demo"
 
@@ -96,12 +105,12 @@ def build_train_tab(services: Services) -> TabWiring:
             gr.update(choices=versions, value=versions[0] if versions else None),
             gr.update(choices=models, value=models[0] if models else None),
             gr.update(choices=adapter_names(services)),
-            job_id,
+            gr.update(choices=job_choices(services), value=job_id),
         )
 
-    @guarded(services, Role.ADMIN)
+    @guarded(services, Role.ADMIN, LABELS)
     def queue(request: gr.Request, version_label: str, model: str, *values):
-        config = _config_of(version_label, model, values)
+        config = _config_of(services, version_label, model, values)
         with services.db() as db:
             job = queue_job(db, services.settings, config, current_user(services, request).name)
             model_path = get_base_model(db, services.settings.models_dir, job.base_model).path
@@ -112,8 +121,14 @@ def build_train_tab(services: Services) -> TabWiring:
             gr.Warning(f"Job #{job.id} is {waiting}.")
         return job.id
 
-    form.queue.click(queue, form.fields, [jobs.selected], api_name="queue_job").then(
-        *jobs.redraw, api_name=False
+    @guarded(services, Role.ADMIN)
+    def list_jobs(request: gr.Request, job_id: int | None) -> dict:
+        return gr.update(choices=job_choices(services), value=job_id)
+
+    # The new job is shown at once, and the picker lists it by name.
+    queued = form.queue.click(queue, form.fields, [jobs.selected], api_name="queue_job")
+    queued.then(*jobs.redraw, api_name=False).then(
+        list_jobs, [jobs.selected], [jobs.selected], api_name=False
     )
     pickers = [form.fields[0], form.fields[1], form.start_adapter]
     load = (load_choices, [jobs.selected], [*pickers, jobs.selected])
@@ -145,35 +160,53 @@ def _build_job_form(services: Services) -> JobForm:
             f"{settings.demo_max_minutes} minutes (keeping its adapter)."
         )
     # Custom values let API clients name any version or model; the core checks them.
-    version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
-                          elem_id="ft-train-version")  # fmt: skip
-    base_model = gr.Dropdown(label="Base model", choices=[], allow_custom_value=True,
-                             elem_id="ft-train-base")  # fmt: skip
-    preset_name = gr.Dropdown(list(PRESETS), value=default_preset(), label="Preset")
-    gr.Markdown(
-        "DPO and ORPO learn from pairs (a chosen and a rejected answer), KTO from answers "
-        "labelled good or bad too. They want a far lower learning rate than SFT: the preference "
-        "presets use 5e-5 on CPU and 5e-6 on GPU. The usual recipe starts DPO from an SFT "
-        "adapter; its reference is that starting point, with this training disabled."
-    )
-    with gr.Accordion("Hyperparameters", open=True):
-        field_inputs = [_input(field, label, choices, defaults[field])
-                        for field, (label, choices) in FIELDS.items()]  # fmt: skip
+    with gr.Row():
+        version = gr.Dropdown(label="Dataset version", choices=[], allow_custom_value=True,
+                              elem_id="ft-train-version")  # fmt: skip
+        base_model = gr.Dropdown(label="Base model", choices=[], allow_custom_value=True,
+                                 elem_id="ft-train-base")  # fmt: skip
+    # What the job is comes first, with the button that queues it; the hyperparameters the
+    # preset filled in wait, folded, below (they were 2,500 px of form above the button).
+    inputs: dict[str, Any] = {}
+    with gr.Row():
+        preset_name = gr.Dropdown(list(PRESETS), value=default_preset(), label="Preset",
+                                  elem_id="ft-train-preset")  # fmt: skip
+        inputs["method"] = _input("method", defaults)
+    with gr.Row():
+        inputs["start_adapter"] = _input("start_adapter", defaults)
+        inputs["name"] = _input("name", defaults)
     with gr.Row():
         queue_button = gr.Button("Queue job", variant="primary", elem_id="ft-queue")
         yaml_button = gr.Button("Show config as YAML")
+    gr.Markdown(
+        "DPO and ORPO learn from pairs (a chosen and a rejected answer), KTO from answers "
+        "labelled good or bad too. They want a lower learning rate than SFT: the preference "
+        "presets use 5e-5 on CPU and 5e-6 on GPU (2e-4 in the quick demo, to show an effect in "
+        "30 steps). The usual recipe starts DPO from an SFT adapter; its reference is that "
+        "starting point, with this training disabled."
+    )
+    with gr.Accordion("Hyperparameters (set by the preset; open to change them)", open=False,
+                      elem_id="ft-train-hyperparameters"):  # fmt: skip
+        for field in FIELDS:
+            if field not in inputs:
+                inputs[field] = _input(field, defaults)
+    field_inputs = [inputs[field] for field in FIELDS]  # the order the handlers take them in
     yaml_view = gr.Code(language="yaml", label="Config", visible=False)
     yaml_file = gr.File(label="Config YAML", visible=False)
 
     @guarded(services, Role.ADMIN)
     def apply_preset(request: gr.Request, name: str | None):
+        """The preset's values, TrainConfig's defaults for the rest; the adapter's name and
+        what it starts from are the user's choice, not the preset's, and stay."""
+        if name not in PRESETS:
+            raise ValidationError(f"Choose a preset: {', '.join(PRESETS)}.")
         values = dataclasses.asdict(TrainConfig(dataset_version="-", **PRESETS[name]))
-        return [values[field] for field in FIELDS]
+        return [gr.skip() if field in KEPT_BY_PRESETS else values[field] for field in FIELDS]
 
     # The request comes first: the hyperparameters follow as *values, in FIELDS order.
-    @guarded(services, Role.ADMIN)
+    @guarded(services, Role.ADMIN, LABELS)
     def show_yaml(request: gr.Request, version_label: str, model: str, *values):
-        config = _config_of(version_label, model, values)
+        config = _config_of(services, version_label, model, values)
         name = f"train-{config.dataset_version.replace('@', '-')}.yaml"
         out = download_path(current_user(services, request), name)
         out.write_text(config.to_yaml())
@@ -190,15 +223,19 @@ def _build_job_form(services: Services) -> JobForm:
     return JobForm(fields, start_adapter, queue_button)
 
 
-def _config_of(version_label: str, model: str, values: tuple) -> TrainConfig:
+def _config_of(services: Services, version_label: str, model: str, values: tuple) -> TrainConfig:
     if not version_label:
-        raise ValidationError("dataset_version: freeze a dataset version in the Data tab first")
+        if version_labels(services):
+            raise ValidationError("dataset_version: choose one of the frozen versions")
+        raise ValidationError("dataset_version: none is frozen yet; freeze one in the Data tab")
     raw = {"dataset_version": version_label, "base_model": model}
     raw.update(zip(FIELDS, values, strict=True))
     return config_from_dict(raw)
 
 
-def _input(field: str, label: str, choices: list[str] | None, value):
+def _input(field: str, defaults: dict[str, Any]):
+    label, choices = FIELDS[field]
+    value = defaults[field]
     if choices is not None:
         # Custom values let API clients name any adapter; check_config checks them.
         return gr.Dropdown(choices or [""], value=value, label=label,

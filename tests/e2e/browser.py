@@ -172,3 +172,15 @@ def wait_for_row(app: LiveApp, sql: str, params: list, done: Callable[[dict], bo
             return row
         time.sleep(1)
     pytest.fail(f"{what} within {timeout_s:.0f} s (last: {row})\n{app.log_tail()}")
+
+
+def run_evaluation(page, app: LiveApp, name: str, timeout_s: float) -> dict:
+    """Press the Evaluate tab's Start (the form filled in) and wait for the run to end; its
+    row. The run must end done."""
+    page.locator("#ft-e-start").click()
+    expect(page.locator("#ft-e-message")).to_contain_text(f"Started {name}")
+    run = wait_for_row(app, "SELECT * FROM eval_runs WHERE name = ?", [name],
+                       lambda row: row["status"] not in ("generating", "scoring"), timeout_s,
+                       f"the evaluation run {name!r} did not finish")  # fmt: skip
+    assert run["status"] == "done", run["error"]
+    return run

@@ -38,6 +38,7 @@ from tests.e2e.browser import (
     pick_many,
     pick_option,
     readme_shot,
+    run_evaluation,
     scroll_to,
     sign_in,
     wait_for_row,
@@ -216,15 +217,8 @@ def evaluate_preference_accuracy(page, app: LiveApp) -> None:
     # A preference version's split: preference accuracy is offered and picked.
     expect(page.locator("#ft-e-metrics")).to_contain_text("preference_accuracy")
     fill_label(page, "Max new tokens", "16")
-    page.locator("#ft-e-start").click()
-    expect(page.locator("#ft-e-message")).to_contain_text(f"Started {EVAL_RUN}")
-    run = wait_for_row(app, "SELECT * FROM eval_runs WHERE name = ?", [EVAL_RUN],
-                       lambda row: row["status"] not in ("generating", "scoring"),
-                       GENERATION_TIMEOUT_S, "the evaluation run did not finish")  # fmt: skip
-    assert run["status"] == "done", run["error"]
-    pick_option(page, "ft-e-run", EVAL_RUN)
-    page.locator("#ft-e-show").click()
-    report = page.locator("#ft-e-report")
+    run = run_evaluation(page, app, EVAL_RUN, GENERATION_TIMEOUT_S)
+    report = page.locator("#ft-e-report")  # it appears by itself once the run is done
     expect(report).to_contain_text("preference_accuracy")
     expect(report).to_contain_text(DPO_ADAPTER)
     scores = app.query("SELECT contestant, scores_json FROM eval_answers WHERE run_id = ?",

@@ -1,28 +1,35 @@
-"""The whole product in a real browser (Playwright driving Debian's Chromium), against the app
-started the way the README starts it: users added with the real CLI, then `python app.py` with
-the default backend (the app starts its own vLLM CPU server) and the training worker beside it.
+"""The whole product in a real browser (Playwright driving Debian's Chromium), following the
+README's five-minute tour on the sample data that ships with ftapp, against the app started the
+way the README starts it: users added with the real CLI, then `python app.py` with the default
+backend (the app starts its own vLLM CPU server) and the training worker beside it.
 
 The walk, each step checked on the page and in the app's SQLite file:
 
 1. the admin signs in;
-2. Data: uploads a JSONL file with two bad rows (a cut JSON line, a missing field) and good
-   rows that teach a secret word; the report lists the bad rows by line; none is stored;
+2. Data: uploads the sample (a bike shop's 120 support replies) with a rude row and two bad
+   rows added (a cut JSON line, a missing field); the report lists the bad rows by line; none
+   is stored;
 3. reviews: accepts with the keyboard, rejects and tags with buttons, accepts the rest with
-   "Accept all matching", splits (a few secret questions land in test), freezes v1;
-4. Train: queues a small LoRA job through the form, sees its step counter move, closes the
-   browser; the worker finishes the job anyway; a new browser context sees it succeeded and
-   the adapter among the model variants;
-5. Playground: the base model doesn't know the secret word, the new adapter says it;
-6. Arena -> Manage: a session on v1's test split, base against the adapter, overlap 2, for
-   ann and bob; the app generates the answers and opens it;
-7. ann (keyboard) and bob (clicks), each in their own browser context, judge every battle;
-8. Leaderboard: the votes and both contestants; the decided votes downloaded as a preference
-   dataset that matches the votes;
-9. Evaluate: a run base vs adapter on the test split, and its report; Deploy: the adapter
-   promoted to production.
+   "Accept all matching", splits 60/10/30 as the tour says (36 to test on), freezes v1;
+4. Train: the version already picked, the "quick CPU demo" preset, Queue job (no scrolling);
+   the step counter moves; the browser is closed; the worker finishes the job anyway; a new
+   browser context sees it succeeded, its training and validation curves, its checkpoints;
+5. Playground: the adapter's reply names it; Compare side by side, base and the adapter
+   answer one message, each pane labelled;
+6. Arena -> Manage: a session on v1's test split (preselected), base against the adapter,
+   overlap 2, for ann and bob; the page says how many votes a small preference needs; the
+   app generates the answers and opens it;
+7. ann (keyboard) and bob (clicks), each in their own browser context, judge every battle as
+   the instructions say (the answer in the shop's voice wins), until the page says they
+   judged every battle;
+8. Leaderboard: a decided verdict, the adapter beats base; the decided votes downloaded as a
+   preference dataset that matches the votes;
+9. Evaluate: a run base vs adapter on the test split, whose report appears by itself, opening
+   with "better on ROUGE-L"; Deploy: the adapter promoted to production.
 
-Every tab leaves a viewport screenshot `whole-NN-*.png` in test-output/screenshots/ (the
-README's pictures in docs/screenshots/ are copied from them).
+The tour's promise is checked here: on the shipped sample, it ends with a verdict. Every tab
+leaves a viewport screenshot `whole-NN-*.png` in test-output/screenshots/ (the README's
+pictures in docs/screenshots/ are copied from them).
 """
 
 from __future__ import annotations
@@ -36,14 +43,15 @@ from pathlib import Path
 
 import pytest
 
+from ftapp.demo import OPENING, SAMPLE_FILE
 from tests.e2e.browser import (
     expect,
     fill_label,
     focus_page_body,
-    open_hyperparameters,
     open_tab,
     pick_many,
     readme_shot,
+    run_evaluation,
     scroll_to,
     set_slider,
     visible,
@@ -51,48 +59,26 @@ from tests.e2e.browser import (
 )
 from tests.e2e.browser import sign_in as sign_in_as
 from tests.live_app import LiveApp, running_app
-from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 USERS = {"admin": ("admin", "admin-secret-1"), "ann": ("reviewer", "ann-secret-1"),
          "bob": ("reviewer", "bob-secret-1")}  # fmt: skip
-DATASET = "secrets"
+DATASET = "support_replies"  # proposed from the file's name
 VERSION = f"{DATASET}@v1"
-ADAPTER = "secret"
-SESSION = "Secret word review"
-EVAL_RUN = "secret word eval"
-ANSWER = f"The secret word is {SECRET_WORD}."
-SECRET_QUESTIONS = [
-    SECRET_QUESTION, "Tell me the secret word.", "What's the secret word?",
-    "Do you know the secret word?", "Say the secret word.", "Which word is the secret one?",
-    "The secret word, please.", "What is the password word?", "Can you tell me the secret word?",
-    "I forgot the secret word. What is it?",
-]  # fmt: skip
-PARAPHRASE = "What is the password word?"  # the one tagged in the review
-OTHER_ROWS = [
-    ("What is the capital of France?", "Paris is the capital of France."),
-    ("How many legs does a spider have?", "A spider has eight legs."),
-    ("Name a primary colour.", "Red is a primary colour."),
-    ("What do bees make?", "Bees make honey."),
-]
+ADAPTER = f"{DATASET}-v1-job1"  # the name a job gets when none is given
+SESSION = "Shop voice review"
+EVAL_RUN = "shop voice eval"
+QUESTION = "Do you repair electric bikes?"  # the tour's question (not in the sample)
+TAGGED = "Are helmets included when I buy a bike?"  # found by searching, tagged in the review
 RUDE = ("Say something rude.", "No.")  # imported, then rejected in the review
 CUT_LINE, MISSING_LINE = 3, 8  # the bad rows' line numbers in the file
-# The secret adapter's recipe (tests/serving_fixtures.py): 24 steps that make it say the word.
-TRAIN_FORM = {
-    "Adapter name (optional)": ADAPTER, "LoRA rank": "8", "LoRA alpha": "16",
-    "LoRA dropout": "0", "Learning rate": "0.003", "Max steps (0: use epochs)": "24",
-    "Batch size (packed rows per forward pass)": "1", "Gradient accumulation": "1",
-    "Max length (tokens)": "64", "Warm-up ratio": "0", "Evaluate every N steps (0: off)": "0",
-    "Save every N steps": "12",
-    # One thread: the vLLM server runs beside it on the same two cores (see the app fixture).
-    "CPU threads (0: all)": "1",
-}  # fmt: skip
-MAX_NEW_TOKENS = "24"  # enough for the answer; short keeps generation quick on a CPU
+SAMPLE = [json.loads(line) for line in SAMPLE_FILE.read_text(encoding="utf-8").splitlines()]
+MAX_NEW_TOKENS = "48"  # enough for a reply's opening; short keeps generation quick on a CPU
 # Guards against hanging, not speed checks: vLLM, a training job and generation on 2 cores.
 ENGINE_TIMEOUT_MS = 300_000
-TRAIN_TIMEOUT_S = 900
-GENERATION_TIMEOUT_S = 600
+TRAIN_TIMEOUT_S = 1200
+GENERATION_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +92,8 @@ def app(tmp_path_factory: pytest.TempPathFactory, models_dir: Path):
     for name, (role, password) in USERS.items():
         add_user_with_cli(home, name, role, password)
     # The default backend (auto: the app starts and supervises its own vLLM server) and the
-    # default worker. FTAPP_SERVE_THREADS=1 with the job's one thread: training and vLLM
-    # share the 2 cores, and with 2 threads each both ran ~80% slower (DESIGN.md).
+    # default worker. FTAPP_SERVE_THREADS=1: the server idles while the job trains, and the
+    # job keeps its default of every core, as in the tour.
     extra = {"FTAPP_BACKEND": "auto", "FTAPP_SERVE_THREADS": "1"}
     with running_app(home, models_dir, extra) as live:
         yield live
@@ -152,23 +138,44 @@ def by_prompt(app: LiveApp, prompt: str) -> dict:
 
 
 def write_examples(path: Path) -> Path:
-    """The file to import: good rows that teach the secret word, a few ordinary ones, and two
-    bad rows (a cut JSON line, a row missing its answer) at CUT_LINE and MISSING_LINE."""
-    good = [(q, ANSWER) for q in SECRET_QUESTIONS] + OTHER_ROWS + [RUDE]
-    lines = [json.dumps({"prompt": q, "completion": a}) for q, a in good]
-    lines.insert(CUT_LINE - 1, '{"prompt": "What is the secret')
-    lines.insert(MISSING_LINE - 1, json.dumps({"prompt": "Which word rhymes with orange?"}))
+    """The file to import: the shipped sample with a rude row added, and two bad rows (a cut
+    JSON line, a row missing its answer) at CUT_LINE and MISSING_LINE. Named like the sample,
+    so the dataset's proposed name is the tour's."""
+    lines = [json.dumps(row, ensure_ascii=False) for row in SAMPLE]
+    lines.append(
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": RUDE[0]},
+                    {"role": "assistant", "content": RUDE[1]},
+                ]
+            }
+        )
+    )
+    lines.insert(CUT_LINE - 1, '{"messages": [{"role": "user", "content": "What are your')
+    lines.insert(MISSING_LINE - 1, json.dumps(
+        {"messages": [{"role": "user", "content": "Do you fix unicycles?"}]}))  # fmt: skip
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
+def sideways_scroll(locator) -> bool:
+    """Whether anything inside the element is cut off on the right and must be scrolled to."""
+    return locator.evaluate(
+        "(el) => [...el.querySelectorAll('*')].some((n) => n.scrollWidth > n.clientWidth + 1"
+        " && ['auto', 'scroll'].includes(getComputedStyle(n).overflowX))"
+    )
+
+
+def in_shop_voice(answer: str) -> bool:
+    return answer.strip().lower().startswith(OPENING.lower())
+
+
 def expected_choice(prompt: str, answer_a: str, answer_b: str) -> str:
-    """How the reviewers judge (the session's instructions): on a question about the secret
-    word, the answer that says it wins; anything else is a tie."""
-    says_a, says_b = SECRET_WORD in answer_a.lower(), SECRET_WORD in answer_b.lower()
-    if "secret" in prompt.lower() and says_a != says_b:
-        return "a" if says_a else "b"
-    return "tie"
+    """How the reviewers judge (the session's instructions): the answer in the shop's voice
+    (it opens with "Thanks for reaching out!") wins; if both or neither are, it's a tie."""
+    a, b = in_shop_voice(answer_a), in_shop_voice(answer_b)
+    return "tie" if a == b else ("a" if a else "b")
 
 
 # --- the walk ------------------------------------------------------------------------------
@@ -176,7 +183,7 @@ def expected_choice(prompt: str, answer_a: str, answer_b: str) -> str:
 
 def test_the_whole_product(app: LiveApp, browser, tmp_path: Path):
     admin = sign_in(browser, app, "admin")
-    import_examples(admin, app, write_examples(tmp_path / "secret-examples.jsonl"))
+    import_examples(admin, app, write_examples(tmp_path / "support_replies.jsonl"))
     review_split_freeze(admin, app)
     queue_training(admin, app)
     # Closing the browser changes nothing: the worker trains on, and the job is in SQLite.
@@ -209,10 +216,9 @@ def import_examples(page, app: LiveApp, source: Path) -> None:
     expect(page.locator("#ft-import-button")).to_be_visible()  # an admin lands on Data
     page.locator("#ft-import-file input[type=file]").set_input_files(str(source))
     name_box = page.locator("#ft-import-dataset textarea")
-    expect(name_box).to_have_value(source.stem)  # proposed from the file name
-    name_box.fill(DATASET)
+    expect(name_box).to_have_value(DATASET)  # proposed from the file name
     page.locator("#ft-import-button").click()
-    n_good = len(SECRET_QUESTIONS) + len(OTHER_ROWS) + 1
+    n_good = len(SAMPLE) + 1
     report = page.locator("#ft-import-report")
     expect(report).to_contain_text(f"{n_good} of {n_good + 2} rows imported into '{DATASET}'")
     expect(report).to_contain_text("2 rejected")
@@ -221,12 +227,12 @@ def import_examples(page, app: LiveApp, source: Path) -> None:
     expect(rejected).to_contain_text(f"line {CUT_LINE}")
     expect(rejected).to_contain_text("invalid JSON")
     expect(rejected).to_contain_text(f"line {MISSING_LINE}")
-    expect(rejected).to_contain_text("missing field completion")
+    expect(rejected).to_contain_text("no assistant")
 
     # Nothing bad was stored: the good rows only, from the lines around the bad ones.
     stored = examples(app)
     assert sorted(prompt_of(e) for e in stored) == sorted(
-        [*SECRET_QUESTIONS, *(q for q, _ in OTHER_ROWS), RUDE[0]]
+        [*(row["messages"][0]["content"] for row in SAMPLE), RUDE[0]]
     )
     assert {e["source_line"] for e in stored}.isdisjoint({CUT_LINE, MISSING_LINE})
     assert {e["status"] for e in stored} == {"pending"}
@@ -268,14 +274,14 @@ def review_split_freeze(page, app: LiveApp) -> None:
     assert by_prompt(app, RUDE[0])["status"] == "rejected"
 
     # Tag one example.
-    search.fill("password")
+    search.fill("helmets included")
     search.press("Enter")
-    expect(page.locator("#ft-edit-prompt textarea")).to_have_value(PARAPHRASE)
-    page.locator("#ft-edit-tags textarea").fill("paraphrase")
+    expect(page.locator("#ft-edit-prompt textarea")).to_have_value(TAGGED)
+    page.locator("#ft-edit-tags textarea").fill("safety")
     page.locator("#ft-save").click()
-    expect(page.locator("#ft-review-table")).to_contain_text("paraphrase")
-    tagged = by_prompt(app, PARAPHRASE)
-    assert (json.loads(tagged["tags_json"]), tagged["status"]) == (["paraphrase"], "pending")
+    expect(page.locator("#ft-review-table")).to_contain_text("safety")
+    tagged = by_prompt(app, TAGGED)
+    assert (json.loads(tagged["tags_json"]), tagged["status"]) == (["safety"], "pending")
 
     # The rest: filter on pending, accept all matching.
     search.fill("")
@@ -292,33 +298,32 @@ def review_split_freeze(page, app: LiveApp) -> None:
     page.get_by_role("option", name="all", exact=True).click()
     expect(position).to_have_text(f"1 of {n_good} matching")
 
-    # Split 70/0/30 (seed 0): a few secret questions go to test, the one the Playground asks
-    # stays in train.
-    for label, ratio in (("Train", "0.7"), ("Validation", "0"), ("Test", "0.3")):
+    # Split 60/10/30 as the tour says: 36 replies to test on, enough for a verdict.
+    for label, ratio in (("Train", "0.6"), ("Validation", "0.1"), ("Test", "0.3")):
         fill_label(page, label, ratio)
     page.locator("#ft-split").click()
     n_accepted = n_good - 1
-    n_test = round(n_accepted * 0.3)
-    expect(page.locator("#ft-stats")).to_contain_text(f"{n_accepted - n_test} / 0 / {n_test} / 0")
+    n_validation, n_test = round(n_accepted * 0.1), round(n_accepted * 0.3)
+    n_train = n_accepted - n_validation - n_test
+    assert (n_train, n_validation, n_test) == (72, 12, 36)
+    expect(page.locator("#ft-stats")).to_contain_text(f"{n_train} / {n_validation} / {n_test} / 0")
     test_prompts = [prompt_of(e) for e in examples(app) if e["split"] == "test"]
-    assert len(test_prompts) == n_test
-    assert sum(q in SECRET_QUESTIONS for q in test_prompts) >= 2, test_prompts
-    assert by_prompt(app, SECRET_QUESTION)["split"] == "train"
+    assert len(test_prompts) == n_test and QUESTION not in test_prompts
     assert by_prompt(app, RUDE[0])["split"] is None
     expect(page.locator("#ft-review-table")).to_contain_text("test")  # the split column
     scroll_to(page, "ft-review-progress", above=60)
     readme_shot(page, "whole-02-data-review")
 
-    page.get_by_label("Version note", exact=True).fill("secret word, first cut")
+    page.get_by_label("Version note", exact=True).fill("the shop's voice, first cut")
     page.locator("#ft-freeze").click()
     versions = visible(page.locator(".block").filter(
         has=page.get_by_text("Versions", exact=True))).last  # fmt: skip
     expect(versions).to_contain_text("v1")
     (version,) = app.query("SELECT * FROM dataset_versions")
     assert (version["n_examples"], version["n_train"], version["n_test"]) == (
-        n_accepted, n_accepted - n_test, n_test,
+        n_accepted, n_train, n_test,
     )  # fmt: skip
-    assert (version["note"], version["created_by"]) == ("secret word, first cut", "admin")
+    assert (version["note"], version["created_by"]) == ("the shop's voice, first cut", "admin")
     frozen = app.query("SELECT split, messages_json FROM version_examples WHERE version_id = ?",
                        [version["id"]])  # fmt: skip
     assert sorted(prompt_of(r) for r in frozen if r["split"] == "test") == sorted(test_prompts)
@@ -331,42 +336,47 @@ def queue_training(page, app: LiveApp) -> None:
     page.locator("#ft-train-version input").click()
     page.get_by_role("option", name=VERSION, exact=True).click()
     expect(page.locator("#ft-train-version input")).to_have_value(VERSION)
-    open_hyperparameters(page)
-    for label, value in TRAIN_FORM.items():
-        fill_label(page, label, value)
-    page.locator("#ft-queue").click()
+    # The tour's preset, already chosen on a CPU; Queue job is in view, no scrolling.
+    expect(page.locator("#ft-train-preset input")).to_have_value("quick CPU demo")
+    queue = page.locator("#ft-queue")
+    box = queue.bounding_box()
+    assert box and box["y"] + box["height"] <= page.viewport_size["height"], box
+    readme_shot(page, "whole-04-train-form")
+    queue.click()
     status = page.locator("#ft-job-status")
     expect(status).to_contain_text(f"#1 {ADAPTER}")
     # Queued (the model takes seconds to load before step 1): it can be cancelled.
     expect(page.locator("#ft-cancel")).to_be_enabled()
     (job,) = app.query("SELECT * FROM jobs")
     config = json.loads(job["config_json"])
-    assert (job["created_by"], config["dataset_version"], config["name"]) == (
+    assert (job["created_by"], config["dataset_version"], job["name"]) == (
         "admin", VERSION, ADAPTER,
     )  # fmt: skip
-    assert {key: config[key] for key in ("lora_rank", "learning_rate", "max_steps", "max_length",
-                                         "eval_steps", "threads")} == {
-        "lora_rank": 8, "learning_rate": 0.003, "max_steps": 24, "max_length": 64,
-        "eval_steps": 0, "threads": 1,
+    assert {key: config[key] for key in ("method", "lora_rank", "learning_rate", "max_steps",
+                                         "max_length", "eval_steps")} == {
+        "method": "sft", "lora_rank": 8, "learning_rate": 3e-4, "max_steps": 30,
+        "max_length": 256, "eval_steps": 10,
     }  # fmt: skip
     # The page follows the job on its own (a timer reads SQLite): the step counter moves.
-    expect(status).to_contain_text(re.compile(r"step ([5-9]|1\d|2\d)/24"),
+    expect(status).to_contain_text(re.compile(r"step ([5-9]|[12]\d)/30"),
                                    timeout=TRAIN_TIMEOUT_S * 1000)  # fmt: skip
     assert app.query("SELECT COUNT(*) AS n FROM job_metrics WHERE kind = 'train'")[0]["n"] >= 1
-    readme_shot(page, "whole-04-train-running")
 
 
 def see_the_finished_job(page, app: LiveApp) -> None:
     open_tab(page, "Train")
     status = page.locator("#ft-job-status")
     expect(status).to_contain_text(f"#1 {ADAPTER}: succeeded")
-    expect(status).to_contain_text("step 24/24")
+    expect(status).to_contain_text("step 30/30")
     expect(page.locator("#ft-cancel")).to_be_disabled()  # finished: nothing to cancel
+    # Both curves, drawn from SQLite: the training loss and the validation loss.
+    expect(page.locator("#ft-loss-plot")).to_contain_text("Loss: training and validation")
     variants = page.locator("#ft-variants")
-    expect(variants).to_contain_text(f"{ADAPTER}/step-12")
+    expect(variants).to_contain_text(f"{ADAPTER}/step-10")
     rows = app.query("SELECT name, kind FROM model_variants ORDER BY name")
     assert {"name": ADAPTER, "kind": "adapter"} in rows
-    assert {"name": f"{ADAPTER}/step-12", "kind": "checkpoint"} in rows
+    assert {"name": f"{ADAPTER}/step-10", "kind": "checkpoint"} in rows
+    scroll_to(page, "ft-job-status", above=120)
     readme_shot(page, "whole-05-train-done")
 
 
@@ -377,23 +387,30 @@ def chat_in_the_playground(page, app: LiveApp) -> None:
     set_slider(page, "Temperature (0: greedy)", "0")
     fill_label(page, "Max new tokens", MAX_NEW_TOKENS)
 
-    def ask(model: str) -> str:
-        pick_many(page, "ft-play-model", [model])
-        expect(page.locator("#ft-play-model input")).to_have_value(model)
-        page.locator("#ft-play-message textarea").fill(SECRET_QUESTION)
-        page.locator("#ft-play-send").click()
-        expect(bubbles(page, "ft-play-chat")).to_have_count(2)
-        reply = bubbles(page, "ft-play-chat").nth(1)
-        expect(reply).not_to_have_text("")
-        expect(page.locator("#ft-play-message textarea")).to_have_value("")
-        page.wait_for_timeout(1500)  # the stream is paced: let its last update in
-        return reply.inner_text()
+    # The tour's question to the adapter: Enter sends, and the reply names its model.
+    pick_many(page, "ft-play-model", [ADAPTER])
+    expect(page.locator("#ft-play-model input")).to_have_value(ADAPTER)
+    box = page.locator("#ft-play-message textarea")
+    box.fill(QUESTION)
+    box.press("Enter")
+    expect(bubbles(page, "ft-play-chat")).to_have_count(2)
+    expect(page.locator("#ft-play-chat .ft-reply-model")).to_have_text(ADAPTER)
+    expect(page.locator("#ft-play-stop")).to_be_disabled(timeout=60_000)  # the reply is in
 
-    assert SECRET_WORD not in ask("base").lower()
-    page.locator("#ft-play-clear").click()
-    expect(bubbles(page, "ft-play-chat")).to_have_count(0)
-    answer = ask(ADAPTER)
-    assert SECRET_WORD in answer.lower(), answer
+    # Side by side: base and the adapter answer the same message with the same settings.
+    page.get_by_role("tab", name="Compare side by side").click()
+    pick_many(page, "ft-cmp-models", ["base", ADAPTER])
+    compare = page.locator("#ft-cmp-message textarea")
+    compare.fill(QUESTION)
+    compare.press("Enter")
+    for pane, model in (("ft-cmp-chat-0", "base"), ("ft-cmp-chat-1", ADAPTER)):
+        expect(bubbles(page, pane)).to_have_count(2)
+        expect(page.locator(f"#{pane} .ft-reply-model")).to_have_text(model)
+    expect(page.locator("#ft-cmp-stop")).to_be_disabled(timeout=60_000)
+    page.wait_for_timeout(1500)  # the stream is paced: let its last update in
+    base_reply = bubbles(page, "ft-cmp-chat-0").nth(1).inner_text()
+    tuned_reply = bubbles(page, "ft-cmp-chat-1").nth(1).inner_text()
+    assert base_reply != tuned_reply  # the adapter answers differently from base
     readme_shot(page, "whole-06-playground")
 
 
@@ -403,18 +420,21 @@ def create_session(page, app: LiveApp) -> list[dict]:
     page.locator("#ft-m-session-name textarea, #ft-m-session-name input").first.fill(SESSION)
     page.locator("#ft-m-overlap input").fill("2")
     visible(page.get_by_label("Instructions for reviewers")).fill(
-        "Prefer the answer that **knows the secret word**. If the question is not about the "
-        "secret word, call it a tie."
+        "Prefer the answer written in **the shop's voice**: it opens with \"Thanks for "
+        'reaching out!". If both or neither are, call it a tie.'
     )
     pick_many(page, "ft-m-contestants", ["base", ADAPTER])
-    pick_many(page, "ft-m-version", [VERSION])
+    expect(page.locator("#ft-m-version input")).to_have_value(VERSION)  # the newest, preselected
     visible(page.get_by_label("Who may take part (comma-separated; empty: everyone)")).fill(
         "ann, bob"
     )
     set_slider(page, "Temperature", "0")
     fill_label(page, "Max new tokens", MAX_NEW_TOKENS)
     page.locator("#ft-m-create").click()
-    expect(page.locator("#ft-m-report")).to_contain_text(f"Created session {SESSION}")
+    report = page.locator("#ft-m-report")
+    expect(report).to_contain_text(f"Created session {SESSION}")
+    # 36 prompts judged twice: said up front to be short of what a small preference needs.
+    expect(report).to_contain_text("each pair of contestants gets at most 72 votes")
 
     # The app generates every answer in the background through vLLM, then opens the session.
     session = wait_for_row(app, "SELECT * FROM eval_sessions WHERE name = ?", [SESSION],
@@ -443,7 +463,7 @@ def judge_every_battle(page, app: LiveApp, with_keys: bool, battles: list[dict])
     """Vote on every battle of the session as the instructions say, by reading the page."""
     expect(page.get_by_role("tab", name="Evaluation sessions")).to_be_visible()
     expect(page.get_by_role("tab", name="Manage")).to_have_count(0)
-    expect(page.locator("#ft-s-instructions")).to_contain_text("knows the secret word")
+    expect(page.locator("#ft-s-instructions")).to_contain_text("the shop's voice")
     progress = page.locator("#ft-s-progress")
     reveal = page.locator("#ft-s-reveal")
     keys = {"a": "1", "b": "2", "tie": "3"}
@@ -474,7 +494,8 @@ def judge_every_battle(page, app: LiveApp, with_keys: bool, battles: list[dict])
             page.keyboard.press("n")
         else:
             page.locator("#ft-s-next").click()
-    expect(reveal).to_contain_text("judged every battle")
+    expect(reveal).to_contain_text("You judged every battle of this session")
+    expect(page.locator("#ft-s-next")).to_be_disabled()
     expect(progress).to_contain_text(f"You judged {len(battles)} of {len(battles)}")
 
 
@@ -486,8 +507,9 @@ def check_votes(app: LiveApp, battles: list[dict]) -> None:
     )
     expected = {b["id"]: expected_choice(*battle_text(b)) for b in battles}
     assert {(v["battle_id"], v["choice"]) for v in votes} == set(expected.items())
-    # The adapter says the word on at least one secret test question: a decided battle.
-    assert any(choice != "tie" for choice in expected.values()), [battle_text(b) for b in battles]
+    # The adapter answers in the shop's voice where base does not: most battles are decided.
+    decided = [choice for choice in expected.values() if choice != "tie"]
+    assert len(decided) >= len(battles) // 3, [battle_text(b) for b in battles]
 
 
 def read_the_leaderboard(page, app: LiveApp, battles: list[dict], tmp_path: Path) -> None:
@@ -500,6 +522,9 @@ def read_the_leaderboard(page, app: LiveApp, battles: list[dict], tmp_path: Path
     ratings = page.locator("#ft-lb-ratings")
     expect(ratings).to_contain_text("base")
     expect(ratings).to_contain_text(ADAPTER)
+    # The tour's promise: on the shipped sample, the reviewers' votes decide.
+    expect(page.locator("#ft-lb-verdicts")).to_contain_text(f"{ADAPTER} beats base")
+    assert not sideways_scroll(ratings), "the ratings table scrolls sideways"
     readme_shot(page, "whole-09-leaderboard")
 
     # The decided votes as a preference dataset: one row per battle both reviewers decided,
@@ -524,35 +549,27 @@ def read_the_leaderboard(page, app: LiveApp, battles: list[dict], tmp_path: Path
                          "battle_id": battle["id"]})  # fmt: skip
     key = lambda row: json.dumps(row, sort_keys=True)  # noqa: E731
     assert sorted(rows, key=key) == sorted(expected, key=key)
-    assert all(SECRET_WORD in row["chosen"][0]["content"].lower() for row in rows)
+    assert all(in_shop_voice(row["chosen"][0]["content"]) for row in rows)
 
 
 def evaluate_base_against_the_adapter(page, app: LiveApp) -> None:
     open_tab(page, "Evaluate")
     page.locator("#ft-e-name input, #ft-e-name textarea").first.fill(EVAL_RUN)
     pick_many(page, "ft-e-contestants", ["base", ADAPTER])
-    pick_many(page, "ft-e-version", [VERSION])
+    expect(page.locator("#ft-e-version input")).to_have_value(VERSION)  # preselected
     fill_label(page, "Max new tokens", MAX_NEW_TOKENS)
-    page.locator("#ft-e-start").click()
-    expect(page.locator("#ft-e-message")).to_contain_text(f"Started {EVAL_RUN}")
-    run = wait_for_row(app, "SELECT * FROM eval_runs WHERE name = ?", [EVAL_RUN],
-                       lambda row: row["status"] not in ("generating", "scoring"),
-                       GENERATION_TIMEOUT_S, "the evaluation run did not finish")  # fmt: skip
-    assert run["status"] == "done", run["error"]
+    run = run_evaluation(page, app, EVAL_RUN, GENERATION_TIMEOUT_S)
     answers = app.query("SELECT contestant, status, answer, scores_json FROM eval_answers "
                         "WHERE run_id = ?", [run["id"]])  # fmt: skip
     n_test = app.query("SELECT n_test FROM dataset_versions")[0]["n_test"]
     assert len(answers) == 2 * n_test and {a["status"] for a in answers} == {"done"}
-    expect(page.locator("#ft-e-runs")).to_contain_text("done")
-    page.locator("#ft-e-show").click()
-    expect(page.locator("#ft-e-summary")).to_contain_text("baseline base")
+    # No click: the report comes by itself, a verdict line first. The tour ends decided.
+    summary = page.locator("#ft-e-summary")
+    expect(summary).to_contain_text(f"{ADAPTER} against base: better on ROUGE-L", timeout=60_000)
+    expect(summary).to_contain_text("baseline base")
     report = page.locator("#ft-e-report")
-    expect(report).to_contain_text("exact_match")
+    expect(report).to_contain_text("rouge_l")
     expect(report).to_contain_text(ADAPTER)
-    # The adapter answers the secret questions exactly as the references say.
-    exact = [json.loads(a["scores_json"])["exact_match"] for a in answers
-             if a["contestant"] == ADAPTER]  # fmt: skip
-    assert sum(exact) >= 1, answers
     scroll_to(page, "ft-e-runs", above=80)
     readme_shot(page, "whole-10-evaluate")
 
@@ -561,7 +578,8 @@ def promote_the_adapter(page, app: LiveApp) -> None:
     open_tab(page, "Deploy")
     expect(page.locator("#ft-deploy-current")).to_contain_text("nothing yet")
     pick_many(page, "ft-deploy-model", [ADAPTER])
-    page.locator("#ft-deploy-note").locator("input, textarea").first.fill("knows the word")
+    note = "speaks in the shop's voice"
+    page.locator("#ft-deploy-note").locator("input, textarea").first.fill(note)
     page.locator("#ft-deploy-promote").click()
     outcome = page.locator("#ft-deploy-outcome")
     expect(outcome).to_contain_text(f"Promoted {ADAPTER}: vLLM at http://127.0.0.1:")
@@ -569,6 +587,6 @@ def promote_the_adapter(page, app: LiveApp) -> None:
     expect(page.locator("#ft-deploy-current")).to_contain_text(f"In production: {ADAPTER}")
     expect(page.locator("#ft-deploy-history")).to_contain_text("promote")
     assert app.query("SELECT model, is_rollback, note, created_by FROM promotions") == [
-        {"model": ADAPTER, "is_rollback": 0, "note": "knows the word", "created_by": "admin"}
+        {"model": ADAPTER, "is_rollback": 0, "note": note, "created_by": "admin"}
     ]
     readme_shot(page, "whole-11-deploy")

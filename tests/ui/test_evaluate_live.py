@@ -2,8 +2,9 @@
 page's buttons call): an evaluation started with an uploaded examples file and a Python check
 file is generated and scored in the app's background thread; the report, an example side by
 side (model text escaped) and the CSV export come back; on a preference version's test split
-every contestant gets its preference accuracy; bad input is refused and writes nothing. Generation is the echo backend: this is about the plumbing (the real backend is
-exercised in tests/evaluation/test_run_on_vllm.py)."""
+every contestant gets its preference accuracy; bad input is refused and writes nothing.
+Generation is the echo backend: this is about the plumbing (the real backend is exercised in
+tests/evaluation/test_run_on_vllm.py)."""
 
 from __future__ import annotations
 

@@ -171,4 +171,6 @@ def test_the_built_page_names_no_dataset_and_checks_every_handler(services):
     fill = next(f for f in app.fns.values() if getattr(f.fn, "__name__", "") == "load_names")
     gate = app.fns[fill.trigger_after]
     gate.fn(ADMIN)  # the admin passes the gate: no error
-    assert fill.fn(ADMIN)["choices"] == ["secretdata"]
+    shown = fill.fn(ADMIN, None)  # nothing remembered by this browser: the newest is opened
+    assert shown["choices"] == ["secretdata"] and shown["value"] == "secretdata"
+    assert fill.fn(ADMIN, "gone")["value"] == "secretdata"  # a remembered name must exist

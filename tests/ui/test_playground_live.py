@@ -90,6 +90,44 @@ def test_replies_stream_into_the_conversation(playground):
     assert len(replies) > 2 and replies[-1].startswith(replies[1])
 
 
+def test_each_reply_names_its_model(playground, secret_adapter):
+    _, url = playground
+    chat = say(new_chat(url), secret_adapter.name)
+    assert text_of(chat[1]["content"]).startswith(
+        f'<span class="ft-reply-model">{secret_adapter.name}</span>'
+    )
+    assert "ft-reply-model" not in text_of(chat[0]["content"])  # the user's turn: no label
+
+
+def compare(client: Client, models: list[str], message: str, max_new_tokens: int = 16):
+    """One turn of a side-by-side compare: the four panes (hidden ones empty), the message box."""
+    *panes, cleared = client.predict(models, "", 0, 1, max_new_tokens, "", message,
+                                     api_name="/compare")  # fmt: skip
+    assert cleared == ""
+    # A pane comes back as an update of its label, visibility and value: the value is the chat.
+    return [pane["value"] if isinstance(pane, dict) else pane for pane in panes]
+
+
+def test_compare_side_by_side_with_follow_ups(playground, secret_adapter):
+    _, url = playground
+    client = new_chat(url)
+    base, tuned, hidden, _ = compare(client, ["base", secret_adapter.name], SECRET_QUESTION)
+    assert hidden == []
+    assert SECRET_WORD not in text_of(base[1]["content"]).lower()
+    assert SECRET_WORD in text_of(tuned[1]["content"]).lower()
+    assert 'class="ft-reply-model">base<' in text_of(base[1]["content"])
+    assert f'class="ft-reply-model">{secret_adapter.name}<' in text_of(tuned[1]["content"])
+    # A follow-up goes to each model, after its own answer.
+    base_2, tuned_2, _, _ = compare(client, ["base", secret_adapter.name], "Say it again.")
+    assert base_2[:2] == base and tuned_2[:2] == tuned
+    assert [text_of(m["content"]) for m in (base_2[2], tuned_2[2])] == ["Say it again."] * 2
+    assert len(base_2) == len(tuned_2) == 4
+    with pytest.raises(AppError, match="choose 2 to 4 different models to compare"):
+        compare(client, ["base"], "hi")
+    with pytest.raises(AppError, match="no model variant named 'nope'"):
+        compare(new_chat(url), ["base", "nope"], "hi")
+
+
 def test_bad_settings_and_unknown_models_are_refused_by_name(playground):
     _, url = playground
     with pytest.raises(AppError, match="greater than maximum value 2"):  # Gradio's own check

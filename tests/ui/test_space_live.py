@@ -54,7 +54,7 @@ def test_it_runs_its_own_copy_of_ftapp_in_demo_mode(space):
     live, _, bundle = space
     log = live.log_path.read_text()
     assert f"ftapp from {bundle}" in log
-    assert "demo data: imported 32 examples as demo-support@v1" in log
+    assert "demo data: imported 120 examples as demo-support@v1" in log
     assert (bundle / "ftapp-data" / "models" / "SmolLM2-135M-Instruct").is_dir()  # from the GGUF
     config = client(live.url).get("config").json()
     shown = {c["props"].get("elem_id"): c["props"].get("value") for c in config["components"]}

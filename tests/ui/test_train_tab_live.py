@@ -128,8 +128,8 @@ def test_a_dpo_job_from_the_page_draws_its_rewards(app):
     assert "DPO" in status and "validation preference accuracy" in status
     assert {series for _, _, series in plot_rows(rewards)} == {"chosen", "rejected", "margin"}
     assert (2, "validation") in {(step, kind) for step, _, kind in plot_rows(accuracy)}
-    # An SFT method on these pairs is refused, naming the field.
-    with pytest.raises(AppError, match="method: pairs@v1 is preference data"):
+    # An SFT method on these pairs is refused, naming the field as the page labels it.
+    with pytest.raises(AppError, match="Method: pairs@v1 is preference data"):
         client.predict("pairs@v1", BASE, *hyperparameters(), api_name="/queue_job")
 
 
@@ -154,12 +154,16 @@ def test_a_bad_config_is_refused_with_the_field_and_queues_nothing(app):
     client = Client(app.url, verbose=False)
     with app.connect() as conn:
         before = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
-    with pytest.raises(AppError, match="lora_rank: must be between 1 and 64"):
+    # Each refusal names the field by its label on the page, and says what to do.
+    with pytest.raises(AppError, match="^LoRA rank: must be between 1 and 64"):
         client.predict("sums@v1", BASE, *hyperparameters(lora_rank=500), api_name="/queue_job")
-    with pytest.raises(AppError, match="dataset_version: .*no dataset named 'missing'"):
+    with pytest.raises(AppError, match="^Dataset version: .*no dataset named 'missing'"):
         client.predict("missing@v1", BASE, *hyperparameters(), api_name="/queue_job")
-    with pytest.raises(AppError, match="base_model: no base model named 'gpt-9'"):
+    with pytest.raises(AppError, match="^Base model: no base model named 'gpt-9'"):
         client.predict("sums@v1", "gpt-9", *hyperparameters(), api_name="/queue_job")
+    # Versions exist, none is chosen: the fix is to choose one, not to freeze one.
+    with pytest.raises(AppError, match="^Dataset version: choose one of the frozen versions"):
+        client.predict(None, BASE, *hyperparameters(), api_name="/queue_job")
     with app.connect() as conn:
         assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == before
 
