@@ -45,7 +45,7 @@ browser:
 	  else echo "browser tests need Debian's chromium: sudo apt-get install chromium"; fi; }
 
 test: install model browser
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu" --durations=30 $(PYTEST_ARGS)
 
 # The edit-test loop: everything but what trains, starts vLLM or drives a browser.
 test-fast: install model
