@@ -283,6 +283,8 @@ class EvalSession:
     created_at: str
     created_by: str
     opened_at: str | None
+    # The ratings are also shown without reviewers below this accuracy on check battles.
+    min_gold_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,8 @@ class Battle:
     error: str | None
     created_at: str
     created_by: str
+    gold_choice: str | None = None  # a check: the side known to be better ("a" or "b")
+    is_check: bool = False  # a check made from a prompt with known answers, not contestants'
 
     @property
     def prompt(self) -> list[dict[str, str]]:

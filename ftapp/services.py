@@ -17,6 +17,7 @@ import sqlite_utils
 from ftapp.models.registry import BaseModel, bundled_base_model
 from ftapp.models.tokens import ChatTokenCounter
 from ftapp.serving.backend import (
+    AnswerScore,
     Backend,
     ChatRequest,
     Sampling,
@@ -27,6 +28,7 @@ from ftapp.settings import Settings, load_settings
 from ftapp.store.db import connect, open_db
 
 if TYPE_CHECKING:
+    from ftapp.generation.chat import OpenDb
     from ftapp.generation.queue import AnswerGenerator
 
 
@@ -99,35 +101,50 @@ class Services:
         request = ChatRequest(served, check_messages(messages), sampling)
         return self.backend.stream_chat(request)
 
-    def answer_logprob(
+    def answer_likelihood(
         self, model: str, messages: list[dict[str, str]], answer: list[dict[str, str]]
-    ) -> float:
-        """The log-probability `model` ("base" or a variant's name) gives `answer` (its turns)
-        after the conversation `messages`: what an evaluation's preference accuracy compares."""
+    ) -> AnswerScore:
+        """How likely `model` ("base" or a variant's name) finds `answer` (its turns) after the
+        conversation `messages`: what preference accuracy and drift compare."""
         from ftapp.serving.setup import served_model
 
         with closing(connect(self.settings.db_path)) as db:
             served = served_model(db, self.served_base, model)
-        return self.backend.answer_logprob(served, check_messages(messages), check_answer(answer))
+        messages, answer = check_messages(messages), check_answer(answer)
+        return self.backend.answer_likelihood(served, messages, answer)
 
     @cached_property
     def answer_generator(self) -> AnswerGenerator:
         """The thread that generates, in the background, the answers of evaluation sessions
-        (the Arena) and of evaluation runs (then scores the runs); started on first use.
-        vLLM batches concurrent requests; the in-process backend answers one at a time."""
+        (the Arena), of evaluation runs (then scores the runs) and of the drift probes (then
+        measures every variant's drift); started on first use. vLLM batches concurrent
+        requests; the in-process backend answers one at a time."""
         from ftapp.arena.generation import SESSION_ANSWERS
+        from ftapp.evaluation.canary import schedule_canary_runs
+        from ftapp.evaluation.drift import drift_work_list
         from ftapp.evaluation.runs import eval_work_list
         from ftapp.generation.queue import AnswerGenerator
 
         workers = 8 if self.backend.name == "vllm" else 1
-        runs = eval_work_list(self.count_tokens.count_text, self.settings, self.answer_logprob)
+        runs = eval_work_list(self.count_tokens.count_text, self.settings, self.answer_likelihood)
         work_lists = [SESSION_ANSWERS, runs]
+        if self.settings.drift_probes:
+            work_lists.append(drift_work_list(self.served_base.name, self.settings.drift_probes,
+                                              self.answer_likelihood))  # fmt: skip
+
+        failed: set[str] = set()  # canary runs that could not be made: logged once
+
+        def canary_runs(open_db: OpenDb) -> None:  # every new adapter, on every canary set
+            with open_db() as db:
+                schedule_canary_runs(db, self.served_base, self.settings, failed=failed)
+
         generator = AnswerGenerator(
             self.db,
             self.stream_chat,
             work_lists,
             workers,
             is_ready=lambda: self.backend.status().is_ready,
+            before_pass=[canary_runs],
         )
         generator.start()
         return generator

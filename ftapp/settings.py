@@ -36,6 +36,10 @@
 | FTAPP_SESSION_IDLE_MINUTES | 720          | a sign-in ends after this long unused            |
 | FTAPP_SESSION_MAX_HOURS | 168             | and this long after signing in, used or not      |
 | FTAPP_UPLOAD_MB_PER_HOUR | 1000           | most a user may upload in an hour                |
+| FTAPP_DRIFT_PROBES    | 240 (all)         | general probes each variant's drift is measured  |
+|                       |                   | on, in the background; 0 turns drift off         |
+| FTAPP_MAX_DRIFT       | 0.5               | promoting a variant that drifted more (nats per  |
+|                       |                   | token) needs a recorded reason                   |
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftapp.errors import ValidationError
+
+# The promotion gate's drift limit, nats per token (see ftapp/deploy/gate.py).
+DEFAULT_MAX_DRIFT = 0.5
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,8 @@ class Settings:
     session_idle_minutes: int = 720
     session_max_hours: int = 168
     upload_mb_per_hour: int = 1000
+    drift_probes: int = 240  # 0: no drift measured
+    max_drift: float = DEFAULT_MAX_DRIFT  # nats per token: the promotion gate's threshold
 
     @property
     def on_space(self) -> bool:
@@ -191,6 +200,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         space_host=(env.get("SPACE_HOST") or "").strip().lower() if env.get("SPACE_ID") else "",
         code_checks=_code_checks_env(env),
         judge_api_hosts=_list_env(env, "FTAPP_JUDGE_API_HOSTS", lower=True),
+        drift_probes=_bounded(
+            _int_env(env, "FTAPP_DRIFT_PROBES", 240), "FTAPP_DRIFT_PROBES", 0, 10_000
+        ),  # fmt: skip
+        max_drift=_float_env(env, "FTAPP_MAX_DRIFT", DEFAULT_MAX_DRIFT, 0.0, 100.0),
         session_idle_minutes=_bounded(
             _int_env(env, "FTAPP_SESSION_IDLE_MINUTES", 720),
             "FTAPP_SESSION_IDLE_MINUTES",

@@ -90,7 +90,9 @@ def link_models(home: Path, models_dir: Path) -> None:
 def app_env(home: Path, port: int, **settings: str) -> dict[str, str]:
     """The environment `python app.py` runs with: this home on this loopback port, offline,
     Gradio's uploads and every temporary file under a scratch folder beside the home (so
-    nothing is left in the machine's /tmp), and `settings` (FTAPP_* values) on top."""
+    nothing is left in the machine's /tmp), drift probes off (240 background generations
+    after each training job would slow every test that trains; the drift tests turn them on)
+    and `settings` (FTAPP_* values) on top."""
     scratch = home.parent / f"{home.name}-tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     return {
@@ -103,6 +105,7 @@ def app_env(home: Path, port: int, **settings: str) -> dict[str, str]:
         "GRADIO_TEMP_DIR": str(scratch / "gradio"),
         "TMPDIR": str(scratch),
         "PYTHONUNBUFFERED": "1",
+        "FTAPP_DRIFT_PROBES": "0",
         **settings,
     }
 

@@ -1,7 +1,8 @@
 """Session fixtures of the serving tests (tests/serving, tests/ui; loaded by tests/conftest.py):
 an adapter trained once per session on the real bundled model (through the real queue and
 worker) to answer one question in a way the base model never does, in a home whose database
-lists it as a model variant; and one real vLLM CPU server supervised by ftapp."""
+lists it as a model variant; one real vLLM CPU server supervised by ftapp; and `stand_in`, a
+home with two stand-in adapters on the echo backend for tests about plumbing."""
 
 from __future__ import annotations
 
@@ -102,3 +103,32 @@ def home_with_adapter(home: Path, models_dir: Path, adapter: TrainedAdapter) -> 
                  "base_model": bundled_base_model(settings.models_dir).name},
         )  # fmt: skip
     return settings
+
+
+def add_adapter_variant(settings: Settings, name: str, path: Path, base_model: str = "") -> None:
+    from ftapp.models.registry import bundled_base_model
+    from ftapp.store import jobs as job_store
+
+    with closing(open_db(settings.db_path)) as db:
+        base_model = base_model or bundled_base_model(settings.models_dir).name
+        job_store.add_variant(db, {"name": name, "kind": "adapter", "path": str(path),
+                                   "base_model": base_model})  # fmt: skip
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path, models_dir: Path):
+    """Services on a home whose registry lists "secret" and "other" (stand-in adapter folders:
+    an adapter_config.json, all `served_model` looks at), with the echo backend."""
+    from dataclasses import replace
+
+    from ftapp.services import Services
+
+    folders = {}
+    for name in ("secret", "other"):
+        folders[name] = tmp_path / "adapters" / name
+        folders[name].mkdir(parents=True)
+        (folders[name] / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    adapter = TrainedAdapter(Settings(home=tmp_path / "unused"), "secret", folders["secret"])
+    settings = replace(home_with_adapter(tmp_path / "home", models_dir, adapter), backend="echo")
+    add_adapter_variant(settings, "other", folders["other"])
+    return Services(settings)

@@ -28,16 +28,17 @@ COLUMNS = [
     "battle_id", "session", "prompt", "model_a", "model_b", "answer_a", "answer_b",
     "conversation_a", "conversation_b", "sampling", "latency_a_ms", "latency_b_ms",
     "battle_status", "error", "battle_created_at", "reviewer", "choice", "winner",
-    "score_a", "score_b", "comment", "is_early", "voted_at",
+    "score_a", "score_b", "comment", "is_early", "voted_at", "check_better",
 ]  # fmt: skip
 
 
 def battle_records(db: sqlite_utils.Database, session: str | None = None) -> list[dict[str, Any]]:
-    """One record per vote, plus one per battle nobody voted on (vote fields empty)."""
+    """One record per vote, plus one per battle nobody voted on (vote fields empty); check
+    battles too, with their known better side."""
     session_id = store.get_session(db, session).id if session else None
     sessions = {s.id: s.name for s in store.list_sessions(db)}
     votes = defaultdict(list)
-    for battle, vote in store.voted_battles(db, session_id):
+    for battle, vote in store.voted_battles(db, session_id, include_checks=True):
         votes[battle.id].append(vote)
     records = []
     for battle_id in store.battle_ids(db, session_id):
@@ -58,6 +59,7 @@ def battle_records(db: sqlite_utils.Database, session: str | None = None) -> lis
             "battle_status": battle.status.value,
             "error": battle.error,
             "battle_created_at": battle.created_at,
+            "check_better": battle.gold_choice or "",  # a check battle's known better side
         }
         for vote in votes.get(battle.id) or [None]:
             records.append({**base, **_vote_fields(battle, vote)})

@@ -21,12 +21,12 @@ from ftapp.text import plural
 
 CHOICES = tuple(choice.value for choice in VoteChoice)  # the four vote buttons
 # Points for the left model per choice: a tie and "both bad" are each half a win for both sides.
-_SCORE_A = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
+SCORE_A = {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}
 # Weight of the L2 prior on the natural-scale ratings, i.e. a normal prior with sd ~22
 # (~3,900 Elo points). Invisible next to any real evidence (it moves a 3-1 record by ~0.0015),
 # yet it keeps the fit finite when a model won every vote (10-0 ends ~1,250 points ahead).
-_PRIOR = 1e-3
-_ELO = 400 / math.log(10)
+PRIOR = 1e-3
+ELO = 400 / math.log(10)
 _Z95 = 1.96
 # No winner is named on fewer votes: on a handful the percentile bootstrap is far too narrow
 # (3 wins and 1 tie never resample below 50%, and 1-0 gives the interval [100%, 100%]).
@@ -94,7 +94,7 @@ class Verdict:
 
 def _points(o: Outcome, model: str) -> float:
     """What the vote gave `model`: 1 for a win, 0.5 for a tie or "both bad", 0 for a loss."""
-    return _SCORE_A[o.choice] if model == o.model_a else 1 - _SCORE_A[o.choice]
+    return SCORE_A[o.choice] if model == o.model_a else 1 - SCORE_A[o.choice]
 
 
 def _cells(outcomes: Iterable[Outcome]) -> tuple[list[str], Counter[tuple[str, str, float]]]:
@@ -114,8 +114,8 @@ def _fit(wins: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     def objective(r: np.ndarray) -> tuple[float, np.ndarray]:
         diff = r[:, None] - r[None, :]
         pull = wins * expit(-diff)
-        loss = -np.sum(wins * log_expit(diff)) + _PRIOR * (r @ r)
-        return loss, pull.sum(axis=0) - pull.sum(axis=1) + 2 * _PRIOR * r
+        loss = -np.sum(wins * log_expit(diff)) + PRIOR * (r @ r)
+        return loss, pull.sum(axis=0) - pull.sum(axis=1) + 2 * PRIOR * r
 
     x0 = np.zeros(len(wins)) if start is None else start
     # Tolerances far below anything shown (1e-8 in r is ~2e-6 Elo points). Near them the line
@@ -126,7 +126,7 @@ def _fit(wins: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
 
 def _elo(r: np.ndarray, models: list[str], anchor: str | None) -> np.ndarray:
     shift = r[models.index(anchor)] if anchor in models else r.mean()
-    return 1000 + _ELO * (r - shift)
+    return 1000 + ELO * (r - shift)
 
 
 def _win_matrix(models: list[str], cells: Counter, counts: Iterable[float]) -> np.ndarray:
@@ -139,7 +139,7 @@ def _win_matrix(models: list[str], cells: Counter, counts: Iterable[float]) -> n
 
 
 def bradley_terry(outcomes: Iterable[Outcome], anchor: str | None = "base") -> dict[str, float]:
-    """Bradley–Terry maximum-likelihood ratings (under a very weak prior, see `_PRIOR`) as
+    """Bradley–Terry maximum-likelihood ratings (under a very weak prior, see `PRIOR`) as
     1000 + 400/ln(10) * r, with `anchor` at exactly 1000 when it has votes, otherwise the mean
     at 1000. Groups of models never compared with each other are placed only by the prior."""
     models, cells = _cells(outcomes)
@@ -175,7 +175,7 @@ def bootstrap_ratings(
         present = np.flatnonzero((wins + wins.T).sum(axis=1) > 0)
         names = [models[i] for i in present]
         sub = wins[np.ix_(present, present)]
-        elo = 1000 + _ELO * _fit(sub, point[present])
+        elo = 1000 + ELO * _fit(sub, point[present])
         reference = [names.index(anchor)] if anchor in names else list(range(len(names)))
         elo += point_elo[present[reference]].mean() - elo[reference].mean()
         for name, value in zip(names, elo.tolist(), strict=True):

@@ -5,6 +5,8 @@ ftapp arena create-session NAME --contestants A,B[,C] (--version D@v1 | --prompt
                            [--overlap N] [--reviewers R1,R2] [--instructions TEXT] ...
 ftapp arena sessions [--json] | generate | open NAME [--anyway] | close NAME
 ftapp arena leaderboard [--session NAME] [--json]
+ftapp arena check mark BATTLE --better a|b | add SESSION --prompt P --better-answer T
+                  --worse-answer T | min-accuracy SESSION VALUE (80%, 0.8, or "" for none)
 ftapp arena export --out FILE [--format csv|jsonl|preference] [--session NAME]
 """
 
@@ -77,6 +79,24 @@ def add_arena_commands(commands: Any) -> None:
     board.add_argument("--session", help="one session (default: every vote)")
     board.add_argument("--json", action="store_true")
     board.set_defaults(handler=_leaderboard)
+    check = actions.add_parser("check", help="battles whose better side is known")
+    checks = check.add_subparsers(title="what to do")
+    mark = checks.add_parser("mark", help="make a session battle a check")
+    mark.add_argument("battle", help="the battle's number")
+    mark.add_argument("--better", required=True, help="the better side: a or b")
+    mark.set_defaults(handler=_check_mark)
+    known = checks.add_parser("add", help="a check from a prompt and two known answers")
+    known.add_argument("session")
+    known.add_argument("--prompt", required=True)
+    known.add_argument("--better-answer", required=True)
+    known.add_argument("--worse-answer", required=True)
+    known.set_defaults(handler=_check_add)
+    minimum = checks.add_parser(
+        "min-accuracy", help="show the ratings without reviewers below this accuracy on checks"
+    )
+    minimum.add_argument("session")
+    minimum.add_argument("value", help='a share (0.8) or a percentage (80%%); "" for none')
+    minimum.set_defaults(handler=_check_min_accuracy)
     export = actions.add_parser("export", help="battles and votes, or a preference dataset")
     export.add_argument("--out", type=Path, required=True)
     export.add_argument("--format", default="csv", choices=["csv", "jsonl", "preference"])
@@ -205,15 +225,62 @@ def _close(args: argparse.Namespace) -> int:
 def _leaderboard(args: argparse.Namespace) -> int:
     from ftapp.arena.leaderboard import leaderboard
 
-    with services().db() as db:
-        board = leaderboard(db, args.session)
+    app = services()
+    with app.db() as db:
+        board = leaderboard(db, args.session, count_tokens=app.count_tokens.count_text)
     lines = [f"{board.scope}: {board.n_votes} votes"]
     lines += [f"  {r.model:<32} {r.rating:7.1f}  [{_num(r.lower)}, {_num(r.upper)}]  "
               f"{r.n_votes} votes" for r in board.ratings]  # fmt: skip
     lines += [f"  {v.text}" for v in board.verdicts]
+    if board.style is not None:
+        lines.append("  controlling for length and formatting:")
+        lines += [f"    {r.model:<30} {r.rating:7.1f}  [{_num(r.lower)}, {_num(r.upper)}]"
+                  for r in board.style.ratings]  # fmt: skip
+        lines += [f"    {e.text}" for e in board.style.effects]
+        lines += [f"    {note}" for note in board.style.notes]
     lines.append(f"  position bias: {board.position_bias.text}")
     lines.append(f"  Fleiss' kappa: {_num(board.fleiss_kappa, 2)}")
+    for q in board.quality:
+        lines.append(f"  reviewer {q.reviewer}: {q.n_votes} votes, right on "
+                     f"{q.accuracy.k} of {q.accuracy.n} checks, agrees with the majority on "
+                     f"{q.agreement.k} of {q.agreement.n}, median {_num(q.median_seconds)} s"
+                     + "".join(f"\n    flag: {flag}" for flag in q.flags))  # fmt: skip
+    if board.trusted_ratings is not None:
+        lines.append(f"  without reviewers below {board.min_accuracy:.0%} on checks "
+                     f"({', '.join(board.dropped) or 'none'}):")  # fmt: skip
+        lines += [f"    {r.model:<30} {r.rating:7.1f}  [{_num(r.lower)}, {_num(r.upper)}]"
+                  for r in board.trusted_ratings]  # fmt: skip
     print_result(board.to_dict(), args.json, "\n".join(lines))
+    return 0
+
+
+def _check_mark(args: argparse.Namespace) -> int:
+    from ftapp.arena.gold import battle_from_label, mark_check
+
+    with services().db() as db:
+        battle = mark_check(db, battle_from_label(db, args.battle).id, args.better)
+    print(f"battle #{battle.id} is a check: {battle.gold_choice} is the better side")
+    return 0
+
+
+def _check_add(args: argparse.Namespace) -> int:
+    from ftapp.arena.gold import add_check
+
+    with services().db() as db:
+        battle = add_check(db, args.session, args.prompt, args.better_answer,
+                           args.worse_answer, user())  # fmt: skip
+    print(f"added check battle #{battle.id} to {args.session}")
+    return 0
+
+
+def _check_min_accuracy(args: argparse.Namespace) -> int:
+    from ftapp.arena.gold import parse_accuracy, set_min_accuracy
+
+    value = parse_accuracy(args.value)
+    with services().db() as db:
+        set_min_accuracy(db, args.session, value)
+    shown = "none: every vote counts" if value is None else f"{value:.0%}"
+    print(f"{args.session}: minimum accuracy on checks {shown}")
     return 0
 
 

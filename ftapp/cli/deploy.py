@@ -1,6 +1,9 @@
 """`ftapp deploy ...`: production from a terminal, on the same core functions as the Deploy tab.
 
-ftapp deploy promote NAME [--note TEXT]   make NAME ("base" or a model variant) production
+ftapp deploy promote NAME [--note TEXT] [--override REASON]
+                                          make NAME ("base" or a model variant) production;
+                                          REASON is needed when the gate objects (drift over
+                                          FTAPP_MAX_DRIFT, a canary set that regressed)
 ftapp deploy rollback                     back to the model in production before this one
 ftapp deploy status [--json]              what is in production, the history, the URL
 ftapp deploy monitor [--bucket hour|day] [--since WHEN] [--json]
@@ -30,6 +33,8 @@ def add_deploy_commands(commands: Any) -> None:
     promote = actions.add_parser("promote", help='make a model answer as "production"')
     promote.add_argument("name", help='"base" or a model variant')
     promote.add_argument("--note", default="", help="why, for the history")
+    promote.add_argument("--override", default="",
+                         help="why to promote although the gate objects (recorded)")  # fmt: skip
     promote.set_defaults(handler=_promote)
     rollback = actions.add_parser("rollback", help="back to the previous production model")
     rollback.set_defaults(handler=_rollback)
@@ -60,8 +65,10 @@ def _promote(args: argparse.Namespace) -> int:
     from ftapp.deploy.production import promote_to_production
 
     app = services()
-    promotion, served = promote_to_production(app.db, _engine(app), app.served_base, args.name,
-                                              user(), args.note)  # fmt: skip
+    promotion, served = promote_to_production(
+        app.db, _engine(app), app.served_base, args.name, user(), args.note,
+        override_reason=args.override, max_drift=app.settings.max_drift,
+    )  # fmt: skip
     print(f"{promotion.model} is in production (promotion #{promotion.id}); {served}")
     return 0
 

@@ -10,6 +10,9 @@ ftapp eval run NAME --contestants BASELINE,OTHER[,...]
 ftapp eval runs [--model NAME] [--json] | generate | cancel NAME | retry NAME
 ftapp eval report NAME [--json] | example NAME POSITION [--json]
 ftapp eval export NAME --out FILE [--format csv|jsonl]
+ftapp eval drift [--probes N] [--json]   how far each adapter and checkpoint moved from base
+ftapp eval canary add NAME (--version D@v1 [--split test] | --prompts FILE) | list [--json]
+                  | remove NAME | run [--model ADAPTER]   sets that must not regress
 
 --check-python and --check-command run an admin's code: only with FTAPP_CODE_CHECKS=1.
 On a preference version, preference accuracy (preference_accuracy) is scored beside the
@@ -81,6 +84,35 @@ def add_eval_commands(commands: Any) -> None:
     retry.add_argument("name")
     retry.set_defaults(handler=_retry)
 
+    drift = actions.add_parser("drift", help="how far each variant moved from the base model")
+    drift.add_argument("--probes", type=int, default=0,
+                       help="how many general probes (default FTAPP_DRIFT_PROBES)")  # fmt: skip
+    drift.add_argument("--workers", type=int, default=4, help="answers generated at once")
+    drift.add_argument("--json", action="store_true")
+    drift.set_defaults(handler=_drift)
+
+    canary = actions.add_parser("canary", help="prompt sets that must not regress")
+    canary_actions = canary.add_subparsers(title="canary actions")
+    add = canary_actions.add_parser("add", help="mark a version's split or a file as a canary")
+    add.add_argument("name")
+    where = add.add_mutually_exclusive_group(required=True)
+    where.add_argument("--version", help="a frozen dataset version, NAME@v1")
+    where.add_argument("--prompts", type=Path, help="a file of prompts (and references)")
+    add.add_argument("--split", default="test")
+    add.set_defaults(handler=_canary_add)
+    listed = canary_actions.add_parser("list", help="the canary sets")
+    listed.add_argument("--json", action="store_true")
+    listed.set_defaults(handler=_canary_list)
+    remove = canary_actions.add_parser("remove", help="stop checking a canary set")
+    remove.add_argument("name")
+    remove.set_defaults(handler=_canary_remove)
+    run_canaries = canary_actions.add_parser(
+        "run", help="evaluate adapters without a canary run on every set, here"
+    )
+    run_canaries.add_argument("--model", help="only this adapter")
+    run_canaries.add_argument("--workers", type=int, default=4)
+    run_canaries.set_defaults(handler=_canary_run)
+
     report = actions.add_parser("report", help="metrics with 95%% intervals, vs the baseline")
     report.add_argument("name")
     report.add_argument("--json", action="store_true")
@@ -127,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{len(run.contestants)} contestants; the web app generates and scores it "
               "(or run `ftapp eval generate`)")  # fmt: skip
         return 0
-    work = [eval_work_list(app.count_tokens.count_text, app.settings, app.answer_logprob)]
+    work = [eval_work_list(app.count_tokens.count_text, app.settings, app.answer_likelihood)]
     generate_in_terminal(app, work, args.workers)
     with app.db() as db:
         report = build_report(db, run.id)
@@ -160,7 +192,7 @@ def _generate(args: argparse.Namespace) -> int:
     from ftapp.evaluation.runs import eval_work_list
 
     app = services()
-    work = [eval_work_list(app.count_tokens.count_text, app.settings, app.answer_logprob)]
+    work = [eval_work_list(app.count_tokens.count_text, app.settings, app.answer_likelihood)]
     count = generate_in_terminal(app, work, args.workers)
     print(f"generated {count} answers")
     return 0
@@ -215,6 +247,86 @@ def _export(args: argparse.Namespace) -> int:
     with services().db() as db:
         count = write_results(db, args.name, args.out, args.format)
     print(f"wrote {count} rows to {args.out}")
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    """Generate the base model's probe answers (once) and measure every variant not measured
+    yet, here; then every variant's drift, largest first."""
+    from ftapp.evaluation.drift import drift_table, drift_work_list, ensure_probe_set
+
+    app = services()
+    probes = args.probes or app.settings.drift_probes or 240
+    base = app.served_base.name
+    with app.db() as db:
+        if ensure_probe_set(db, base, probes) is None:
+            raise ValidationError(f"no adapter or checkpoint of {base} to measure yet")
+    generate_in_terminal(app, [drift_work_list(base, probes, app.answer_likelihood)],
+                         args.workers)  # fmt: skip
+    with app.db() as db:
+        table = sorted(drift_table(db).values(), key=lambda d: -(d.value.mean or 0))
+    rows = [{"variant": d.variant, "status": d.status, **asdict(d.value), "error": d.error}
+            for d in table]  # fmt: skip
+    lines = [f"drift from {base}: nats per token on its own answers to the probes (0: none)"]
+    lines += [f"  {d.variant:<40} {_num(d.value.mean)} [{_num(d.value.low)}, "
+              f"{_num(d.value.high)}] n={d.value.n}" + (f"  {d.error}" if d.error else "")
+              for d in table]  # fmt: skip
+    print_result(rows, args.json, "\n".join(lines))
+    return 0
+
+
+def _canary_add(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.canary import add_canary_set
+
+    app = services()
+    with app.db() as db:
+        added = add_canary_set(db, app.settings, args.name, version=args.version,
+                               split=args.split, prompt_file=args.prompts, user=user())  # fmt: skip
+    where = added["version_label"] and f"{added['version_label']} ({added['split']} split)"
+    print(f"canary set {added['name']}: {where or added['prompt_file']}; every new adapter is "
+          "evaluated on it against base")  # fmt: skip
+    return 0
+
+
+def _canary_list(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.canary import list_canary_sets
+
+    with services().db() as db:
+        rows = list_canary_sets(db)
+    lines = [f"{r['name']}: " + (f"{r['version_label']} ({r['split']} split)"
+             if r["version_label"] else r["prompt_file"]) for r in rows]  # fmt: skip
+    print_result(rows, args.json, "\n".join(lines) or "no canary set")
+    return 0
+
+
+def _canary_remove(args: argparse.Namespace) -> int:
+    from ftapp.evaluation.canary import remove_canary_set
+
+    with services().db() as db:
+        remove_canary_set(db, args.name)
+    print(f"removed canary set {args.name}")
+    return 0
+
+
+def _canary_run(args: argparse.Namespace) -> int:
+    """What the web app does by itself, here: make the due canary runs, generate and score
+    them, and say per run how the adapter did against base."""
+    from ftapp.evaluation.canary import canary_results, schedule_canary_runs
+    from ftapp.evaluation.runs import eval_work_list
+
+    app = services()
+    with app.db() as db:
+        made = schedule_canary_runs(db, app.served_base, app.settings, model=args.model)
+    work = [eval_work_list(app.count_tokens.count_text, app.settings, app.answer_likelihood)]
+    generate_in_terminal(app, work, args.workers)
+    with app.db() as db:
+        for name, adapter in made:
+            for result in canary_results(db, adapter):
+                if result["run"] == name:
+                    verdict = "; ".join(result["worse"]) or "no metric worse than base"
+                    print(f"{name}: {result['status']}, {verdict}")
+    if not made:
+        print("no canary run was due")
     return 0
 
 

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from ftapp.deploy.gate import GateResult, check_gate
 from ftapp.errors import Conflict, Forbidden, FtappError, ServingError, ValidationError
 from ftapp.generation.chat import OpenDb
 from ftapp.models.registry import BaseModel
 from ftapp.names import BASE, PRODUCTION
 from ftapp.serving.backend import Backend, ChatRequest, Sampling, check_messages
 from ftapp.serving.setup import served_model
+from ftapp.settings import DEFAULT_MAX_DRIFT
 from ftapp.store import production as store
 from ftapp.store.db import write_transaction
 from ftapp.store.production import ProductionRequest, Promotion
@@ -43,11 +45,15 @@ STOPPED = "stopped before the end of the reply"
 
 
 def promote(
-    db: sqlite_utils.Database, base: BaseModel, model: str, user: str, note: str = ""
-) -> Promotion:
-    """Make `model` ("base" or a model variant servable on `base`) answer as production."""
+    db: sqlite_utils.Database, base: BaseModel, model: str, user: str, note: str = "", *,
+    override_reason: str = "", max_drift: float = DEFAULT_MAX_DRIFT,
+) -> Promotion:  # fmt: skip
+    """Make `model` ("base" or a model variant servable on `base`) answer as production. A
+    model the promotion gate objects to (drift over `max_drift`, a canary that regressed) is
+    refused unless `override_reason` says why; the reason and what the gate saw are kept."""
     model = (model or "").strip()
     note = (note or "").strip()
+    override_reason = (override_reason or "").strip()
     if not model:
         raise ValidationError("choose a model to promote: base or a model variant")
     if model == PRODUCTION:
@@ -57,13 +63,25 @@ def promote(
         )
     if len(note) > MAX_NOTE_CHARS:
         raise ValidationError(f"the note is over {MAX_NOTE_CHARS} characters")
+    if len(override_reason) > MAX_NOTE_CHARS:
+        raise ValidationError(f"the override reason is over {MAX_NOTE_CHARS} characters")
     served_model(db, base, model)  # NotFound or ValidationError: it can't answer here
+    gate = check_gate(db, model, max_drift) if model != BASE else GateResult(model)
+    if not gate.passes and not override_reason:
+        raise Conflict(
+            f"promoting {model!r} needs a reason, recorded in the production history, because "
+            + "; and ".join(gate.objections)
+            + ". Give one to promote it anyway (override)."
+        )
     # Checked and written in one transaction: two admins can't both promote over the same state.
     with write_transaction(db):
         stack = production_stack(store.list_promotions(db))
         if stack and stack[-1] == model:
             raise Conflict(f"{model!r} is already in production")
-        return store.insert_promotion(db, model, False, note, user)
+        return store.insert_promotion(
+            db, model, False, note, user, override_reason=None if gate.passes else override_reason,
+            gate_json=json.dumps(gate.to_dict()),
+        )  # fmt: skip
 
 
 def rollback(db: sqlite_utils.Database, base: BaseModel, user: str) -> Promotion:
@@ -118,12 +136,14 @@ NO_ENGINE_HERE = "the web app serves it from its next production request"
 
 def promote_to_production(
     open_db: OpenDb, backend: Backend | None, base: BaseModel, model: str, user: str,
-    note: str = "",
+    note: str = "", *, override_reason: str = "", max_drift: float = DEFAULT_MAX_DRIFT,
 ) -> tuple[Promotion, str]:  # fmt: skip
-    """Promote `model` and tell the engine at once (`backend` None: none in this process);
-    returns the promotion and a line saying where production is served now."""
+    """Promote `model` (through the gate, see `promote`) and tell the engine at once
+    (`backend` None: none in this process); returns the promotion and a line saying where
+    production is served now."""
     with open_db() as db:
-        promotion = promote(db, base, model, user, note)
+        promotion = promote(db, base, model, user, note, override_reason=override_reason,
+                            max_drift=max_drift)  # fmt: skip
     return promotion, sync_production(open_db, backend, base)
 
 

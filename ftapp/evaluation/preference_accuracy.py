@@ -1,7 +1,7 @@
 """Preference accuracy: did a contestant learn the reviewers' preference? On an evaluation run
 whose examples are a preference version's pairs, each contestant (the base model included)
 scores both answers of every held-out pair with its own log-probabilities (the serving
-backend's `answer_logprob`: the answer's tokens given the chat-templated prompt, the
+backend's `answer_likelihood`: the answer's tokens given the chat-templated prompt, the
 contestant's system prompt applied): 1 when the chosen answer is the likelier, else 0 (a tie
 is 0), and the margin (chosen minus rejected, in nats). The report averages them per
 contestant with a bootstrap interval; 0.5 is chance.
@@ -25,6 +25,7 @@ from ftapp.data.versions import resolve_version
 from ftapp.errors import FtappError, ValidationError
 from ftapp.generation.chat import with_system_prompt
 from ftapp.records import Contestant, DatasetKind, EvalRun
+from ftapp.serving.backend import AnswerScore
 from ftapp.store import datasets as dataset_store
 from ftapp.store import versions as version_store
 
@@ -33,8 +34,9 @@ MARGIN = "preference_margin"  # stored beside it: chosen minus rejected log-prob
 CHANCE = 0.5
 WORKERS = 4  # answers scored at once (vLLM batches them; the in-process backend queues them)
 
-# The log-probability a model ("base" or a variant) gives an answer's turns after a prompt.
-AnswerLogprob = Callable[[str, list[dict[str, str]], list[dict[str, str]]], float]
+# How likely a model ("base" or a variant) finds an answer's turns after a prompt
+# (Services.answer_likelihood).
+AnswerLikelihood = Callable[[str, list[dict[str, str]], list[dict[str, str]]], AnswerScore]
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ def score_preferences(
     run: EvalRun,
     done: list[dict[str, Any]],
     examples: dict[int, dict[str, Any]],
-    logprob: AnswerLogprob,
+    logprob: AnswerLikelihood,
     workers: int = WORKERS,
 ) -> tuple[dict[int, PairScore], list[str]]:
     """Each done answer's pair scored by its contestant: answer id -> PairScore, and the
@@ -133,13 +135,13 @@ def score_pair(
     contestant: Contestant,
     prompt: list[dict[str, str]],
     pair: dict[str, Any],
-    logprob: AnswerLogprob,
+    logprob: AnswerLikelihood,
 ) -> PairScore | str:
     """Both answers of a pair scored by the contestant's model, with its system prompt; the
     reason as text when the backend could not."""
     messages = with_system_prompt(contestant, prompt)
     try:
-        return PairScore(logprob(contestant.model, messages, pair["chosen"]),
-                         logprob(contestant.model, messages, pair["rejected"]))  # fmt: skip
+        return PairScore(logprob(contestant.model, messages, pair["chosen"]).logprob,
+                         logprob(contestant.model, messages, pair["rejected"]).logprob)  # fmt: skip
     except FtappError as exc:
         return str(exc)

@@ -246,18 +246,18 @@ def retry_run(db: sqlite_utils.Database, name: str) -> int:
 def eval_work_list(
     count_tokens: CountTokens,
     settings: Settings,
-    answer_logprob: preference_accuracy.AnswerLogprob | None = None,
+    answer_likelihood: preference_accuracy.AnswerLikelihood | None = None,
 ) -> queue.WorkList:
     """The runs' work list for the answer queue; a run whose answers are all in is scored
     with `count_tokens` counting the answers' tokens (for tokens per second), under `settings`
-    (may code checks run, which hosts get the judge's key), with `answer_logprob` (the serving
-    backend's, Services.answer_logprob) scoring preference pairs."""
+    (may code checks run, which hosts get the judge's key), with `answer_likelihood` (the serving
+    backend's, Services.answer_likelihood) scoring preference pairs."""
     return queue.WorkList(
         name="evaluation answer",
         table=EVAL_ANSWERS_TABLE,
         waiting_groups=store.runs_waiting,
         complete=lambda open_db, run_id: complete_run(
-            open_db, run_id, count_tokens, settings, answer_logprob
+            open_db, run_id, count_tokens, settings, answer_likelihood
         ),
     )
 
@@ -267,7 +267,7 @@ def complete_run(
     run_id: int,
     count_tokens: CountTokens,
     settings: Settings,
-    answer_logprob: preference_accuracy.AnswerLogprob | None = None,
+    answer_likelihood: preference_accuracy.AnswerLikelihood | None = None,
 ) -> None:
     """Score a run once all its answers are in (done or failed for good). A crash while
     scoring leaves the run 'scoring'; it is scored again from the start next time."""
@@ -286,7 +286,7 @@ def complete_run(
         store.set_run_status(db, run_id, RunStatus.SCORING)
         examples = {e["id"]: e for e in store.run_examples(db, run_id)}
     try:
-        note = score_run(open_db, run, answers, examples, count_tokens, settings, answer_logprob)
+        note = score_run(open_db, run, answers, examples, count_tokens, settings, answer_likelihood)
     except Exception as exc:  # a broken check or a bug: the run says why, the app goes on
         log.exception("scoring evaluation run %s failed", run.name)
         reason = str(exc) if isinstance(exc, FtappError) else f"{type(exc).__name__}: {exc}"
@@ -305,7 +305,7 @@ def score_run(
     examples: dict[int, dict[str, Any]],
     count_tokens: CountTokens,
     settings: Settings,
-    answer_logprob: preference_accuracy.AnswerLogprob | None = None,
+    answer_likelihood: preference_accuracy.AnswerLikelihood | None = None,
 ) -> str | None:
     """Score every generated answer of a run and save the scores; returns a note for the run
     (what the judge or the preference scoring could not do), or None."""
@@ -337,7 +337,7 @@ def score_run(
             details[answer["id"]][spec.name] = result.detail
     notes, judged = [], []
     if preference_accuracy.METRIC in config.metrics:
-        notes.append(_preferences(run, done, examples, scores, details, answer_logprob))
+        notes.append(_preferences(run, done, examples, scores, details, answer_likelihood))
     if run.judge:
         note, judged = _judge(run, done, examples, scores, settings.judge_api_hosts)
         notes.append(note)
@@ -353,13 +353,13 @@ def _preferences(
     examples: dict[int, dict[str, Any]],
     scores: dict[int, dict[str, float | None]],
     details: dict[int, dict[str, str]],
-    answer_logprob: preference_accuracy.AnswerLogprob | None,
+    answer_likelihood: preference_accuracy.AnswerLikelihood | None,
 ) -> str | None:
     """Each answer's preference accuracy and margin into its scores (its log-probabilities
     into its details); a note saying what could not be scored, or None."""
-    if answer_logprob is None:
+    if answer_likelihood is None:
         return "preference accuracy was not scored: this scorer has no serving backend"
-    scored, errors = preference_accuracy.score_preferences(run, done, examples, answer_logprob)
+    scored, errors = preference_accuracy.score_preferences(run, done, examples, answer_likelihood)
     for answer_id, pair in scored.items():
         scores[answer_id][preference_accuracy.METRIC] = pair.accuracy
         scores[answer_id][preference_accuracy.MARGIN] = pair.margin

@@ -96,7 +96,8 @@ def generate_pending(
 
 class AnswerGenerator:
     """A daemon thread of the web app that generates answers whenever there are any.
-    `wake()` after creating a session or a run starts it at once instead of at the next poll."""
+    `wake()` after creating a session or a run starts it at once instead of at the next poll.
+    Each pass first runs `before_pass` (e.g. making the evaluation runs due after a job)."""
 
     def __init__(
         self,
@@ -105,12 +106,14 @@ class AnswerGenerator:
         work_lists: Sequence[WorkList],
         workers: int,
         is_ready: Callable[[], bool],
+        before_pass: Sequence[Callable[[OpenDb], object]] = (),
     ) -> None:
         self._open_db = open_db
         self._chat = chat
         self._work_lists = list(work_lists)
         self._workers = workers
         self._is_ready = is_ready
+        self._before_pass = list(before_pass)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ftapp-generator", daemon=True)
@@ -129,6 +132,8 @@ class AnswerGenerator:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                for step in self._before_pass:
+                    step(self._open_db)
                 generate_pending(self._open_db, self._chat, self._work_lists,
                                  workers=self._workers, stop=self._stop,
                                  is_ready=self._is_ready)  # fmt: skip

@@ -172,6 +172,19 @@ def answer_start(prompt_ids: list[int], full_ids: list[int]) -> int:
 
 
 @dataclass(frozen=True)
+class AnswerScore:
+    """How likely a model finds a given answer: what preference accuracy compares (chosen
+    against rejected) and drift measures (a variant against base, per token)."""
+
+    logprob: float  # the sum of the answer tokens' log-probabilities, in nats
+    tokens: int  # how many tokens that is
+
+    @property
+    def per_token(self) -> float:
+        return self.logprob / self.tokens
+
+
+@dataclass(frozen=True)
 class ChatRequest:
     model: ServedModel
     messages: list[dict[str, str]]  # {"role": "system"|"user"|"assistant", "content": ...}
@@ -207,13 +220,14 @@ class Backend(Protocol):
         generation. Raises ftapp.errors.ServingError when the engine can't answer."""
         ...
 
-    def answer_logprob(
+    def answer_likelihood(
         self, model: ServedModel, prompt: list[dict[str, str]], answer: list[dict[str, str]]
-    ) -> float:
+    ) -> AnswerScore:
         """The log-probability the model gives `answer` (the turns after the prompt) following
         `prompt` (a conversation ending with the user turn): the sum over the answer's tokens,
-        the end-of-turn token included, with the model's chat template around both. The
-        answer is scored, not generated. Raises ServingError when the engine can't answer."""
+        the end-of-turn token included, with the model's chat template around both, and how
+        many tokens that is. The answer is scored, not generated. Raises ServingError when the
+        engine can't answer."""
         ...
 
     def register_alias(self, alias: str, adapter_path: Path | None) -> None:

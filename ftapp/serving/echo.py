@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ftapp.names import BASE
 from ftapp.serving.backend import (
+    AnswerScore,
     BackendEndpoint,
     BackendState,
     BackendStatus,
@@ -32,15 +33,16 @@ class EchoBackend:
         for i, word in enumerate(words[: request.sampling.max_new_tokens]):
             yield word if i == 0 else " " + word
 
-    def answer_logprob(
+    def answer_likelihood(
         self, model: ServedModel, prompt: list[dict[str, str]], answer: list[dict[str, str]]
-    ) -> float:
+    ) -> AnswerScore:
         """Minus the number of the answer's words found neither in the reply this backend
-        would give nor in a system message: so a contestant's system prompt counts."""
+        would give nor in a system message (so a contestant's system prompt counts); a token
+        a word."""
         known = set(_reply(model, prompt).split())
         known |= {w for m in prompt if m["role"] == "system" for w in m["content"].split()}
         words = " ".join(m["content"] for m in answer).split()
-        return -float(sum(word not in known for word in words))
+        return AnswerScore(-float(sum(word not in known for word in words)), max(len(words), 1))
 
     def register_alias(self, alias: str, adapter_path: Path | None) -> None:
         pass  # names are resolved at every request

@@ -20,6 +20,7 @@ from typing import Any
 from ftapp.errors import ServingError
 from ftapp.names import BASE
 from ftapp.serving.backend import (
+    AnswerScore,
     BackendEndpoint,
     BackendState,
     BackendStatus,
@@ -109,9 +110,9 @@ class HFBackend:
             if errors:
                 raise ServingError(f"generation failed: {errors[0]}") from errors[0]
 
-    def answer_logprob(
+    def answer_likelihood(
         self, model: ServedModel, prompt: list[dict[str, str]], answer: list[dict[str, str]]
-    ) -> float:
+    ) -> AnswerScore:
         """One forward pass over the templated prompt and answer, with the model's adapter
         active (every adapter off for the base model); the answer tokens' log-probabilities
         summed in float32."""
@@ -132,7 +133,7 @@ class HFBackend:
             # The logits at position i predict token i + 1.
             logprobs = torch.log_softmax(logits[start - 1 : -1].float(), dim=-1)
             targets = torch.tensor(full_ids[start:]).unsqueeze(1)
-            return float(logprobs.gather(1, targets).sum())
+            return AnswerScore(float(logprobs.gather(1, targets).sum()), len(full_ids) - start)
 
     def register_alias(self, alias: str, adapter_path: Path | None) -> None:
         pass  # a request names its adapter folder: aliases are resolved at every request

@@ -30,6 +30,7 @@ import httpx
 from ftapp.errors import FtappError, ServingError
 from ftapp.names import BASE
 from ftapp.serving.backend import (
+    AnswerScore,
     BackendEndpoint,
     BackendState,
     BackendStatus,
@@ -106,9 +107,9 @@ class VllmBackend:
             body["seed"] = sampling.seed
         yield from self._stream(body)
 
-    def answer_logprob(
+    def answer_likelihood(
         self, model: ServedModel, prompt: list[dict[str, str]], answer: list[dict[str, str]]
-    ) -> float:
+    ) -> AnswerScore:
         """The server's own chat template tokenizes the prompt (with its generation prompt) and
         the whole conversation (POST /tokenize); /v1/completions then reads the conversation's
         token ids without generating (max_tokens 1) and returns each prompt token's
@@ -127,8 +128,9 @@ class VllmBackend:
         data = self._json(self._post("/v1/completions", body), "scoring the answer")
         try:
             logprobs = data["choices"][0]["prompt_logprobs"]
-            return float(sum(logprobs[i][str(full_ids[i])]["logprob"]
-                             for i in range(start, len(full_ids))))  # fmt: skip
+            total = sum(logprobs[i][str(full_ids[i])]["logprob"]
+                        for i in range(start, len(full_ids)))  # fmt: skip
+            return AnswerScore(float(total), len(full_ids) - start)
         except (KeyError, IndexError, TypeError) as exc:
             raise ServingError(f"vLLM gave no prompt log-probabilities ({exc!r})") from None
 

@@ -1,7 +1,7 @@
-"""The answer queue's tables: `session_answers` (the Arena's evaluation sessions) and
-`eval_answers` (automatic evaluation runs) have the same shape, described by an `AnswerTable`,
-and every claim, result, count and retry of either goes through this one module, so the two
-kinds of answer can't drift apart.
+"""The answer queue's tables: `session_answers` (the Arena's evaluation sessions),
+`eval_answers` (automatic evaluation runs) and `probe_answers` (the base model's answers to the
+drift probes) have the same shape, described by an `AnswerTable`, and every claim, result,
+count and retry of any goes through this one module, so the kinds of answer can't drift apart.
 
 An answer row is `pending`, `running` (claimed, with `claimed_at` and its `attempts` counted),
 `done` (with `answer` and `latency_ms`) or `failed` (with `error`). Claims happen in one
@@ -37,6 +37,9 @@ SESSION_ANSWERS_TABLE = AnswerTable(
 )
 EVAL_ANSWERS_TABLE = AnswerTable(
     "eval_answers", "run_id", "eval_runs", "example_id", "eval_examples"
+)
+PROBE_ANSWERS_TABLE = AnswerTable(
+    "probe_answers", "set_id", "probe_sets", "prompt_id", "probe_prompts"
 )
 
 

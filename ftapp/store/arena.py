@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlite_utils
@@ -28,7 +29,7 @@ from ftapp.records import (
 )
 from ftapp.store.answers import SESSION_ANSWERS_TABLE, insert_items
 from ftapp.store.db import to_record, write_transaction
-from ftapp.timeutil import utc_now
+from ftapp.timeutil import seconds_since, utc_now
 
 # --- prompt-engineered contestants and the free-battle pool ---------------------------------
 
@@ -110,6 +111,10 @@ def set_session_status(db: sqlite_utils.Database, session_id: int, status: Sessi
     db["eval_sessions"].update(session_id, changes)
 
 
+def set_min_gold_accuracy(db: sqlite_utils.Database, session_id: int, value: float | None) -> None:
+    db["eval_sessions"].update(session_id, {"min_gold_accuracy": value})
+
+
 def session_prompts(db: sqlite_utils.Database, session_id: int) -> list[dict[str, Any]]:
     rows = db.query(
         "SELECT * FROM session_prompts WHERE session_id = ? ORDER BY position", [session_id]
@@ -178,17 +183,20 @@ def battle_ids(db: sqlite_utils.Database, session_id: int | None = None) -> list
 
 # Battles of a session a reviewer hasn't been given, with how many judges each has: votes,
 # plus battles handed out since the hold time and not voted on yet.
-# Parameters: hold_since, session_id, reviewer.
+# Parameters: overlap, hold_since, session_id, reviewer.
 _TAKEN_SQL = """
-    SELECT b.id,
+    SELECT id, CASE WHEN gold_choice IS NULL THEN taken ELSE MIN(taken, ? - 1) END AS taken
+    FROM (SELECT b.id, b.gold_choice,
         (SELECT COUNT(*) FROM votes v WHERE v.battle_id = b.id)
         + (SELECT COUNT(*) FROM battle_assignments a
            LEFT JOIN votes w ON w.battle_id = a.battle_id AND w.reviewer = a.reviewer
            WHERE a.battle_id = b.id AND w.id IS NULL AND a.assigned_at > ?) AS taken
     FROM battles b
     WHERE b.session_id = ? AND b.status = 'ready' AND NOT EXISTS
-        (SELECT 1 FROM battle_assignments x WHERE x.battle_id = b.id AND x.reviewer = ?)
+        (SELECT 1 FROM battle_assignments x WHERE x.battle_id = b.id AND x.reviewer = ?))
 """
+# A check battle (gold_choice set) counts as never more than overlap - 1 times taken: every
+# reviewer gets it, mixed among the others, its accuracy measured on them all.
 # A reviewer's battles in hand: handed to them, not voted on. Parameters: session_id, reviewer.
 _IN_HAND_SQL = (
     "FROM battle_assignments a JOIN battles b ON b.id = a.battle_id "
@@ -228,7 +236,7 @@ def least_taken_battle(
     row = db.execute(
         f"SELECT id FROM ({_TAKEN_SQL}) WHERE taken < ? "
         "ORDER BY taken, (id * 2654435761 + ?) % 4294967296 LIMIT 1",
-        [hold_since, session_id, reviewer, overlap, salt],
+        [overlap, hold_since, session_id, reviewer, overlap, salt],
     ).fetchone()
     return row[0] if row else None
 
@@ -244,7 +252,7 @@ def reviewer_counts(
     in_hand = db.execute(f"SELECT COUNT(*) {_IN_HAND_SQL}", [session_id, reviewer]).fetchone()[0]
     open_to_them = db.execute(
         f"SELECT COUNT(*) FROM ({_TAKEN_SQL}) WHERE taken < ?",
-        [hold_since, session_id, reviewer, overlap],
+        [overlap, hold_since, session_id, reviewer, overlap],
     ).fetchone()[0]
     n_battles, counted = db.execute(
         "SELECT COUNT(*), COALESCE(SUM(MIN(n, ?)), 0) FROM (SELECT b.id, "
@@ -276,24 +284,46 @@ def get_vote(db: sqlite_utils.Database, battle_id: int, reviewer: str) -> Vote |
 
 
 def voted_battles(
-    db: sqlite_utils.Database, session_id: int | None = None
+    db: sqlite_utils.Database, session_id: int | None = None, *, include_checks: bool = False
 ) -> list[tuple[Battle, Vote]]:
-    """Every vote with its battle, oldest first; one session's, or all (free battles too)."""
+    """Every vote with its battle, oldest first; one session's, or all (free battles too).
+    Check battles (arena/gold.py) measure reviewers, not models: left out unless asked for
+    (every reviewer judges them, so counted they would outweigh the other battles)."""
     sql = (
         "SELECT b.*, v.id AS v_id, v.reviewer AS v_reviewer, v.choice AS v_choice, "
         "v.score_a AS v_score_a, v.score_b AS v_score_b, v.comment AS v_comment, "
         "v.is_early AS v_is_early, v.created_at AS v_created_at "
-        "FROM votes v JOIN battles b ON b.id = v.battle_id"
+        "FROM votes v JOIN battles b ON b.id = v.battle_id WHERE 1"
     )
     params: list[Any] = []
     if session_id is not None:
-        sql += " WHERE b.session_id = ?"
+        sql += " AND b.session_id = ?"
         params.append(session_id)
+    if not include_checks:
+        sql += " AND b.gold_choice IS NULL"
     pairs = []
     for row in db.query(sql + " ORDER BY v.id", params):
         vote = {k[2:]: row.pop(k) for k in list(row) if k.startswith("v_")}
         pairs.append((_battle(row), _vote({**vote, "battle_id": row["id"]})))
     return pairs
+
+
+def vote_times(db: sqlite_utils.Database, session_id: int | None = None) -> dict[tuple, float]:
+    """Seconds from a battle being handed to a reviewer to their vote, by (battle, reviewer);
+    free battles and votes without a hand-out have none."""
+    sql = (
+        "SELECT v.battle_id, v.reviewer, a.assigned_at, v.created_at FROM votes v "
+        "JOIN battle_assignments a ON a.battle_id = v.battle_id AND a.reviewer = v.reviewer "
+        "JOIN battles b ON b.id = v.battle_id"
+    )
+    params: list[Any] = []
+    if session_id is not None:
+        sql += " WHERE b.session_id = ?"
+        params.append(session_id)
+    return {
+        (battle_id, reviewer): seconds_since(assigned, datetime.fromisoformat(voted))
+        for battle_id, reviewer, assigned, voted in db.execute(sql, params)
+    }
 
 
 def has_votes(db: sqlite_utils.Database, model: str) -> bool:
@@ -326,6 +356,7 @@ def _battle(row: dict[str, Any]) -> Battle:
         conversation_b=json.loads(row["conversation_b_json"]),
         sampling=json.loads(row["sampling_json"]),
         status=BattleStatus(row["status"]),
+        is_check=bool(row["is_check"]),
     )
 
 

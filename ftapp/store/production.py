@@ -34,6 +34,8 @@ class Promotion:
     note: str
     created_at: str
     created_by: str
+    override_reason: str | None = None  # why it went ahead although the gate objected
+    gate_json: str | None = None  # what the promotion gate saw (deploy/gate.py)
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,12 @@ class ProductionRequest:
 
 
 def insert_promotion(
-    db: sqlite_utils.Database, model: str, is_rollback: bool, note: str, user: str
-) -> Promotion:
+    db: sqlite_utils.Database, model: str, is_rollback: bool, note: str, user: str,
+    override_reason: str | None = None, gate_json: str | None = None,
+) -> Promotion:  # fmt: skip
     row = {"model": model, "is_rollback": int(is_rollback), "note": note,
-           "created_at": utc_now(), "created_by": user}  # fmt: skip
+           "created_at": utc_now(), "created_by": user, "override_reason": override_reason,
+           "gate_json": gate_json}  # fmt: skip
     promotion_id = db["promotions"].insert(row).last_pk
     return get_promotion(db, promotion_id)
 

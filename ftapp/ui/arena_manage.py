@@ -1,6 +1,6 @@
 """Arena tab, Manage section (admins): prompt-engineered contestants, the pool free battles
 draw from, and evaluation sessions: create one, watch its answers being generated, retry
-failed answers or open without them, close it."""
+failed answers or open without them, close it; its checks are arena_checks.py's."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from ftapp.names import BASE
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.serving.backend import MAX_NEW_TOKENS, sampling_from_fields
+from ftapp.ui.arena_checks import build_checks
 from ftapp.ui.common import (
     TabWiring,
     contestant_names,
@@ -67,6 +68,7 @@ def build_manage_section(services: Services) -> TabWiring:
     new_session = _build_new_session(services, report)
     report.render()
     sessions, chosen, timer = _build_sessions(services, report)
+    sessions.events.extend(build_checks(services, chosen, report))
     contestants = _build_contestants(services, report)
 
     @guarded(services, Role.ADMIN)
@@ -81,15 +83,16 @@ def build_manage_section(services: Services) -> TabWiring:
         table = [[c.name, c.model, c.system_prompt, "yes" if c.name in enabled else ""]
                  for c in found]  # fmt: skip
         session_names = [summary.session.name for summary in summaries]
-        picked = current if current in session_names else None
         versions = version_labels(services)
         return (
             table,
             gr.update(choices=models),
             gr.update(choices=names, value=[n for n in names if n in enabled]),
             rows,
-            gr.update(choices=session_names, value=picked),
-            *_action_states(next((s for s in summaries if s.session.name == picked), None)),
+            # The chosen session is left as it is: this runs after an action, and the admin
+            # may have picked another one meanwhile (the timer keeps the actions right then).
+            gr.update(choices=session_names),
+            *_action_states(next((s for s in summaries if s.session.name == current), None)),
             gr.update(choices=names),
             # The newest version is the likely one (the Train tab picks it too).
             gr.update(

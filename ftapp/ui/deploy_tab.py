@@ -11,6 +11,7 @@ import html
 import gradio as gr
 
 from ftapp.deploy.feedback import RULE_NOTE, counts_text, feedback_counts, feedback_to_dataset
+from ftapp.deploy.gate import GateResult, check_gate
 from ftapp.deploy.monitoring import MonitoringRow, feedback_drop, monitoring_report
 from ftapp.deploy.production import (
     Promotion,
@@ -19,7 +20,7 @@ from ftapp.deploy.production import (
     promotion_history,
     roll_back_production,
 )
-from ftapp.names import PRODUCTION
+from ftapp.names import BASE, PRODUCTION
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.ui.common import (
@@ -33,7 +34,7 @@ from ftapp.ui.common import (
 )
 from ftapp.ui.deploy_export import build_export_section
 
-HISTORY_HEADERS = ["#", "when (UTC)", "action", "model", "by", "note"]
+HISTORY_HEADERS = ["#", "when (UTC)", "action", "model", "by", "note", "gate overridden: why"]
 MONITOR_HEADERS = ["time (UTC)", "model", "requests", "errors", "stopped", "p50 ms", "p95 ms",
                    "rated", "feedback rate", "thumbs up"]  # fmt: skip
 
@@ -45,6 +46,10 @@ def build_deploy_tab(services: Services) -> TabWiring:
         model = gr.Dropdown(label="Model to promote", choices=[], value=None, scale=3,
                             allow_custom_value=True, elem_id="ft-deploy-model")  # fmt: skip
         note = gr.Textbox(label="Note (optional)", scale=3, elem_id="ft-deploy-note")
+    # What the promotion gate says of the chosen model (drift, canary sets), before promoting.
+    gate = gr.Markdown("", elem_id="ft-deploy-gate")
+    override = gr.Textbox(label="Override reason (only when the gate objects; it is recorded)",
+                          elem_id="ft-deploy-override")  # fmt: skip
     with gr.Row():
         promote_button = gr.Button("Promote to production", variant="primary",
                                    elem_id="ft-deploy-promote")  # fmt: skip
@@ -90,14 +95,25 @@ def build_deploy_tab(services: Services) -> TabWiring:
         )
 
     @guarded(services, Role.ADMIN)
-    def promote(request: gr.Request, chosen: str | None, why: str):
+    def promote(request: gr.Request, chosen: str | None, why: str, reason: str):
         user = _user_name(services, request)
         promotion, served = promote_to_production(
-            services.db, services.backend, services.served_base, chosen or "", user, why or ""
-        )
+            services.db, services.backend, services.served_base, chosen or "", user, why or "",
+            override_reason=reason or "", max_drift=services.settings.max_drift,
+        )  # fmt: skip
         notice(f"{promotion.model} is in production")
-        return (f"Promoted **{escape_markdown(promotion.model)}**: {_served_text(served)}.",
-                "", *show(request, chosen))  # fmt: skip
+        overridden = " (the gate's objection overridden: recorded)" if (
+            promotion.override_reason) else ""  # fmt: skip
+        return (f"Promoted **{escape_markdown(promotion.model)}**{overridden}: "
+                f"{_served_text(served)}.", "", "", *show(request, chosen))  # fmt: skip
+
+    @guarded(services, Role.ADMIN)
+    def show_gate(request: gr.Request, chosen: str | None) -> str:
+        if not chosen or chosen == BASE:
+            return ""
+        with services.db() as db:
+            result = check_gate(db, chosen, services.settings.max_drift)
+        return _gate_text(result, services.settings.max_drift)
 
     @guarded(services, Role.ADMIN)
     def roll_back(request: gr.Request, chosen: str | None):
@@ -121,8 +137,9 @@ def build_deploy_tab(services: Services) -> TabWiring:
     monitored = [drop_flag, table, plot]
     refresh.click(show, [model], shown, api_name="deploy_status")
     fresh_choices_on_focus(services, model, services.servable_models, "deploy_models")
-    promote_button.click(promote, [model, note], [outcome, note, *shown],
+    promote_button.click(promote, [model, note, override], [outcome, note, override, *shown],
                          api_name="deploy_promote")  # fmt: skip
+    model.change(show_gate, [model], [gate], api_name="deploy_gate")
     rollback_button.click(roll_back, [model], [outcome, *shown], api_name="deploy_rollback")
     monitor_button.click(monitor, [bucket, since], monitored, api_name="deploy_monitor")
     bucket.change(monitor, [bucket, since], monitored, api_name=False)
@@ -190,7 +207,33 @@ def _current_text(promotion: Promotion | None) -> str:
 
 def _history_row(p: Promotion) -> list:
     action = "rollback" if p.is_rollback else "promote"
-    return [p.id, p.created_at[:19].replace("T", " "), action, p.model, p.created_by, p.note]
+    return [p.id, p.created_at[:19].replace("T", " "), action, p.model, p.created_by, p.note,
+            p.override_reason or ""]  # fmt: skip
+
+
+def _gate_text(result: GateResult, max_drift: float) -> str:
+    """The gate's view of a model, in a few lines: drift against the limit, each canary set."""
+    name = escape_markdown(result.model)
+    if result.drift:
+        d = result.drift
+        drift = (f"drift {d['mean']:.3f} nats per token (95% interval {d['low']:.3f} to "
+                 f"{d['high']:.3f}; the limit is {max_drift:g})")  # fmt: skip
+    else:
+        drift = "drift not measured yet"
+    canaries = [f"{escape_markdown(c['canary'])}: " + ("worse on " + "; ".join(
+        escape_markdown(w) for w in c["worse"]) if c["worse"] else c["status"])
+        for c in result.canaries]  # fmt: skip
+    lines = [f"**Gate for {name}:** {drift}" + (
+        f"; canary sets: {', '.join(canaries)}" if canaries else "; no canary set")]  # fmt: skip
+    if result.passes:
+        lines.append("It may be promoted.")
+    else:
+        lines.append(
+            "**Promoting it needs an override reason**, because "
+            + "; and ".join(escape_markdown(o) for o in result.objections)
+            + "."
+        )
+    return "\n\n".join(lines)
 
 
 def _monitor_row(r: MonitoringRow) -> list:

@@ -41,6 +41,7 @@ from ftapp.ui.common import (
     require,
     version_labels,
 )
+from ftapp.ui.evaluate_canary import build_canary_section
 from ftapp.ui.evaluate_report import ReportView, build_report_section, render_report
 
 POLL_SECONDS = 2.0
@@ -54,7 +55,8 @@ def build_evaluate_tab(services: Services) -> TabWiring:
     form = _build_run_form(services)
     runs = _build_runs_section(services, form)
     report = build_report_section(services, runs.chosen, runs.show)
-    return runs.wiring + _follow_runs(services, runs, report)
+    canaries = build_canary_section(services)
+    return runs.wiring + _follow_runs(services, runs, report) + canaries
 
 
 def _follow_runs(services: Services, runs: RunsSection, report: ReportView) -> TabWiring:

@@ -1,8 +1,10 @@
 """The Leaderboard tab (admins): for one session or all battles, a plain verdict per pair,
 Bradley-Terry ratings with 95% bootstrap intervals (table and plot), the win-rate matrix, votes
 per pair, the quality of the judging (position bias, per-reviewer counts, Cohen's and Fleiss'
-kappa), and exports: battles and votes as CSV or JSONL, a preference dataset the Data tab
-imports, and the votes as a preference dataset version in one step, to train on."""
+kappa), each reviewer checked (accuracy on check battles, agreement, flags) with the ratings
+without those below the session's minimum accuracy, and exports: battles and votes as CSV or
+JSONL, a preference dataset the Data tab imports, and the votes as a preference dataset
+version in one step, to train on."""
 
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ RATING_HEADERS = ["model", "rating", "95% interval", "votes", "won / lost / tied
 PAIR_HEADERS = ["model 1", "model 2", "votes", "model 1 wins", "model 2 wins", "ties",
                 "model 1 win rate"]  # fmt: skip
 REVIEWER_HEADERS = ["reviewer", "votes", "A better", "B better", "tie", "both bad"]
+CHECKED_HEADERS = ["reviewer", "right on checks", "agrees with the majority", "picks the left",
+                   "median seconds a vote", "faster than reading", "flags"]  # fmt: skip
 AGREEMENT_HEADERS = ["reviewer 1", "reviewer 2", "shared battles", "agreement", "Cohen's kappa"]
 
 
@@ -49,6 +53,11 @@ def build_leaderboard_tab(services: Services) -> TabWiring:
     ratings = gr.Dataframe(headers=RATING_HEADERS, interactive=False, label="Ratings",
                            elem_id="ft-lb-ratings")  # fmt: skip
     plot = gr.Plot(label="Ratings with 95% intervals")
+    gr.Markdown("### Controlling for length and formatting")
+    style_text = gr.Markdown("", elem_id="ft-lb-style")
+    style_ratings = gr.Dataframe(headers=RATING_HEADERS, interactive=False,
+                                 label="Style-controlled ratings",
+                                 elem_id="ft-lb-style-ratings")  # fmt: skip
     matrix = gr.Dataframe(interactive=False, label="Win rate of row against column")
     pairs = gr.Dataframe(headers=PAIR_HEADERS, interactive=False, label="Votes per pair")
     gr.Markdown("### Quality of the judging")
@@ -57,6 +66,22 @@ def build_leaderboard_tab(services: Services) -> TabWiring:
         reviewers = gr.Dataframe(headers=REVIEWER_HEADERS, interactive=False, label="Reviewers")
         agreement = gr.Dataframe(headers=AGREEMENT_HEADERS, interactive=False,
                                  label="Agreement on shared battles")  # fmt: skip
+    gr.Markdown(
+        "### Reviewers checked\n"
+        "Check battles (marked in Manage) reach every reviewer unannounced and count "
+        "for accuracy only. Each share is k of n with its exact 95% interval."
+    )
+    checked = gr.Dataframe(
+        headers=CHECKED_HEADERS,
+        interactive=False,
+        wrap=True,
+        label="Each reviewer's judging",
+        elem_id="ft-lb-checked",
+    )
+    trusted_text = gr.Markdown("", elem_id="ft-lb-trusted")
+    trusted_ratings = gr.Dataframe(headers=RATING_HEADERS, interactive=False, visible=False,
+                                   label="Ratings without the reviewers below the minimum",
+                                   elem_id="ft-lb-trusted-ratings")  # fmt: skip
     gr.Markdown("### Export")
     with gr.Row():
         csv_button = gr.Button("Battles and votes (CSV)")
@@ -71,7 +96,7 @@ def build_leaderboard_tab(services: Services) -> TabWiring:
         session = None if chosen in (None, "", ALL) else chosen
         with services.db() as db:
             names = [s.name for s in all_sessions(db)]
-            board = leaderboard(db, session)
+            board = leaderboard(db, session, count_tokens=services.count_tokens.count_text)
         return (gr.update(choices=[ALL, *names], value=chosen or ALL), *_render(board))
 
     def exporter(fmt: str):
@@ -91,8 +116,8 @@ def build_leaderboard_tab(services: Services) -> TabWiring:
         export.__name__ = f"export_{fmt}"
         return export
 
-    outputs = [scope, summary, verdicts, ratings, plot, matrix, pairs, quality, reviewers,
-               agreement]  # fmt: skip
+    outputs = [scope, summary, verdicts, ratings, plot, style_text, style_ratings, matrix, pairs,
+               quality, reviewers, agreement, checked, trusted_text, trusted_ratings]  # fmt: skip
     refresh.click(show, [scope], outputs, api_name="leaderboard")
     scope.change(show, [scope], outputs, api_name=False)
     csv_button.click(exporter("csv"), [scope], [exported], api_name="export_battles_csv")
@@ -143,8 +168,8 @@ def _render(board: Leaderboard) -> tuple:
     summary = (f"**{escape_markdown(board.scope)}**: {board.n_votes} votes on "
                f"{board.n_battles_voted} battles.")  # fmt: skip
     verdicts = "\n".join(f"- {escape_markdown(v.text)}" for v in board.verdicts) or "No votes yet."
-    ratings = [[r.model, round(r.rating), _interval(r), r.n_votes,
-                f"{r.wins:g} / {r.losses:g} / {r.ties:g}"] for r in board.ratings]  # fmt: skip
+    ratings = [_rating_row(r) for r in board.ratings]
+    style_text, style_rows = _style(board)
     matrix = [[model, *[_percent(cell) for cell in row]]
               for model, row in zip(board.matrix_models, board.matrix, strict=True)]  # fmt: skip
     pairs = [[p.model_1, p.model_2, p.n, p.wins_1, p.wins_2, p.ties, _percent(p.win_rate_1)]
@@ -159,8 +184,52 @@ def _render(board: Leaderboard) -> tuple:
                   "n/a" if p.kappa is None else round(p.kappa, 2)]
                  for p in board.reviewer_pairs]  # fmt: skip
     matrix_update = gr.update(value=matrix, headers=["", *board.matrix_models]) if matrix else []
-    return (summary, verdicts, ratings, _plot(board), matrix_update, pairs, quality, reviewers,
-            agreement)  # fmt: skip
+    checked = [[q.reviewer, _share(q.accuracy), _share(q.agreement), _share(q.left),
+                "" if q.median_seconds is None else round(q.median_seconds, 1),
+                _share(q.too_fast), "; ".join(q.flags)] for q in board.quality]  # fmt: skip
+    trusted_text, trusted_rows = _trusted(board)
+    return (summary, verdicts, ratings, _plot(board), style_text, style_rows, matrix_update,
+            pairs, quality, reviewers, agreement, checked, trusted_text,
+            gr.update(value=trusted_rows, visible=board.trusted_ratings is not None))  # fmt: skip
+
+
+def _trusted(board: Leaderboard) -> tuple[str, list[list]]:
+    """The session's ratings without the reviewers below its minimum accuracy, if it sets one:
+    both ways, so the admin sees what dropping them changes."""
+    if board.min_accuracy is None:
+        return ("No minimum accuracy on checks is set for this scope (a session sets one in "
+                "Manage), so every reviewer's votes count."), []  # fmt: skip
+    if not board.dropped:
+        text = (f"Every reviewer is at or above {board.min_accuracy:.0%} on checks: the "
+                "ratings above count every vote.")  # fmt: skip
+    else:
+        names = ", ".join(escape_markdown(n) for n in board.dropped)
+        text = (f"Below {board.min_accuracy:.0%} on checks: **{names}**. The ratings without "
+                "their votes:")  # fmt: skip
+    return text, [_rating_row(r) for r in board.trusted_ratings or []]
+
+
+def _share(share) -> str:
+    if not share.n:
+        return ""
+    return f"{share.k} of {share.n} ({share.rate:.0%}, {share.low:.0%} to {share.high:.0%})"
+
+
+def _rating_row(r) -> list:
+    return [r.model, round(r.rating), _interval(r), r.n_votes,
+            f"{r.wins:g} / {r.losses:g} / {r.ties:g}"]  # fmt: skip
+
+
+def _style(board: Leaderboard) -> tuple[str, list[list]]:
+    """What the style control says, in words, and its ratings."""
+    if board.style is None:
+        return ("Not enough variety in the answers' length and formatting yet to control for "
+                "it."), []  # fmt: skip
+    lines = [f"- {escape_markdown(e.text)}" for e in board.style.effects]
+    lines += [f"- **{escape_markdown(note)}**" for note in board.style.notes]
+    if not board.style.notes:
+        lines.append("- The order of the models is the same once style is controlled for.")
+    return "\n".join(lines), [_rating_row(r) for r in board.style.ratings]
 
 
 def _plot(board: Leaderboard):

@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ftapp.evaluation.drift import Drift, drift_table
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.store import jobs as job_store
@@ -60,14 +61,21 @@ def build_jobs_view(services: Services) -> JobsView:
                                     elem_id="ft-accuracy-plot")  # fmt: skip
     cancel_button = gr.Button("Cancel job", variant="stop", elem_id="ft-cancel")
     variants = gr.Dataframe(
-        headers=["variant", "kind", "step", "eval loss", "best", "evaluation runs", "exports"],
-        interactive=False, label="Model variants", elem_id="ft-variants",
+        headers=["variant", "kind", "step", "eval loss", "drift", "best", "evaluation runs",
+                 "exports"],
+        interactive=False, label="Model variants (drift: nats per token away from the base "
+        "model on general prompts, measured in the background)", elem_id="ft-variants",
     )  # fmt: skip
+    # What each checkpoint learned (validation loss) against what it cost (drift): pick the
+    # one that learned the most for the least forgetting.
+    tradeoff = gr.ScatterPlot(x="drift", y="validation loss", color="variant", visible=False,
+                              title="Validation loss against drift, a point per checkpoint",
+                              elem_id="ft-tradeoff-plot")  # fmt: skip
     log_view = gr.Code(label="Log (tail)", language=None, lines=12, wrap_lines=True,
                        elem_id="ft-job-log")  # fmt: skip
     timer = gr.Timer(POLL_SECONDS, active=False)  # started for admins when the page loads
     job_outputs = [jobs_table, status, loss_plot, lr_plot, rewards_plot, accuracy_plot, variants,
-                   log_view, cancel_button]  # fmt: skip
+                   tradeoff, log_view, cancel_button]  # fmt: skip
 
     @guarded(services, Role.ADMIN)
     def cancel(request: gr.Request, job_id: int | None):
@@ -110,12 +118,13 @@ def _render_job(services: Services, job_id: int | None) -> list:
         links = {v.name: (", ".join(r.name for r in runs_with_model(db, v.name)),
                           ", ".join(e["kind"] for e in exports_of(db, v.name)))
                  for v in (progress or {}).get("variants", [])}  # fmt: skip
+        drift = drift_table(db)
     table = [[j.id, j.name, j.status.value, f"{j.step}/{j.total_steps or '?'}",
               j.created_at[:19], j.created_by] for j in jobs]  # fmt: skip
     if progress is None:
         hidden = gr.LinePlot(visible=False)
-        return [table, "No job selected.", None, None, hidden, hidden, [], "",
-                gr.Button(interactive=False)]  # fmt: skip
+        return [table, "No job selected.", None, None, hidden, hidden, [],
+                gr.ScatterPlot(visible=False), "", gr.Button(interactive=False)]  # fmt: skip
     curves = pd.DataFrame(
         [{"step": m["step"], "loss": m["loss"], "kind": m["kind"]}
          for m in progress["train"] + progress["eval"]],
@@ -125,14 +134,35 @@ def _render_job(services: Services, job_id: int | None) -> list:
         [{"step": m["step"], "learning_rate": m["learning_rate"]} for m in progress["train"]],
         columns=["step", "learning_rate"],
     )
-    rows = [[v.name, v.kind, v.step, _round(v.eval_loss), "★" if v.is_best else "",
-             *links[v.name]] for v in progress["variants"]]  # fmt: skip
+    rows = [[v.name, v.kind, v.step, _round(v.eval_loss), _drift_text(drift.get(v.name)),
+             "★" if v.is_best else "", *links[v.name]] for v in progress["variants"]]  # fmt: skip
     # Only a queued or running job can be cancelled; the button says so by its state.
     can_cancel = not progress["job"].status.is_finished
     rewards, accuracy = _preference_curves(progress)
     loss = _titled(curves, "kind", "Loss", {"train": "training", "eval": "validation"})
     return [table, _status_markdown(progress), loss, rates, rewards, accuracy, rows,
-            progress["log_tail"], gr.Button(interactive=can_cancel)]  # fmt: skip
+            _tradeoff(progress["variants"], drift), progress["log_tail"],
+            gr.Button(interactive=can_cancel)]  # fmt: skip
+
+
+def _drift_text(drift: Drift | None) -> str:
+    if drift is None:
+        return "…"  # not measured yet (or drift is off)
+    if drift.status != "done":
+        return "failed"
+    return f"{drift.value.mean:.3f} [{drift.value.low:.3f}, {drift.value.high:.3f}]"
+
+
+def _tradeoff(variants: list, drift: dict[str, Drift]) -> Any:
+    """The checkpoints that have both a validation loss and a drift, as points."""
+    points = pd.DataFrame(
+        [{"drift": drift[v.name].value.mean, "validation loss": v.eval_loss,
+          "variant": v.name.rsplit("/", 1)[-1]} for v in variants
+         if v.kind == "checkpoint" and v.eval_loss is not None and v.name in drift
+         and drift[v.name].status == "done"],
+        columns=["drift", "validation loss", "variant"],
+    )  # fmt: skip
+    return gr.ScatterPlot(value=points, visible=not points.empty)
 
 
 def _titled(data: pd.DataFrame, column: str, what: str, names: dict[str, str], **kwargs) -> Any:

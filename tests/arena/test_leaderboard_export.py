@@ -175,7 +175,8 @@ def test_the_cli_gives_the_same_numbers(echo_services, tmp_path):
     )  # fmt: skip
     printed = json.loads(run.stdout)
     with echo_services.db() as db:
-        expected = json.loads(json.dumps(leaderboard(db, "s1").to_dict()))
+        board = leaderboard(db, "s1", count_tokens=echo_services.count_tokens.count_text)
+        expected = json.loads(json.dumps(board.to_dict()))
     assert printed == expected
     out = tmp_path / "prefs.jsonl"
     run = subprocess.run(

@@ -46,36 +46,18 @@ from ftapp.serving.backend import Sampling, ServedModel
 from ftapp.serving.echo import EchoBackend
 from ftapp.serving.setup import served_model
 from ftapp.serving.vllm_backend import VllmBackend
-from ftapp.settings import Settings
 from ftapp.store import jobs as job_store
 from ftapp.store import production as store
 from ftapp.store.db import open_db
-from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD, TrainedAdapter, home_with_adapter
+from tests.serving_fixtures import (
+    SECRET_QUESTION,
+    SECRET_WORD,
+    add_adapter_variant,
+    home_with_adapter,
+)
 
 GREEDY = Sampling(temperature=0, top_p=1, max_new_tokens=16)
 QUESTION = [{"role": "user", "content": SECRET_QUESTION}]
-
-
-def add_adapter_variant(settings: Settings, name: str, path: Path, base_model: str = "") -> None:
-    with closing(open_db(settings.db_path)) as db:
-        base_model = base_model or bundled_base_model(settings.models_dir).name
-        job_store.add_variant(db, {"name": name, "kind": "adapter", "path": str(path),
-                                   "base_model": base_model})  # fmt: skip
-
-
-@pytest.fixture
-def stand_in(tmp_path: Path, models_dir: Path) -> Services:
-    """A home whose registry lists "secret" and "other" (stand-in adapter folders), with the
-    echo backend."""
-    folders = {}
-    for name in ("secret", "other"):
-        folders[name] = tmp_path / "adapters" / name
-        folders[name].mkdir(parents=True)
-        (folders[name] / "adapter_config.json").write_text('{"peft_type": "LORA"}')
-    adapter = TrainedAdapter(Settings(home=tmp_path / "unused"), "secret", folders["secret"])
-    settings = replace(home_with_adapter(tmp_path / "home", models_dir, adapter), backend="echo")
-    add_adapter_variant(settings, "other", folders["other"])
-    return Services(settings)
 
 
 def rows(services: Services) -> tuple[int, int]:

@@ -39,13 +39,13 @@ def generate_all(
     chat=knowing_chat,
     workers: int = 2,
     settings: Settings | None = None,
-    answer_logprob=None,
+    answer_likelihood=None,
 ) -> int:
     """What the web app's background thread does for runs: generate, then score (under
-    `settings`, by default the services' own; preference pairs with `answer_logprob`, as the
-    app does with Services.answer_logprob)."""
+    `settings`, by default the services' own; preference pairs with `answer_likelihood`, as the
+    app does with Services.answer_likelihood)."""
     work = [eval_work_list(services.count_tokens.count_text, settings or services.settings,
-                           answer_logprob)]  # fmt: skip
+                           answer_likelihood)]  # fmt: skip
     return generate_pending(services.db, chat, work, workers=workers)
 
 

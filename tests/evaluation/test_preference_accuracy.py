@@ -59,9 +59,9 @@ def preference_version(services, folder, rows=ECHO_ROWS, name="prefs") -> str:
     return version.label
 
 
-def generate_with_logprobs(services, answer_logprob=None, workers: int = 2) -> int:
+def generate_with_logprobs(services, likelihood=None, workers: int = 2) -> int:
     return generate_all(services, services.stream_chat, workers,
-                        answer_logprob=answer_logprob or services.answer_logprob)  # fmt: skip
+                        answer_likelihood=likelihood or services.answer_likelihood)  # fmt: skip
 
 
 def start(services, label, name="prefs run", **options):
@@ -184,7 +184,7 @@ def test_a_backend_that_cannot_score_leaves_a_note_and_the_rest_scored(eval_serv
     def pirate_breaks(model, messages, answer):
         if messages[0]["content"] == "Talk like a pirate.":
             raise ServingError("vLLM refused scoring the answer (400): too long")
-        return eval_services.answer_logprob(model, messages, answer)
+        return eval_services.answer_likelihood(model, messages, answer)
 
     generate_with_logprobs(eval_services, pirate_breaks)
     with eval_services.db() as db:
@@ -199,7 +199,7 @@ def test_a_backend_that_cannot_score_leaves_a_note_and_the_rest_scored(eval_serv
 
 def test_a_scorer_without_a_backend_says_so(eval_services, tmp_path):
     run = start(eval_services, preference_version(eval_services, tmp_path))
-    generate_all(eval_services, chat=eval_services.stream_chat)  # no answer_logprob given
+    generate_all(eval_services, chat=eval_services.stream_chat)  # no answer_likelihood given
     with eval_services.db() as db:
         done = store.get_run(db, run.id)
     assert done.status == RunStatus.DONE

@@ -104,12 +104,14 @@ def test_vllm_scores_answers_as_the_in_process_backend_does(vllm_services, tmp_p
     scores = {}
     for model in ("base", "secret"):
         for name, answer in (("said", said), ("other", other)):
-            on_vllm = vllm_services.answer_logprob(model, prompt, answer)
-            in_process = hf.answer_logprob(model, prompt, answer)
-            assert on_vllm < 0 and in_process < 0
+            on_vllm = vllm_services.answer_likelihood(model, prompt, answer)
+            in_process = hf.answer_likelihood(model, prompt, answer)
+            assert on_vllm.logprob < 0 and in_process.logprob < 0
+            assert on_vllm.tokens == in_process.tokens > 5  # the same tokens, end of turn too
             # Same tokens, same weights; vLLM's CPU kernels differ in the last digits.
-            assert on_vllm == pytest.approx(in_process, rel=0.05, abs=0.5), (model, name)
-            scores[model, name] = on_vllm
+            assert on_vllm.logprob == pytest.approx(in_process.logprob, rel=0.05, abs=0.5), (
+                model, name)  # fmt: skip
+            scores[model, name] = on_vllm.logprob
     margin = {m: scores[m, "said"] - scores[m, "other"] for m in ("base", "secret")}
     assert margin["secret"] > 0 and margin["secret"] > margin["base"] + 5
     hf.backend.close()

@@ -117,7 +117,7 @@ def evaluate(services: Services, pairs_version: str, contestants: list[str]) -> 
                         sampling=Sampling(temperature=0.0, max_new_tokens=6),
                         user="admin")  # fmt: skip
     generate_all(services, services.stream_chat, workers=1,
-                 answer_logprob=services.answer_logprob)  # fmt: skip
+                 answer_likelihood=services.answer_likelihood)  # fmt: skip
     with services.db() as db:
         assert eval_store.get_run(db, run.id).status == RunStatus.DONE
         return build_report(db, run.id)

@@ -156,3 +156,39 @@ def test_the_votes_to_a_preference_version_through_the_api(app: LiveApp, tmp_pat
     with pytest.raises(AppError, match="no vote gives a preference row yet"):
         client.predict("All battles", "arena votes", api_name="/votes_to_dataset")
     assert app.query("SELECT COUNT(*) AS n FROM datasets WHERE name = 'arena votes'")[0]["n"] == 0
+
+
+def test_checks_through_the_api(app: LiveApp, tmp_path: Path):
+    prompts = write_jsonl(tmp_path / "prompts.jsonl",
+                          [{"prompt": f"check me {i}"} for i in range(2)])  # fmt: skip
+    admin = client_for(app)
+    admin.predict("checked api", 1, "", ["base", "pirate"], "an uploaded file", None, "test",
+                  handle_file(str(prompts)), "", 0.7, 0.95, 16, "",
+                  api_name="/arena_create_session")  # fmt: skip
+    deadline = time.monotonic() + 60
+    while (
+        app.query("SELECT status FROM eval_sessions WHERE name = 'checked api'")[0]["status"]
+        != "open"
+    ):
+        assert time.monotonic() < deadline, "the session did not open"
+        time.sleep(0.2)
+    (first,) = app.query("SELECT MIN(b.id) AS id FROM battles b JOIN eval_sessions s "
+                         "ON s.id = b.session_id WHERE s.name = 'checked api'")  # fmt: skip
+    marked = admin.predict(f"#{first['id']} · check me 0", "B", api_name="/arena_mark_check")
+    assert f"Battle #{first['id']} is a check: B is the better side" in marked
+    added = admin.predict("checked api", "2 + 2?", "4", "5", api_name="/arena_add_check")
+    assert "Added check battle" in added
+    with pytest.raises(AppError, match="better and the worse answer are the same"):
+        admin.predict("checked api", "2 + 2?", "4", "4", api_name="/arena_add_check")
+    with pytest.raises(AppError, match="share or a percentage"):
+        admin.predict("checked api", "most", api_name="/arena_min_accuracy")
+    assert "below 75% on checks" in admin.predict("checked api", "75%",
+                                                  api_name="/arena_min_accuracy")  # fmt: skip
+    checks = app.query("SELECT gold_choice, is_check FROM battles WHERE gold_choice IS NOT NULL "
+                       "ORDER BY id")  # fmt: skip
+    assert len(checks) == 2 and checks[0] == {"gold_choice": "b", "is_check": 0}
+    (session,) = app.query("SELECT min_gold_accuracy FROM eval_sessions "
+                           "WHERE name = 'checked api'")  # fmt: skip
+    assert session["min_gold_accuracy"] == 0.75
+    shown = admin.predict("checked api", api_name="/leaderboard")
+    assert "Every reviewer is at or above 75% on checks" in shown[13]

@@ -87,13 +87,13 @@ def test_queue_train_and_watch(app):
     job = wait_for_status(app, job_id, {"succeeded", "failed"})
     assert job["status"] == "succeeded", job["error"]
 
-    table, status, loss, _, rewards, _, variants, log = client.predict(
+    table, status, loss, _, rewards, _, variants, _, log = client.predict(
         job_id, api_name="/job_progress"
     )
     assert "succeeded" in status and "step 3/3" in status and "SFT" in status
     assert plot_rows(rewards) == []  # an SFT job reports no rewards
     assert [row[2] for row in table["data"] if row[0] == job_id] == ["succeeded"]
-    plotted = [(step, kind) for step, _, kind in loss["data"]]
+    plotted = [(step, kind) for step, _, kind in plot_rows(loss)]
     with app.connect() as conn:
         metrics = conn.execute("SELECT kind, step FROM job_metrics WHERE job_id = ?",
                                [job_id]).fetchall()  # fmt: skip
@@ -124,7 +124,7 @@ def test_a_dpo_job_from_the_page_draws_its_rewards(app):
                             api_name="/queue_job")  # fmt: skip
     job = wait_for_status(app, job_id, {"succeeded", "failed"})
     assert job["status"] == "succeeded", job["error"]
-    _, status, _, _, rewards, accuracy, _, _ = client.predict(job_id, api_name="/job_progress")
+    _, status, _, _, rewards, accuracy, _, _, _ = client.predict(job_id, api_name="/job_progress")
     assert "DPO" in status and "validation preference accuracy" in status
     assert {series for _, _, series in plot_rows(rewards)} == {"chosen", "rejected", "margin"}
     assert (2, "validation") in {(step, kind) for step, _, kind in plot_rows(accuracy)}

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from sqlite_utils.migrations import Migrations
 
-from ftapp.store.migrations.arena import m005_arena
+from ftapp.store.migrations.arena import m005_arena, m014_reviewer_checks
 from ftapp.store.migrations.data import m001_data_tables, m002_base_models, m010_preference_data
 from ftapp.store.migrations.evaluation import (
     m007_evaluation_and_deployment,
     m012_eval_preference_pairs,
+    m013_what_tuning_cost,
 )
 from ftapp.store.migrations.training import (
     m003_training,
@@ -33,6 +34,8 @@ STEPS = (
     m010_preference_data,
     m011_preference_metrics,
     m012_eval_preference_pairs,
+    m013_what_tuning_cost,
+    m014_reviewer_checks,
 )
 
 migrations = Migrations("ftapp")

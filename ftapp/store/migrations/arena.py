@@ -110,3 +110,24 @@ def m005_arena(db: sqlite_utils.Database) -> None:
         BEGIN SELECT RAISE(ABORT, 'a vote is locked once cast'); END
         """,
     )
+
+
+def m014_reviewer_checks(db: sqlite_utils.Database) -> None:
+    """Why: reviewers checked for quality.
+
+    - battles.gold_choice: the side known to be better ('a' or 'b'), on a battle an admin
+      marked as a check; every reviewer's vote on it is scored for their accuracy, and it is
+      open to every reviewer of the session, not only up to the overlap.
+    - battles.is_check: a check battle made from a prompt with a known better and worse
+      answer (not two contestants' answers): left out of ratings and preference datasets.
+    - eval_sessions.min_gold_accuracy: the session's ratings are also shown without the votes
+      of reviewers whose accuracy on checks is below it."""
+    run_script(
+        db,
+        """
+        ALTER TABLE battles ADD COLUMN gold_choice TEXT CHECK (gold_choice IN ('a', 'b'));
+        ALTER TABLE battles ADD COLUMN is_check INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE eval_sessions ADD COLUMN min_gold_accuracy REAL
+            CHECK (min_gold_accuracy BETWEEN 0 AND 1);
+        """,
+    )

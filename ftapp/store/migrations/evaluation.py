@@ -125,3 +125,88 @@ def m012_eval_preference_pairs(db: sqlite_utils.Database) -> None:
     restart, or rescored, from the run alone. The scores go where every other score of an
     answer goes (eval_answers.scores_json, "preference_accuracy" and "preference_margin")."""
     run_script(db, "ALTER TABLE eval_examples ADD COLUMN pair_json TEXT")
+
+
+def m013_what_tuning_cost(db: sqlite_utils.Database) -> None:
+    """Why: what a fine-tune cost, and a promotion that refuses a regression without a reason.
+
+    - probe_sets / probe_prompts / probe_answers: ftapp's general probe prompts, answered once
+      per base model by the base model itself (greedy), in the background answer queue like
+      session and run answers (the same columns, so the same claim and retry code), each
+      answer with the base model's own log-probability of it and its token count.
+    - variant_drift: how far each model variant moved from its base on those answers: the
+      per-token cross-entropy under the variant minus under base (a KL estimate), per probe
+      (values_json) and its mean with a 95% bootstrap interval. Keyed by the variant and the
+      adapter folder it was measured on, so a variant trained again is measured again.
+    - canary_sets: prompt sets a team marks "must not regress" (a dataset version's split or
+      a prompt file kept in FTAPP_HOME); every new adapter is evaluated on each against base.
+    - promotions.override_reason / gate_json: a promotion the gate would have refused (a
+      canary that regressed, drift over the threshold) records why it went ahead, and what
+      the gate saw, in the production history."""
+    run_script(
+        db,
+        """
+        CREATE TABLE probe_sets (
+            id INTEGER PRIMARY KEY,
+            base_model TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL DEFAULT 'generating'
+                CHECK (status IN ('generating', 'ready', 'failed')),
+            contestants_json TEXT NOT NULL,
+            sampling_json TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE probe_prompts (
+            id INTEGER PRIMARY KEY,
+            set_id INTEGER NOT NULL REFERENCES probe_sets(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            messages_json TEXT NOT NULL,
+            reference TEXT,
+            category TEXT,
+            UNIQUE (set_id, position)
+        );
+        CREATE TABLE probe_answers (
+            id INTEGER PRIMARY KEY,
+            set_id INTEGER NOT NULL REFERENCES probe_sets(id) ON DELETE CASCADE,
+            prompt_id INTEGER NOT NULL REFERENCES probe_prompts(id) ON DELETE CASCADE,
+            contestant TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'running', 'done', 'failed')),
+            answer TEXT,
+            error TEXT,
+            latency_ms INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            claimed_at TEXT,
+            finished_at TEXT,
+            logprob REAL,
+            tokens INTEGER,
+            UNIQUE (prompt_id, contestant)
+        );
+        CREATE INDEX probe_answers_status ON probe_answers(status, set_id);
+        CREATE TABLE variant_drift (
+            id INTEGER PRIMARY KEY,
+            variant TEXT NOT NULL UNIQUE,
+            adapter_path TEXT NOT NULL,
+            set_id INTEGER NOT NULL REFERENCES probe_sets(id) ON DELETE CASCADE,
+            status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+            mean REAL,
+            low REAL,
+            high REAL,
+            n INTEGER NOT NULL DEFAULT 0,
+            values_json TEXT,
+            error TEXT,
+            computed_at TEXT NOT NULL
+        );
+        CREATE TABLE canary_sets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            dataset_version_id INTEGER REFERENCES dataset_versions(id),
+            split TEXT,
+            prompt_file TEXT,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            CHECK ((dataset_version_id IS NULL) <> (prompt_file IS NULL))
+        );
+        ALTER TABLE promotions ADD COLUMN override_reason TEXT;
+        ALTER TABLE promotions ADD COLUMN gate_json TEXT;
+        """,
+    )
