@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -88,9 +89,12 @@ def make_adapter(model_dir: Path, folder: Path, rank: int) -> Path:
     return folder
 
 
-def run_level(backend: Backend, name: str, model: ServedModel, concurrency: int,
-              per_client: int, prompts: list[str], max_new_tokens: int,
-              count_tokens) -> Level:  # fmt: skip
+def run_clients(concurrency: int, per_client: int, prompts: list[str],
+                stream: Callable[[str], Iterator[str]],
+                count_tokens) -> tuple[list[float], list[int], list[str], float]:  # fmt: skip
+    """`concurrency` clients starting together, each sending `per_client` prompts in turn
+    through `stream` (a prompt's reply as text pieces): their times to the first piece, the
+    output tokens of each reply, the errors, and the wall time of it all."""
     ttft: list[float] = []
     tokens: list[int] = []
     errors: list[str] = []
@@ -101,13 +105,9 @@ def run_level(backend: Backend, name: str, model: ServedModel, concurrency: int,
         start_together.wait()
         for k in range(per_client):
             prompt = prompts[(index * per_client + k) % len(prompts)]
-            greedy = Sampling(temperature=0, max_new_tokens=max_new_tokens)
-            request = ChatRequest(model, [{"role": "user", "content": prompt}], greedy)
-            sent = time.perf_counter()
-            first = None
-            answer = ""
+            sent, first, answer = time.perf_counter(), None, ""
             try:
-                for piece in backend.stream_chat(request):
+                for piece in stream(prompt):
                     if first is None and piece:
                         first = time.perf_counter() - sent
                     answer += piece
@@ -128,6 +128,20 @@ def run_level(backend: Backend, name: str, model: ServedModel, concurrency: int,
     seconds = time.perf_counter() - started
     if errors:
         print(f"    {len(errors)} error(s), first: {errors[0][:200]}")
+    return ttft, tokens, errors, seconds
+
+
+def run_level(backend: Backend, name: str, model: ServedModel, concurrency: int,
+              per_client: int, prompts: list[str], max_new_tokens: int,
+              count_tokens) -> Level:  # fmt: skip
+    greedy = Sampling(temperature=0, max_new_tokens=max_new_tokens)
+
+    def stream(prompt: str) -> Iterator[str]:
+        return backend.stream_chat(ChatRequest(model, [{"role": "user", "content": prompt}],
+                                               greedy))  # fmt: skip
+
+    ttft, tokens, errors, seconds = run_clients(concurrency, per_client, prompts, stream,
+                                                count_tokens)  # fmt: skip
     return Level(backend.name, name, concurrency, len(tokens), sum(tokens), seconds, ttft,
                  len(errors))  # fmt: skip
 

@@ -24,5 +24,9 @@ class Forbidden(FtappError):
     """The signed-in user's role does not allow this."""
 
 
+class Unauthorized(FtappError):
+    """The caller did not prove who they are: no API key, a wrong one or a revoked one."""
+
+
 class ServingError(FtappError):
     """The generation engine can't answer now (starting, crashed, refused the request)."""

@@ -6,6 +6,8 @@ background). It builds parts and hands them out; what is done with them lives in
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from ftapp.store.db import connect, open_db
 if TYPE_CHECKING:
     from ftapp.generation.chat import OpenDb
     from ftapp.generation.queue import AnswerGenerator
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class Services:
         measures every variant's drift); started on first use. vLLM batches concurrent
         requests; the in-process backend answers one at a time."""
         from ftapp.arena.generation import SESSION_ANSWERS
+        from ftapp.deploy.canary_release import check_canary
+        from ftapp.deploy.production import erase_old_texts
         from ftapp.evaluation.canary import schedule_canary_runs
         from ftapp.evaluation.drift import drift_work_list
         from ftapp.evaluation.runs import eval_work_list
@@ -138,13 +144,30 @@ class Services:
             with open_db() as db:
                 schedule_canary_runs(db, self.served_base, self.settings, failed=failed)
 
+        erased_at = [-3600.0]
+
+        def erase_old_texts_hourly(open_db: OpenDb) -> None:  # FTAPP_LOG_RETENTION_DAYS
+            if time.monotonic() - erased_at[0] < 3600:
+                return
+            erased_at[0] = time.monotonic()
+            with open_db() as db:
+                erase_old_texts(db, self.settings.log_retention_days)
+
+        def watch_canary_release(open_db: OpenDb) -> None:  # rolls back a worse one by itself
+            with open_db() as db:
+                rolled = check_canary(db, self.settings.canary_min_requests,
+                                      self.settings.canary_alpha)  # fmt: skip
+            if rolled is not None:
+                log.warning("canary %s rolled back: %s", rolled.canary.candidate,
+                            "; ".join(rolled.worse(self.settings.canary_alpha)))  # fmt: skip
+
         generator = AnswerGenerator(
             self.db,
             self.stream_chat,
             work_lists,
             workers,
             is_ready=lambda: self.backend.status().is_ready,
-            before_pass=[canary_runs],
+            before_pass=[canary_runs, erase_old_texts_hourly, watch_canary_release],
         )
         generator.start()
         return generator

@@ -40,6 +40,14 @@
 |                       |                   | on, in the background; 0 turns drift off         |
 | FTAPP_MAX_DRIFT       | 0.5               | promoting a variant that drifted more (nats per  |
 |                       |                   | token) needs a recorded reason                   |
+| FTAPP_API_LOG_TEXTS   | 0 (1 in the demo) | 1: keep the prompts and answers of API calls     |
+|                       |                   | (always: their counts, tokens and latencies)     |
+| FTAPP_LOG_RETENTION_DAYS | 30             | production prompts and answers are erased after  |
+|                       |                   | this many days (0: kept); the numbers stay       |
+| FTAPP_CANARY_MIN_REQUESTS | 20            | requests on each side before a canary release    |
+|                       |                   | may roll itself back                             |
+| FTAPP_CANARY_ALPHA    | 0.01              | it does, when its errors or thumbs down are worse|
+|                       |                   | at this significance (one-sided Fisher exact)    |
 """
 
 from __future__ import annotations
@@ -88,6 +96,10 @@ class Settings:
     upload_mb_per_hour: int = 1000
     drift_probes: int = 240  # 0: no drift measured
     max_drift: float = DEFAULT_MAX_DRIFT  # nats per token: the promotion gate's threshold
+    api_log_texts: bool = False  # keep API calls' prompts and answers (privacy: off)
+    log_retention_days: int = 30  # production texts erased after this many days; 0: kept
+    canary_min_requests: int = 20  # on each side before a canary may roll back by itself
+    canary_alpha: float = 0.01  # how sure the one-sided test must be that it does worse
 
     @property
     def on_space(self) -> bool:
@@ -204,6 +216,16 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             _int_env(env, "FTAPP_DRIFT_PROBES", 240), "FTAPP_DRIFT_PROBES", 0, 10_000
         ),  # fmt: skip
         max_drift=_float_env(env, "FTAPP_MAX_DRIFT", DEFAULT_MAX_DRIFT, 0.0, 100.0),
+        # The demo keeps them: its visitors' chats are what it shows and trains on.
+        api_log_texts=_flag_env(env, "FTAPP_API_LOG_TEXTS")
+        or (_flag_env(env, "FTAPP_DEMO") and "FTAPP_API_LOG_TEXTS" not in env),
+        canary_min_requests=_bounded(
+            _int_env(env, "FTAPP_CANARY_MIN_REQUESTS", 20), "FTAPP_CANARY_MIN_REQUESTS", 1, 10**6
+        ),  # fmt: skip
+        canary_alpha=_float_env(env, "FTAPP_CANARY_ALPHA", 0.01, 1e-6, 0.5),
+        log_retention_days=_bounded(
+            _int_env(env, "FTAPP_LOG_RETENTION_DAYS", 30), "FTAPP_LOG_RETENTION_DAYS", 0, 36_500
+        ),  # fmt: skip
         session_idle_minutes=_bounded(
             _int_env(env, "FTAPP_SESSION_IDLE_MINUTES", 720),
             "FTAPP_SESSION_IDLE_MINUTES",

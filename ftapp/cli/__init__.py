@@ -10,6 +10,7 @@
     ftapp worker [--device cpu|cuda:0]
     ftapp arena ...  (see ftapp/cli/arena.py)
     ftapp deploy promote NAME | rollback | status | monitor  (see ftapp/cli/deploy.py)
+    ftapp keys create NAME [--model M] [--rate N] | list | revoke NAME  (ftapp/cli/keys.py)
     ftapp eval ...  (see ftapp/cli/eval.py)
     ftapp export merge NAME | push NAME REPO_ID | list NAME  (see ftapp/cli/export.py)
     ftapp users | backup | export-all | restore | spaces ...  (see ftapp/cli/admin.py)
@@ -29,6 +30,7 @@ from ftapp.cli.data import add_data_commands
 from ftapp.cli.deploy import add_deploy_commands
 from ftapp.cli.eval import add_eval_commands
 from ftapp.cli.export import add_export_commands
+from ftapp.cli.keys import add_keys_commands
 from ftapp.cli.models import add_models_commands
 from ftapp.cli.training import add_training_commands
 from ftapp.errors import FtappError
@@ -62,5 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     add_eval_commands(commands)
     add_export_commands(commands)
     add_deploy_commands(commands)
+    add_keys_commands(commands)
     add_admin_commands(commands)
     return parser

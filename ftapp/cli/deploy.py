@@ -6,7 +6,9 @@ ftapp deploy promote NAME [--note TEXT] [--override REASON]
                                           FTAPP_MAX_DRIFT, a canary set that regressed)
 ftapp deploy rollback                     back to the model in production before this one
 ftapp deploy status [--json]              what is in production, the history, the URL
-ftapp deploy monitor [--bucket hour|day] [--since WHEN] [--json]
+ftapp deploy monitor [--bucket hour|day] [--since WHEN] [--by-key] [--json]
+ftapp deploy canary start NAME [--share 10%] | status [--json] | promote [--override WHY]
+                    | rollback [--why TEXT]   a candidate on a share of production traffic
 ftapp deploy feedback-to-dataset NAME [--model M] [--since WHEN] [--dry-run] [--json]
                                           thumbs up/down on production replies as a new
                                           preference (KTO) dataset version
@@ -41,9 +43,25 @@ def add_deploy_commands(commands: Any) -> None:
     status = actions.add_parser("status", help="what is in production, the history, the URL")
     status.add_argument("--json", action="store_true")
     status.set_defaults(handler=_status)
+    canary = actions.add_parser("canary", help="a candidate on a share of production")
+    steps = canary.add_subparsers(title="canary actions")
+    begin = steps.add_parser("start", help="the candidate answers --share of production")
+    begin.add_argument("name")
+    begin.add_argument("--share", default="10%", help="of the traffic (default 10%%)")
+    begin.set_defaults(handler=_canary_start)
+    shown = steps.add_parser("status", help="the running canary beside the stable model")
+    shown.add_argument("--json", action="store_true")
+    shown.set_defaults(handler=_canary_status)
+    full = steps.add_parser("promote", help="the candidate becomes production for everyone")
+    full.add_argument("--override", default="", help="why, when the promotion gate objects")
+    full.set_defaults(handler=_canary_promote)
+    back = steps.add_parser("rollback", help="the stable model answers everyone again")
+    back.add_argument("--why", default="")
+    back.set_defaults(handler=_canary_rollback)
     monitor = actions.add_parser("monitor", help="requests, latency and feedback over time")
     monitor.add_argument("--bucket", default="hour", choices=["hour", "day"])
     monitor.add_argument("--since", help="from this ISO-8601 date or time on (UTC)")
+    monitor.add_argument("--by-key", action="store_true", help="a row per API key too")
     monitor.add_argument("--json", action="store_true")
     monitor.set_defaults(handler=_monitor)
     feedback = actions.add_parser(
@@ -118,18 +136,74 @@ def _status(args: argparse.Namespace) -> int:
 
 def _monitor(args: argparse.Namespace) -> int:
     from ftapp.deploy.monitoring import feedback_drop, monitoring_report
+    from ftapp.deploy.traffic_drift import drift_text, production_drift
 
     with services().db() as db:
-        rows = monitoring_report(db, args.bucket, args.since)
+        rows = monitoring_report(db, args.bucket, args.since, by_key=args.by_key)
         drop = feedback_drop(db)
-    value = {"rows": [asdict(r) for r in rows], "drop": asdict(drop) if drop else None}
+        shifts = production_drift(db)
+    value = {"rows": [asdict(r) for r in rows], "drop": asdict(drop) if drop else None,
+             "traffic_drift": [asdict(s) for s in shifts]}  # fmt: skip
     lines = [f"{'bucket':<17} {'model':<24} {'requests':>8} {'errors':>6} {'p50 ms':>8} "
              f"{'p95 ms':>8} {'rated':>6} {'thumbs up':>9}"]  # fmt: skip
     lines += [f"{r.bucket:<17} {r.model:<24} {r.requests:>8} {r.errors:>6} "
               f"{_num(r.latency_p50_ms):>8} {_num(r.latency_p95_ms):>8} {r.rated:>6} "
-              f"{_percent(r.thumbs_up_rate):>9}" for r in rows]  # fmt: skip
+              f"{_percent(r.thumbs_up_rate):>9}" + (f"  {r.source}" if r.source else "")
+              for r in rows]  # fmt: skip
     lines.append(f"DROP: {drop.text}" if drop else "no drop against the previous model")
+    lines.append(drift_text(shifts))
     print_result(value, args.json, "\n".join(lines))
+    return 0
+
+
+def _canary_start(args: argparse.Namespace) -> int:
+    from ftapp.deploy.canary_release import start_canary
+
+    app = services()
+    with app.db() as db:
+        canary = start_canary(db, app.served_base, args.name, args.share, user())
+    print(f"canary #{canary.id}: {canary.candidate} answers {canary.share:.0%} of production "
+          f"beside {canary.stable}")  # fmt: skip
+    return 0
+
+
+def _canary_status(args: argparse.Namespace) -> int:
+    from ftapp.deploy.canary_release import compare
+    from ftapp.store.production import active_canary, list_canaries
+
+    app = services()
+    with app.db() as db:
+        running = active_canary(db)
+        seen = compare(db, running, app.settings.canary_min_requests) if running else None
+        past = list_canaries(db)
+    lines = ["no canary is running"] if seen is None else [
+        f"canary #{running.id}: {running.candidate} on {running.share:.0%} beside {running.stable}",
+        *(f"  {side.model:<24} {side.requests:>6} requests {side.errors:>4} errors "
+          f"{side.rated:>4} rated" for side in (seen.candidate, seen.stable)),
+    ]  # fmt: skip
+    lines += [f"#{c.id} {c.candidate} ({c.share:.0%}): {c.outcome or 'running'}"
+              + (f" by {c.ended_by}: {c.reason}" if c.reason else "") for c in past]  # fmt: skip
+    value = {"running": asdict(seen) if seen else None, "history": [asdict(c) for c in past]}
+    print_result(value, args.json, "\n".join(lines))
+    return 0
+
+
+def _canary_promote(args: argparse.Namespace) -> int:
+    from ftapp.deploy.canary_release import promote_canary
+
+    app = services()
+    with app.db() as db:
+        canary = promote_canary(db, app.served_base, user(), override_reason=args.override)
+    print(f"{canary.candidate} is in production for everyone")
+    return 0
+
+
+def _canary_rollback(args: argparse.Namespace) -> int:
+    from ftapp.deploy.canary_release import roll_back_canary
+
+    with services().db() as db:
+        canary = roll_back_canary(db, user(), args.why)
+    print(f"canary {canary.candidate} rolled back: {canary.stable} answers everyone")
     return 0
 
 

@@ -34,11 +34,12 @@ from ftapp.store import datasets as dataset_store
 from ftapp.store import production as store
 
 # What a request counts as, in the order the page lists them.
-RULES = ("thumbs up", "thumbs down", "not rated", "failed")
+RULES = ("thumbs up", "thumbs down", "not rated", "failed", "text not kept")
 RULE_NOTE = (
     "Each rated reply of the production chat is one unpaired row (KTO): a thumbs up labelled "
-    "good, a thumbs down labelled bad; unrated replies and failed or stopped ones give nothing. "
-    "Each row keeps its production request's id (request_id)."
+    "good, a thumbs down labelled bad; unrated replies and failed or stopped ones give nothing, "
+    "nor do API calls whose text was not kept (FTAPP_API_LOG_TEXTS) or was erased after "
+    "FTAPP_LOG_RETENTION_DAYS. Each row keeps its production request's id (request_id)."
 )
 
 
@@ -65,7 +66,8 @@ def feedback_counts(
     written; `since` an ISO-8601 date or time (UTC unless it says otherwise)."""
     counts = dict.fromkeys(RULES, 0)
     for row in store.feedback_rows(db, _since(since), _model(model)):
-        counts[_rule(row["feedback"], row["error"], bool(row["has_answer"]))] += 1
+        counts[_rule(row["feedback"], row["error"], bool(row["has_answer"]),
+                     bool(row["text_kept"]))] += 1  # fmt: skip
     return counts
 
 
@@ -82,7 +84,8 @@ def replies_from_feedback(
     counts = feedback_counts(db, since=since, model=model)
     replies = []
     for request in store.rated_requests(db, _since(since), _model(model)):
-        if _rule(request.feedback, request.error, bool(request.answer)) == "failed":
+        if _rule(request.feedback, request.error, bool(request.answer),
+                 request.text_kept) in ("failed", "text not kept"):  # fmt: skip
             continue
         answer = [{"role": "assistant", "content": request.answer}]
         replies.append(RatedReply(request.id, request.messages, answer, request.feedback == 1))
@@ -126,7 +129,9 @@ def feedback_to_dataset(
     return version, found
 
 
-def _rule(feedback: int | None, error: str | None, has_answer: bool) -> str:
+def _rule(feedback: int | None, error: str | None, has_answer: bool, text_kept: bool) -> str:
+    if not text_kept:
+        return "text not kept"
     if error is not None or not has_answer:
         return "failed"
     if feedback is None:

@@ -1,7 +1,8 @@
-"""Monitoring of the production chat: per hour or day and per promoted model, how many requests,
-how many failed, how fast (median and 95th percentile), how many were rated and how many of the
-ratings were thumbs up; and a flag when the model now in production does worse than the one
-promoted before it (fewer thumbs up, with statistical support, or much slower).
+"""Monitoring of production (the Playground's production chat and the API's calls): per hour or
+day and per promoted model (and per API key if asked), how many requests, how many failed, how
+fast (median and 95th percentile, the time to the first token), how many were rated and how
+many of the ratings were thumbs up; and a flag when the model now in production does worse than
+the one promoted before it (fewer thumbs up, with statistical support, or much slower).
 
 The numbers come from `production_requests` (ftapp/store/production.py). A reply the user
 stopped is counted apart from the errors, and only finished replies count towards latency.
@@ -46,6 +47,8 @@ class MonitoringRow:
     rated: int  # replies with a thumbs up or down
     feedback_rate: float  # rated / requests
     thumbs_up_rate: float | None  # thumbs up / rated; None when nothing was rated
+    source: str = ""  # split by key: "key NAME" or "playground"; "" when not split
+    ttft_p50_ms: float | None = None  # time to the first piece, median over those timed
 
 
 @dataclass(frozen=True)
@@ -60,17 +63,27 @@ class Drop:
 
 
 def monitoring_report(
-    db: sqlite_utils.Database, bucket: Bucket = "hour", since: str | None = None
+    db: sqlite_utils.Database,
+    bucket: Bucket = "hour",
+    since: str | None = None,
+    by_key: bool = False,
 ) -> list[MonitoringRow]:
-    """One row per time bucket and model that had requests, oldest first (from `since` on,
-    an ISO-8601 date or time, UTC unless it says otherwise)."""
+    """One row per time bucket and model that had requests (and per API key, the Playground
+    apart, with `by_key`), oldest first (from `since` on, an ISO-8601 date or time, UTC unless
+    it says otherwise)."""
     if bucket not in BUCKET_CHARS:
         raise ValidationError(f"bucket must be hour or day, got {bucket!r}")
-    groups: dict[tuple[str, str], list[dict]] = {}
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for row in store.request_rows(db, _utc(since) if since else None):
-        key = (_bucket_label(row["created_at"], bucket), row["model"])
+        source = _source(row["key_name"]) if by_key else ""
+        key = (_bucket_label(row["created_at"], bucket), row["model"], source)
         groups.setdefault(key, []).append(row)
-    return [_summarize(label, model, rows) for (label, model), rows in sorted(groups.items())]
+    return [_summarize(label, model, rows, source)
+            for (label, model, source), rows in sorted(groups.items())]  # fmt: skip
+
+
+def _source(key_name: str | None) -> str:
+    return f"key {key_name}" if key_name else "playground"
 
 
 def feedback_drop(db: sqlite_utils.Database) -> Drop | None:
@@ -108,8 +121,9 @@ def feedback_drop(db: sqlite_utils.Database) -> Drop | None:
     return Drop(current, previous, tuple(reasons)) if reasons else None
 
 
-def _summarize(label: str, model: str, rows: list[dict]) -> MonitoringRow:
+def _summarize(label: str, model: str, rows: list[dict], source: str = "") -> MonitoringRow:
     latencies = _finished_latencies(rows)
+    ttfts = [r["ttft_ms"] for r in rows if r.get("ttft_ms") is not None]
     ups, rated = _thumbs(rows)
     p50, p95 = np.percentile(latencies, [50, 95]) if latencies else (None, None)
     return MonitoringRow(
@@ -123,6 +137,8 @@ def _summarize(label: str, model: str, rows: list[dict]) -> MonitoringRow:
         rated=rated,
         feedback_rate=rated / len(rows),
         thumbs_up_rate=ups / rated if rated else None,
+        source=source,
+        ttft_p50_ms=_ms(np.percentile(ttfts, 50)) if ttfts else None,
     )
 
 

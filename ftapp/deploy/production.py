@@ -15,10 +15,12 @@ ftapp/serving/vllm_backend.py (the adapter registered under "production").
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
 
@@ -196,23 +198,45 @@ def stream_production_chat(
     sampling: Sampling,
     user: str,
     clock: Callable[[], float] = time.monotonic,
+    *,
+    model: str = PRODUCTION,
+    key_name: str | None = None,
+    count_prompt: Callable[[list[dict[str, str]]], int] | None = None,
+    keep_text: bool = True,
 ) -> ProductionReply:
-    """The production model's reply to a conversation, logged as one production request.
+    """The reply of production (or of the named `model`, for an API key allowed it) to a
+    conversation, logged as one production request.
 
     The request's row is written before the first piece (so its id is known while the reply
     streams) and completed when the stream ends, fails or is closed early (Stop): answer so
-    far, latency from this call to the end, pieces streamed (one token each from vLLM), error.
-    Bad input is refused before anything is written."""
+    far, latency from this call to the first piece and to the end, pieces streamed (one token
+    each from vLLM), error; the prompt and answer only with `keep_text`. Bad input is refused
+    before anything is written."""
     started = clock()
     checked = check_messages(messages)
+    prompt_tokens = count_prompt(checked) if count_prompt else None
     with open_db() as db, write_transaction(db):  # what is promoted and the row agree
-        promotion = store.latest_promotion(db)
-        served = served_model(db, base, PRODUCTION)  # refuses when nothing is promoted
-        assert promotion is not None
-        request_id = store.insert_request(db, promotion.id, promotion.model, checked, user)
+        served = served_model(db, base, model)  # refuses when nothing is promoted
+        promotion = store.latest_promotion(db) if model == PRODUCTION else None
+        answering = promotion.model if promotion else model
+        # A canary release answers its share of production, chosen by the key (or the user),
+        # so one client always meets the same model.
+        canary = store.active_canary(db) if model == PRODUCTION else None
+        if canary is not None and in_canary(key_name or user, canary.share):
+            served, answering = served_model(db, base, canary.candidate), canary.candidate
+        request_id = store.insert_request(db, promotion.id if promotion else None, answering,
+                                          checked, user, key_name, prompt_tokens, keep_text,
+                                          canary.id if canary else None)  # fmt: skip
     pieces = backend.stream_chat(ChatRequest(served, checked, sampling))
-    logged = _logged(open_db, request_id, pieces, started, clock)
-    return ProductionReply(request_id, promotion.model, logged)
+    logged = _logged(open_db, request_id, pieces, started, clock, sampling.max_new_tokens)
+    return ProductionReply(request_id, answering, logged)
+
+
+def in_canary(client: str, share: float) -> bool:
+    """Whether this client (an API key's name, or a user's) is in a canary's `share`: a
+    stable hash of the name, so the split holds across requests and restarts."""
+    draw = int(hashlib.sha256(client.encode()).hexdigest()[:12], 16) / 16**12
+    return draw < share
 
 
 def _logged(
@@ -221,11 +245,15 @@ def _logged(
     pieces: Iterator[str],
     started: float,
     clock: Callable[[], float],
+    max_new_tokens: int | None = None,
 ) -> Iterator[str]:
     answer: list[str] = []
     error: str | None = STOPPED  # unless the stream runs to its end or fails
+    first: float | None = None
     try:
         for piece in pieces:
+            if first is None and piece:
+                first = clock()
             answer.append(piece)
             yield piece
         error = None
@@ -240,24 +268,45 @@ def _logged(
         if close is not None:
             close()  # stops the generation (vLLM aborts a request whose connection closes)
         latency_ms = round((clock() - started) * 1000)
+        ttft_ms = None if first is None else round((first - started) * 1000)
+        # vLLM streams a token a piece, so a reply of max_new_tokens pieces ran out of room.
+        out_of_room = max_new_tokens is not None and len(answer) >= max_new_tokens
+        finish = None if error is not None else ("length" if out_of_room else "stop")
         with open_db() as db:
-            store.finish_request(db, request_id, "".join(answer), error, latency_ms, len(answer))
+            store.finish_request(db, request_id, "".join(answer), error, latency_ms, len(answer),
+                                 ttft_ms, finish)  # fmt: skip
+
+
+def erase_old_texts(db: sqlite_utils.Database, days: int, now: datetime | None = None) -> int:
+    """Erase the prompts and answers of production requests older than `days` (0: keep them
+    all); their numbers (tokens, latencies, feedback) stay for monitoring. Returns how many."""
+    if not days:
+        return 0
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    return store.erase_texts_before(db, cutoff.isoformat(timespec="milliseconds"))
 
 
 def set_feedback(
-    db: sqlite_utils.Database, request_id: int, user: str, value: int | None
+    db: sqlite_utils.Database,
+    request_id: int,
+    user: str,
+    value: int | None,
+    comment: str | None = None,
 ) -> ProductionRequest:
-    """Rate a production reply: 1 good, -1 bad, None takes the rating back. Only the user who
-    asked may rate it."""
+    """Rate a production reply: 1 good, -1 bad, None takes the rating back, with an optional
+    comment. Only the user (or API key) who asked may rate it."""
     if value not in (1, -1, None) or isinstance(value, bool):
         raise ValidationError(f"feedback must be 1 (good), -1 (bad) or None, got {value!r}")
+    comment = (comment or "").strip() or None
+    if comment is not None and len(comment) > MAX_NOTE_CHARS:
+        raise ValidationError(f"the feedback comment is over {MAX_NOTE_CHARS} characters")
     request = store.get_request(db, request_id)
     if request.created_by != user:
         raise Forbidden(
             f"production request #{request_id} was made by {request.created_by}; only they can "
             "rate it"
         )
-    store.set_feedback(db, request_id, value)
+    store.set_feedback(db, request_id, value, comment)
     return store.get_request(db, request_id)
 
 
@@ -329,17 +378,21 @@ def backend_endpoint(backend: Backend, current: Promotion | None) -> Endpoint:
                                where.own_server)  # fmt: skip
 
 
-def client_snippets(url: str, model: str) -> tuple[str, str]:
-    """Ready-to-run curl and Python (openai client) calls of `model` at `url` (…/v1)."""
+def client_snippets(url: str, model: str, key_variable: str | None = None) -> tuple[str, str]:
+    """Ready-to-run curl and Python (openai client) calls of `model` at `url` (…/v1); with
+    `key_variable`, the API key read from that environment variable."""
     body = {"model": model, "messages": [{"role": "user", "content": "Hello!"}]}
+    auth = f'  -H "Authorization: Bearer ${key_variable}" \\\n' if key_variable else ""
     curl = (
         f"curl {url}/chat/completions \\\n"
         '  -H "Content-Type: application/json" \\\n'
+        f"{auth}"
         f"  -d '{json.dumps(body)}'"
     )
+    key = f'os.environ["{key_variable}"]' if key_variable else '"EMPTY"'
     python = (
-        "from openai import OpenAI\n\n"
-        f'client = OpenAI(base_url="{url}", api_key="EMPTY")\n'
+        ("import os\n\n" if key_variable else "") + "from openai import OpenAI\n\n"
+        f'client = OpenAI(base_url="{url}", api_key={key})\n'
         "reply = client.chat.completions.create(\n"
         f"    model={json.dumps(model)},\n"
         '    messages=[{"role": "user", "content": "Hello!"}],\n'

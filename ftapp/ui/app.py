@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 from starlette.middleware import Middleware
 
+from ftapp.api import build_api
 from ftapp.auth import User, check_can_start, single_user_mode, verify_password
 from ftapp.errors import FtappError
 from ftapp.records import Role
@@ -201,7 +202,14 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
             f"{USER_LOCKOUT} wrong tries, a name is locked for {LOCKOUT.seconds // 60} minutes."
         ),
         # Every request passes the Host/Origin, session, page-session and file checks first.
-        app_kwargs={"middleware": [Middleware(RequestGuard, services=services, bound_host=host)]},
+        # /v1/ is the OpenAI-compatible API (ftapp/api.py), on the same port, keys only.
+        app_kwargs={
+            "middleware": [
+                Middleware(
+                    RequestGuard, services=services, bound_host=host, api=build_api(services)
+                )
+            ]
+        },  # fmt: skip
         ssr_mode=False,  # a Node server in front would see the requests first
     )
 

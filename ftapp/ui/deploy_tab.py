@@ -1,8 +1,9 @@
 """The Deploy tab (admins): what answers as "production" and since when, promoting a model and
-rolling back with one click, the history, the OpenAI-compatible URL with ready curl and Python
-calls, and monitoring of the production chat (requests, latency and thumbs up over time per
-model) with a flag when the current model does worse than the previous one, the thumbs as a
-new preference dataset version to train on; and exports (ui/deploy_export.py)."""
+rolling back with one click, the history, the app's OpenAI-compatible URL (ftapp/api.py) with
+ready curl and Python calls and its API keys (ui/deploy_keys.py), and monitoring of the
+production chat (requests, latency and thumbs up over time per model) with a flag when the
+current model does worse than the previous one, the thumbs as a new preference dataset
+version to train on; and exports (ui/deploy_export.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from ftapp.deploy.monitoring import MonitoringRow, feedback_drop, monitoring_rep
 from ftapp.deploy.production import (
     Promotion,
     backend_endpoint,
+    client_snippets,
     promote_to_production,
     promotion_history,
     roll_back_production,
 )
+from ftapp.deploy.traffic_drift import drift_text, production_drift
 from ftapp.names import BASE, PRODUCTION
 from ftapp.records import Role
 from ftapp.services import Services
@@ -32,11 +35,16 @@ from ftapp.ui.common import (
     notice,
     require,
 )
+from ftapp.ui.deploy_canary import build_canary_section
 from ftapp.ui.deploy_export import build_export_section
+from ftapp.ui.deploy_keys import build_keys_section
+
+API_KEY_VARIABLE = "FTAPP_API_KEY"  # where the snippets read the key from
 
 HISTORY_HEADERS = ["#", "when (UTC)", "action", "model", "by", "note", "gate overridden: why"]
 MONITOR_HEADERS = ["time (UTC)", "model", "requests", "errors", "stopped", "p50 ms", "p95 ms",
-                   "rated", "feedback rate", "thumbs up"]  # fmt: skip
+                   "rated", "feedback rate", "thumbs up", "first token p50 ms",
+                   "from"]  # fmt: skip
 
 
 def build_deploy_tab(services: Services) -> TabWiring:
@@ -63,14 +71,19 @@ def build_deploy_tab(services: Services) -> TabWiring:
         python = gr.Code(label="Python (openai client)", language="python", interactive=False)
     history = gr.Dataframe(headers=HISTORY_HEADERS, interactive=False,
                            label="History, newest first", elem_id="ft-deploy-history")  # fmt: skip
-    gr.Markdown("### Monitoring of the production chat (Playground, model 'production')")
+    keys_loads = build_keys_section(services)
+    canary_loads = build_canary_section(services)
+    gr.Markdown("### Monitoring of production (the API's calls and the Playground's)")
     with gr.Row():
         bucket = gr.Radio(["hour", "day"], value="hour", label="Per", scale=1)
+        by_key = gr.Checkbox(value=False, label="and per API key", scale=1,
+                             elem_id="ft-deploy-by-key")  # fmt: skip
         since = gr.Textbox(label="Since (UTC, like 2024-05-01; empty: everything)", scale=2)
         monitor_button = gr.Button("↻ Refresh monitoring", scale=1)
     table = gr.Dataframe(headers=MONITOR_HEADERS, interactive=False, label="Per time and model",
                          elem_id="ft-deploy-monitor")  # fmt: skip
     plot = gr.Plot(label="Requests, latency and thumbs up over time")
+    traffic = gr.Markdown("", elem_id="ft-deploy-traffic-drift")
     build_feedback_to_dataset_section(services, since)
     export_loads = build_export_section(services)
 
@@ -80,18 +93,22 @@ def build_deploy_tab(services: Services) -> TabWiring:
         with services.db() as db:
             promotions = promotion_history(db)
         info = backend_endpoint(services.backend, promotions[0] if promotions else None)
-        where = f"`{info.url}`" if info.url else "none (see below)"
+        api_url = _app_url(request) + "/v1"
+        engine = f"`{info.url}`" if info.url else "none"
         # The note is ftapp's own text (with `code` in it), so it is not escaped.
         endpoint_text = (
-            f"**OpenAI-compatible URL:** {where} · **model:** `{info.model}`\n\n{info.note}"
+            f"**OpenAI-compatible URL:** `{api_url}` · **model:** `{PRODUCTION}` · with an API "
+            "key (below): every call is logged and counted in the monitoring.\n\n"
+            f"The engine behind it: {engine} (model `{info.model}`), not logged. {info.note}"
         )
+        curl, python = client_snippets(api_url, PRODUCTION, API_KEY_VARIABLE)
         return (
             gr.update(choices=names, value=chosen if chosen in names else None),
             _current_text(promotions[0] if promotions else None),
             [_history_row(p) for p in promotions],
             endpoint_text,
-            info.curl,
-            info.python,
+            curl,
+            python,
         )
 
     @guarded(services, Role.ADMIN)
@@ -125,26 +142,30 @@ def build_deploy_tab(services: Services) -> TabWiring:
                 f"{_served_text(served)}.", *show(request, chosen))  # fmt: skip
 
     @guarded(services, Role.ADMIN)
-    def monitor(request: gr.Request, per: str, from_when: str):
+    def monitor(request: gr.Request, per: str, from_when: str, split: bool):
         with services.db() as db:
-            rows = monitoring_report(db, per or "hour", (from_when or "").strip() or None)
+            rows = monitoring_report(db, per or "hour", (from_when or "").strip() or None,
+                                     by_key=bool(split))  # fmt: skip
             drop = feedback_drop(db)
+            shifts = production_drift(db)
         flag = (f"## Warning: production does worse than before\n{escape_markdown(drop.text)}"
                 if drop else "")  # fmt: skip
-        return flag, [_monitor_row(r) for r in rows], _plot(rows)
+        return flag, [_monitor_row(r) for r in rows], _plot(rows), drift_text(shifts)
 
     shown = [model, current, history, endpoint, curl, python]
-    monitored = [drop_flag, table, plot]
+    monitored = [drop_flag, table, plot, traffic]
     refresh.click(show, [model], shown, api_name="deploy_status")
     fresh_choices_on_focus(services, model, services.servable_models, "deploy_models")
     promote_button.click(promote, [model, note, override], [outcome, note, override, *shown],
                          api_name="deploy_promote")  # fmt: skip
     model.change(show_gate, [model], [gate], api_name="deploy_gate")
     rollback_button.click(roll_back, [model], [outcome, *shown], api_name="deploy_rollback")
-    monitor_button.click(monitor, [bucket, since], monitored, api_name="deploy_monitor")
-    bucket.change(monitor, [bucket, since], monitored, api_name=False)
-    loads = ((show, [model], shown), (monitor, [bucket, since], monitored))
-    return TabWiring(on_load=loads) + export_loads
+    watched = [bucket, since, by_key]
+    monitor_button.click(monitor, watched, monitored, api_name="deploy_monitor")
+    bucket.change(monitor, watched, monitored, api_name=False)
+    by_key.change(monitor, watched, monitored, api_name=False)
+    loads = ((show, [model], shown), (monitor, watched, monitored))
+    return TabWiring(on_load=loads) + export_loads + keys_loads + canary_loads
 
 
 def build_feedback_to_dataset_section(services: Services, since: gr.Textbox) -> None:
@@ -181,6 +202,13 @@ def build_feedback_to_dataset_section(services: Services, since: gr.Textbox) -> 
 
     count.click(count_feedback, [since], [result], api_name="count_feedback")
     create.click(to_dataset, [since, name], [result], api_name="feedback_to_dataset")
+
+
+def _app_url(request: gr.Request) -> str:
+    """This app's address as the browser reached it (behind a proxy, its public one)."""
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or "127.0.0.1"
+    scheme = request.headers.get("x-forwarded-proto") or "http"
+    return f"{scheme}://{host}"
 
 
 def _user_name(services: Services, request: gr.Request) -> str:
@@ -239,7 +267,8 @@ def _gate_text(result: GateResult, max_drift: float) -> str:
 def _monitor_row(r: MonitoringRow) -> list:
     return [r.bucket.replace("T", " "), r.model, r.requests, r.errors, r.stopped,
             _round(r.latency_p50_ms), _round(r.latency_p95_ms), r.rated,
-            _percent(r.feedback_rate), _percent(r.thumbs_up_rate)]  # fmt: skip
+            _percent(r.feedback_rate), _percent(r.thumbs_up_rate), _round(r.ttft_p50_ms),
+            r.source]  # fmt: skip
 
 
 def _plot(rows: list[MonitoringRow]):

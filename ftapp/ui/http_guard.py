@@ -14,6 +14,9 @@ makes each request pass, in order:
    (`ftapp.ui.common.download_path`) only for the user they were made for, for
    `DOWNLOAD_TTL_S`.
 
+Requests under `/v1/` go to the OpenAI-compatible API (ftapp/api.py) after step 1, with their
+cookies taken out: it answers to API keys alone, and never reaches Gradio.
+
 Everything refused gets a 4xx with a short JSON `detail` and reaches no route. The role checks
 of each event stay in the handlers (`ftapp.ui.common.guarded`); this layer only knows who is
 asking, not what they may do in a tab.
@@ -77,8 +80,9 @@ class Caller:
 
 
 class RequestGuard:
-    def __init__(self, app: Any, services: Services, bound_host: str) -> None:
+    def __init__(self, app: Any, services: Services, bound_host: str, api: Any = None) -> None:
         self.app = app
+        self.api = api  # the OpenAI-compatible API (ftapp/api.py): keys, never cookies
         self.services = services
         self.settings = services.settings
         self.bound_host = bound_host
@@ -99,6 +103,11 @@ class RequestGuard:
             await _refuse(scope, send, 403, "requests from other websites are refused")
             return
         path, method = scope["path"], scope.get("method", "GET")
+        if self.api is not None and (path == "/v1" or path.startswith("/v1/")):
+            # The API answers to keys only: a sign-in cookie opens nothing there.
+            headers = [(k, v) for k, v in scope["headers"] if k != b"cookie"]
+            await self.api({**scope, "headers": headers}, receive, send)
+            return
         if path.startswith(STATIC_PREFIXES):
             await self.app(scope, receive, send)
             return

@@ -73,12 +73,19 @@ def rated(db):
 def test_the_counts_say_what_each_request_gives(rated):
     db, _ = rated
     counts = feedback_counts(db)
-    assert counts == {"thumbs up": 3, "thumbs down": 1, "not rated": 1, "failed": 3}
+    assert counts == {
+        "thumbs up": 3,
+        "thumbs down": 1,
+        "not rated": 1,
+        "failed": 3,
+        "text not kept": 0,
+    }
     assert counts_text(counts) == (
-        "production requests: thumbs up: 3, thumbs down: 1, not rated: 1, failed: 3"
+        "production requests: thumbs up: 3, thumbs down: 1, not rated: 1, failed: 3, "
+        "text not kept: 0"
     )
     assert feedback_counts(db, model="v2") == {"thumbs up": 1, "thumbs down": 0, "not rated": 0,
-                                               "failed": 0}  # fmt: skip
+                                               "failed": 0, "text not kept": 0}  # fmt: skip
     # A date is midnight UTC; a time with an offset is converted to UTC (May 2 10:00 UTC on).
     assert feedback_counts(db, since="2024-05-02")["thumbs up"] == 2
     assert feedback_counts(db, since="2024-05-02T12:00+02:00", model="v1")["thumbs up"] == 1
@@ -94,12 +101,19 @@ def test_each_rated_reply_becomes_one_kto_row_linked_to_its_request(rated, count
                                          count_tokens=count_tokens, max_tokens=512,
                                          ratios=(1, 0, 0))  # fmt: skip
     assert version.label == "feedback@v1" and version.n_examples == 3
-    assert found.counts == {"thumbs up": 2, "thumbs down": 1, "not rated": 1, "failed": 3}
+    assert found.counts == {
+        "thumbs up": 2,
+        "thumbs down": 1,
+        "not rated": 1,
+        "failed": 3,
+        "text not kept": 0,
+    }
     dataset = dataset_store.get_dataset(db, "feedback")
     assert dataset.kind == DatasetKind.PREFERENCE
     assert dataset.description == (
         f"Thumbs up and down on production replies (model 'v1'). {RULE_NOTE} "
-        "production requests: thumbs up: 2, thumbs down: 1, not rated: 1, failed: 3."
+        "production requests: thumbs up: 2, thumbs down: 1, not rated: 1, failed: 3, "
+        "text not kept: 0."
     )
     examples = list(db["examples"].rows)
     linked = {json.loads(e["raw_json"])["request_id"]: e for e in examples}
@@ -169,7 +183,7 @@ def test_feedback_to_a_dataset_from_a_terminal(home, env):
         assert store.feedback_rows(db)  # the rows are there for the subprocess
     counted = ftapp(env, "deploy", "feedback-to-dataset", "x", "--dry-run", "--json")
     assert json.loads(counted.stdout) == {"thumbs up": 1, "thumbs down": 1, "not rated": 1,
-                                          "failed": 0}  # fmt: skip
+                                          "failed": 0, "text not kept": 0}  # fmt: skip
     assert ftapp(env, "data", "list").stdout.strip() == "no datasets yet"  # a dry run writes none
     made = json.loads(ftapp(env, "deploy", "feedback-to-dataset", "thumbs", "--model", "v1",
                             "--ratios", "1,0,0", "--json").stdout)  # fmt: skip
@@ -178,7 +192,13 @@ def test_feedback_to_a_dataset_from_a_terminal(home, env):
         "rows": 1,
         "good": 1,
         "bad": 0,
-        "counts": {"thumbs up": 1, "thumbs down": 0, "not rated": 1, "failed": 0},
+        "counts": {
+            "thumbs up": 1,
+            "thumbs down": 0,
+            "not rated": 1,
+            "failed": 0,
+            "text not kept": 0,
+        },
     }
     text = ftapp(env, "deploy", "feedback-to-dataset", "all", "--since", "2024-05-01").stdout
     assert "froze all@v1: 2 rows (1 replies labelled good, 1 bad)" in text

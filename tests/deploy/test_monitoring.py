@@ -145,3 +145,15 @@ def test_after_a_rollback_the_model_rolled_back_to_is_compared_with_the_one_it_r
     rated(db, "v2", 35, 5)
     drop = feedback_drop(db)
     assert (drop.current, drop.previous) == ("v1", "v2")
+
+
+def test_per_key_rows_split_the_api_from_the_playground(db):
+    for i, (key, ttft) in enumerate([("svc", 40), ("svc", 60), (None, 90), ("etl", 10)]):
+        log_request(db, "a", at(10, i), 100 + i)
+        db.execute("UPDATE production_requests SET key_name = ?, ttft_ms = ? WHERE id = ?",
+                   [key, ttft, i + 1])  # fmt: skip
+    (together,) = monitoring_report(db, "hour")
+    assert together.requests == 4 and together.source == "" and together.ttft_p50_ms == 50.0
+    split = monitoring_report(db, "hour", by_key=True)
+    assert [(r.source, r.requests, r.ttft_p50_ms) for r in split] == [
+        ("key etl", 1, 10.0), ("key svc", 2, 50.0), ("playground", 1, 90.0)]  # fmt: skip

@@ -168,7 +168,9 @@ def test_a_production_reply_is_logged_with_latency_length_and_feedback(stand_in)
         logged = store.get_request(db, reply.request_id)
         assert (logged.model, logged.promotion_id, logged.answer, logged.error) == (
             "secret", promotion.id, answer, None)  # fmt: skip
-        assert logged.latency_ms == 250 and logged.n_tokens == len(answer.split(" "))
+        # Clock readings: the start, the first piece, the end.
+        assert (logged.ttft_ms, logged.latency_ms) == (250, 500)
+        assert logged.n_tokens == len(answer.split(" "))
         assert logged.messages == QUESTION and logged.created_by == "ana"
 
         assert set_feedback(db, reply.request_id, "ana", 1).feedback == 1
@@ -197,7 +199,7 @@ def test_a_stopped_or_failed_reply_is_logged_as_far_as_it_got(stand_in):
     with stand_in.db() as db:
         stopped = store.get_request(db, reply.request_id)
         assert (stopped.answer, stopped.error, stopped.n_tokens) == (first, STOPPED, 1)
-        assert stopped.model == BASE and stopped.latency_ms == 250
+        assert stopped.model == BASE and (stopped.ttft_ms, stopped.latency_ms) == (250, 500)
         broken = store.get_request(db, failed.request_id)
         assert "not answering" in broken.error and broken.answer == ""
 

@@ -22,7 +22,7 @@ from tests.serving_fixtures import SECRET_QUESTION, SECRET_WORD, home_with_adapt
 
 pytestmark = pytest.mark.slow
 STATUS_VIEW = ("model", "current", "history", "endpoint", "curl", "python")
-MONITOR_VIEW = ("drop", "table", "plot")
+MONITOR_VIEW = ("drop", "table", "plot", "traffic")
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +62,18 @@ def test_promote_chat_rate_monitor_and_roll_back(app: LiveApp, vllm_server, secr
     before = status(admin)
     assert PRODUCTION not in model_choices(app)
     assert "nothing yet" in before["current"]
-    assert f"{vllm_server.url}/v1" in before["endpoint"]
-    assert f"curl {vllm_server.url}/v1/chat/completions" in before["curl"]
+    assert f"`{app.url}v1`" in before["endpoint"]  # the app's own API, keys needed
+    assert f"The engine behind it: `{vllm_server.url}/v1`" in before["endpoint"]
+    assert f"curl {app.url}v1/chat/completions" in before["curl"]
+    assert "Authorization: Bearer $FTAPP_API_KEY" in before["curl"]
     with pytest.raises(AppError, match="nothing is in production yet"):
         production_chat(Client(app.url, verbose=False))
     with pytest.raises(AppError, match="nothing is in production yet, so there is nothing"):
         admin.predict(None, api_name="/deploy_rollback")
 
-    admin.predict("base", "", api_name="/deploy_promote")
-    outcome, note, *shown = admin.predict(secret_adapter.name, "first release",
-                                          api_name="/deploy_promote")  # fmt: skip
+    admin.predict("base", "", "", api_name="/deploy_promote")  # no override reason needed
+    outcome, note, _, *shown = admin.predict(secret_adapter.name, "first release", "",
+                                             api_name="/deploy_promote")  # fmt: skip
     assert "Promoted **secret**" in outcome and f"serves 'secret' as '{PRODUCTION}'" in outcome
     assert f"vLLM at {vllm_server.url} serves" in outcome  # the URL as it is, no Markdown escapes
     assert note == ""  # emptied for the next promotion
@@ -100,12 +102,14 @@ def test_promote_chat_rate_monitor_and_roll_back(app: LiveApp, vllm_server, secr
     with pytest.raises(AppError, match="no production reply to rate"):
         Client(app.url, verbose=False).predict(api_name="/rate_good")
 
-    monitored = dict(zip(MONITOR_VIEW, admin.predict("day", "", api_name="/deploy_monitor"),
+    monitored = dict(zip(MONITOR_VIEW, admin.predict("day", "", True, api_name="/deploy_monitor"),
                          strict=True))  # fmt: skip
     (row,) = monitored["table"]["data"]
     assert row[1:4] == ["secret", 1, 0] and row[5] == logged["latency_ms"]
-    assert row[-2:] == ["100%", "0%"]  # rated: 1 of 1; thumbs up: none
+    assert row[8:10] == ["100%", "0%"]  # rated: 1 of 1; thumbs up: none
+    assert row[-1] == "playground" and row[-2] is not None  # per key: the Playground's chat
     assert monitored["drop"] == ""
+    assert "Traffic drift: not enough requests yet" in monitored["traffic"]
 
     outcome, *shown = admin.predict(None, api_name="/deploy_rollback")
     assert "Rolled back to **base**" in outcome

@@ -12,6 +12,7 @@ from ftapp.store.migrations.evaluation import (
     m007_evaluation_and_deployment,
     m012_eval_preference_pairs,
     m013_what_tuning_cost,
+    m015_api_keys,
 )
 from ftapp.store.migrations.training import (
     m003_training,
@@ -36,6 +37,7 @@ STEPS = (
     m012_eval_preference_pairs,
     m013_what_tuning_cost,
     m014_reviewer_checks,
+    m015_api_keys,
 )
 
 migrations = Migrations("ftapp")

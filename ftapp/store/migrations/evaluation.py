@@ -210,3 +210,59 @@ def m013_what_tuning_cost(db: sqlite_utils.Database) -> None:
         ALTER TABLE promotions ADD COLUMN gate_json TEXT;
         """,
     )
+
+
+def m015_api_keys(db: sqlite_utils.Database) -> None:
+    """Why: production callable by a team's services through the app's OpenAI-compatible API.
+
+    - api_keys: one row a client key; only the SHA-256 of the key is kept (a key is 32
+      random bytes, so a plain hash can't be guessed back) with its first characters to
+      tell keys apart; the models it may call, its rate per minute, when it was revoked.
+    - production_requests: which key asked (NULL for the Playground), the prompt's tokens,
+      the time to the first token, the comment given with the feedback, and whether its
+      prompt and answer are kept (text_kept 0: erased, or never stored for privacy, with
+      messages_json '[]' and answer ''); promotion_id is NULL for a request to a named
+      variant rather than to production; finish_reason: "length" when the reply used all the
+      new tokens it was allowed, "stop" when it ended by itself.
+    - canary_releases: a candidate answering a share of production (by API key or user, so
+      one client sees one model) beside the stable model, until it is promoted or rolled
+      back, by an admin or by itself; production_requests.canary_id marks the requests of a
+      canary's window, whichever of the two answered."""
+    run_script(
+        db,
+        """
+        CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            key_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            models_json TEXT NOT NULL,
+            rate_per_min INTEGER CHECK (rate_per_min > 0),
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            revoked_at TEXT,
+            revoked_by TEXT,
+            last_used_at TEXT
+        );
+        ALTER TABLE production_requests ADD COLUMN key_name TEXT;
+        ALTER TABLE production_requests ADD COLUMN prompt_tokens INTEGER;
+        ALTER TABLE production_requests ADD COLUMN ttft_ms INTEGER;
+        ALTER TABLE production_requests ADD COLUMN feedback_comment TEXT;
+        ALTER TABLE production_requests ADD COLUMN text_kept INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE production_requests ADD COLUMN finish_reason TEXT;
+        CREATE INDEX production_requests_key ON production_requests(key_name, created_at);
+        CREATE TABLE canary_releases (
+            id INTEGER PRIMARY KEY,
+            candidate TEXT NOT NULL,
+            stable TEXT NOT NULL,
+            share REAL NOT NULL CHECK (share > 0 AND share < 1),
+            started_at TEXT NOT NULL,
+            started_by TEXT NOT NULL,
+            ended_at TEXT,
+            ended_by TEXT,
+            outcome TEXT CHECK (outcome IN ('promoted', 'rolled back', 'rolled back by itself')),
+            reason TEXT
+        );
+        ALTER TABLE production_requests ADD COLUMN canary_id INTEGER REFERENCES canary_releases(id)
+        """,
+    )
