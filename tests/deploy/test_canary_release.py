@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -147,3 +148,26 @@ def test_the_terminal_starts_shows_and_rolls_back_a_canary(stand_in):
     with stand_in.db() as db:
         (ended,) = store.list_canaries(db)
     assert (ended.outcome, ended.reason) == ("rolled back", "not yet")
+
+
+def test_the_apps_background_thread_rolls_a_failing_canary_back(stand_in):
+    """The web app's answer-queue thread watches the running canary on every pass."""
+    with stand_in.db() as db:
+        promote(db, stand_in.served_base, "base", "alice")
+        canary = start_canary(db, stand_in.served_base, "secret", 0.1, "alice")
+        _log(db, canary, "base", 40)
+        _log(db, canary, "secret", 20, errors=12)
+    generator = stand_in.answer_generator  # started: the app's own thread
+    try:
+        deadline = time.monotonic() + 60  # a guard against hanging, not a speed check
+        while time.monotonic() < deadline:
+            with stand_in.db() as db:
+                if store.get_canary(db, canary.id).outcome is not None:
+                    break
+            generator.wake()
+            time.sleep(0.2)
+    finally:
+        generator.stop()
+    with stand_in.db() as db:
+        ended = store.get_canary(db, canary.id)
+    assert ended.outcome == ROLLED_BACK_BY_ITSELF and "errors on 12 of 20" in ended.reason
