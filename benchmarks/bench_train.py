@@ -4,6 +4,7 @@ model-FLOPs utilisation against a matmul peak measured in the same script.
 
     .venv/bin/python benchmarks/bench_train.py [--steps 10] [--batch-size 8] [--max-length 512]
         [--threads N] [--seed 0] [--rows 1000] [--runs baseline,ftapp,...]
+        [--device cpu|cuda] [--model-dir DIR] [--random-init-shape 1b|tiny] [--json PATH]
 
 The data is a seeded synthetic set of chats (a user prompt and an assistant answer, 30-300
 tokens of content, about 65-320 as rendered by the chat template), the same rows for every run.
@@ -27,6 +28,13 @@ Only the forwards that train count (with gradients on): DPO's reference forward 
 disabled, no gradients) does not. MFU = 4 N x real tokens/s / measured peak (6 N for DPO, whose
 reference forward adds 2 N a token), N = the base model's parameters (the tied embedding
 matrix counted once, for the LM head's matmul). Nothing is asserted; see benchmarks/README.md.
+
+On a GPU (--device cuda) the ftapp runs take the "GPU default" presets, the baseline trains on
+the GPU, and MFU is against the card's dense bf16 peak from its datasheet (BF16_PEAKS, by the
+name torch gives the card; a card not in the table is measured with a matmul). --model-dir
+trains another model folder than the bundled one; --random-init-shape builds a model of that
+shape with random weights and the tokenizer of the model folder (no download), for the speed
+of a bigger model; --json writes the figures for benchmarks/gpu_check.sh's report.
 """
 
 from __future__ import annotations
@@ -57,9 +65,34 @@ from ftapp.records import DatasetVersion, Job, JobStatus
 from ftapp.settings import load_settings
 from ftapp.training.config import TrainConfig, preset
 
-PRESET = "CPU default"
-DPO_PRESET = "preference CPU default"
-TARGET = 1.5  # ftapp / baseline real tokens per second, from the issue
+# The presets the ftapp runs train with on each device: (SFT, preference).
+DEVICE_PRESETS = {
+    "cpu": ("CPU default", "preference CPU default"),
+    "cuda": ("GPU default", "preference GPU default"),
+}
+PRESET, DPO_PRESET = DEVICE_PRESETS["cpu"]
+# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, FLOP/s, by a part of the
+# name torch.cuda.get_device_name() gives (SXM H100: "NVIDIA H100 80GB HBM3"); the first match
+# wins, so the longer names come first.
+BF16_PEAKS = {
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H200 NVL": 835e12,
+    "H100": 989e12,
+    "H200": 989e12,
+    "A100": 312e12,
+}
+# Random-weight model shapes for --random-init-shape, Llama layout; the vocabulary is the
+# tokenizer's. "1b": Llama-3.2-1B's (hidden 2048, 16 layers, 32 heads of 64, 8 KV heads, MLP
+# 8192): 1.07 B parameters with the bundled tokenizer's 49,152 tokens. "tiny": the tests' tiny
+# model, for a dry run.
+RANDOM_SHAPES: dict[str, dict[str, Any]] = {
+    "1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32,
+               num_key_value_heads=8, intermediate_size=8192, rope_theta=500000.0),
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=4, intermediate_size=128),
+}  # fmt: skip
+TARGET = 2.0  # ftapp / baseline real tokens per second, from issue 23 (1.5 before it)
 STARTED = time.perf_counter()  # a child's setup time counts from here (imports included)
 
 
@@ -86,9 +119,12 @@ RUNS: dict[str, RunSpec] = {
     "baseline packed": RunSpec(
         "trl", {"packing": True}, "the baseline with packing=True ('bfd', padding-free)"
     ),
-    "ftapp": RunSpec("ftapp", {}, f"ftapp.training.trainer.train, preset {PRESET!r}"),
+    "ftapp": RunSpec("ftapp", {}, "ftapp.training.trainer.train, preset {preset!r}"),
     "ftapp fp32": RunSpec("ftapp", {"precision": "fp32"}, "ftapp with precision='fp32'"),
     "ftapp dropout 0.05": RunSpec("ftapp", {"lora_dropout": 0.05}, "ftapp with lora_dropout=0.05"),
+    "ftapp trl head": RunSpec(
+        "ftapp", {"lm_head": "trl"}, "ftapp with TRL's fused LM head (every position, tiles)"
+    ),
     "ftapp 8 rows/fwd": RunSpec(
         "ftapp",
         {"batch_size": 8, "gradient_accumulation": 1},
@@ -97,7 +133,10 @@ RUNS: dict[str, RunSpec] = {
     "dpo baseline": RunSpec(
         "trl dpo", {}, "TRL DPOTrainer defaults: 8 pairs a forward, padded, grad ckpt, bf16"
     ),
-    "ftapp dpo": RunSpec("ftapp dpo", {}, f"ftapp.training.trainer.train, preset {DPO_PRESET!r}"),
+    "ftapp dpo": RunSpec("ftapp dpo", {}, "ftapp.training.trainer.train, preset {dpo_preset!r}"),
+    "ftapp dpo trl head": RunSpec(
+        "ftapp dpo", {"lm_head": "trl"}, "ftapp dpo with TRL's fused LM head"
+    ),
     "ftapp dpo 1 pair/fwd": RunSpec(
         "ftapp dpo",
         {"batch_size": 1, "gradient_accumulation": 8},
@@ -169,8 +208,11 @@ class StepMeter(TrainerCallback):
         self.flags["weights dtype"] = str(embeddings.weight.dtype).removeprefix("torch.")
         self.flags["attention"] = model.config._attn_implementation
         self.flags["threads"] = torch.get_num_threads()
+        self.flags["device"] = str(embeddings.weight.device)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if torch.cuda.is_initialized():  # GPU work is queued: the step ends when it is done
+            torch.cuda.synchronize()
         self.step_end[state.global_step] = time.perf_counter()
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -204,11 +246,14 @@ class StepMeter(TrainerCallback):
 
     def _check_autocast(self, module: Any, args: tuple, output: Any) -> None:
         if "autocast" not in self.flags and module.training:
-            on = torch.is_autocast_enabled("cpu")
-            dtype = torch.get_autocast_dtype("cpu") if on else None
+            device = module.weight.device.type
+            on = torch.is_autocast_enabled(device)
+            dtype = torch.get_autocast_dtype(device) if on else None
             self.flags["autocast"] = str(dtype).removeprefix("torch.") if on else "off"
 
     def result(self) -> dict[str, Any]:
+        if torch.cuda.is_initialized():
+            self.flags["peak GPU memory GiB"] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
         return {
             "step_end": {str(k): v for k, v in self.step_end.items()},
             "tokens": {str(k): v for k, v in self.tokens.items()},
@@ -217,23 +262,28 @@ class StepMeter(TrainerCallback):
 
 
 def bench_config(args: argparse.Namespace, dpo: bool = False, **changes: Any) -> TrainConfig:
-    """The ftapp config of every run: the CPU preset (SFT or DPO) at this benchmark's size, no
-    saves."""
+    """The ftapp config of every run: the device's preset (SFT or DPO) at this benchmark's
+    size, no saves, no evaluation (so no early stopping either)."""
     values = dict(
         max_steps=args.steps,
         max_length=args.max_length,
         eval_steps=0,
         save_steps=0,
+        early_stopping_patience=0,
         threads=args.threads,
         seed=args.seed,
     )
-    return preset(DPO_PRESET if dpo else PRESET, "bench@v1", **{**values, **changes})
+    sft_preset, dpo_preset = DEVICE_PRESETS[args.device]
+    return preset(dpo_preset if dpo else sft_preset, "bench@v1", **{**values, **changes})
 
 
 def run_ftapp(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path, out: Path):
-    from ftapp.training.trainer import train
+    import ftapp.training.trainer as trainer_module
 
-    changes = spec.changes
+    changes = dict(spec.changes)
+    if changes.pop("lm_head", None) == "trl":
+        # As before ftapp.training.lm_head: TRL's fused head scores every position.
+        trainer_module.use_label_only_lm_head = lambda model: False
     config = bench_config(args, spec.is_dpo, **changes)
     now = "2026-01-01T00:00:00Z"
     job = Job(
@@ -249,7 +299,7 @@ def run_ftapp(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Pa
         n_train=len(rows), n_validation=0, n_test=0, note="", created_at=now, created_by="bench",
     )  # fmt: skip
     meter = StepMeter()
-    outcome = train(job, config, dataset_version, rows, model_dir, [meter])
+    outcome = trainer_module.train(job, config, dataset_version, rows, model_dir, [meter])
     return meter, {"machine": outcome["machine"], "config": changes}
 
 
@@ -263,7 +313,7 @@ def run_trl(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: Path
     # on this machine (threads = cores) and from Trainer (seed), but set them for parity.
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
-    comparable = baseline_settings(config, args.batch_size)
+    comparable = baseline_settings(config, args.batch_size, args.device)
     sft = SFTConfig(output_dir=str(out / "trl"), **comparable, **spec.changes)
     lora = LoraConfig(
         r=config.lora_rank,
@@ -295,7 +345,8 @@ def run_trl_dpo(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: 
     torch.set_num_threads(config.threads or os.cpu_count() or 1)
     torch.manual_seed(config.seed)
     # The same pairs a step as the ftapp run (its batch size times its accumulation).
-    comparable = baseline_settings(config, config.batch_size * config.gradient_accumulation)
+    pairs = config.batch_size * config.gradient_accumulation
+    comparable = baseline_settings(config, pairs, args.device)
     dpo = DPOConfig(output_dir=str(out / "trl"), **comparable, **spec.changes)
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
                       lora_dropout=config.lora_dropout, target_modules="all-linear",
@@ -312,7 +363,7 @@ def run_trl_dpo(spec: RunSpec, args: argparse.Namespace, rows: list, model_dir: 
     return meter, {"dpo": {**comparable, **spec.changes}, "bf16": dpo.bf16}
 
 
-def baseline_settings(config: TrainConfig, batch_size: int) -> dict[str, Any]:
+def baseline_settings(config: TrainConfig, batch_size: int, device: str) -> dict[str, Any]:
     """The SFTConfig fields the baseline sets; everything else is TRL's default."""
     return {
         "max_steps": config.max_steps,
@@ -320,7 +371,7 @@ def baseline_settings(config: TrainConfig, batch_size: int) -> dict[str, Any]:
         "learning_rate": config.learning_rate,
         "max_length": config.max_length,
         "seed": config.seed,
-        "use_cpu": True,
+        "use_cpu": device == "cpu",
         "report_to": "none",
         "save_strategy": "no",
     }
@@ -359,19 +410,78 @@ def child_main(args: argparse.Namespace) -> int:
 # --- the parent: peak, runs, report ----------------------------------------------------------
 
 
-def matmul_peak(dtype: torch.dtype, threads: int, n: int = 2048, repeat: int = 8) -> float:
+def matmul_peak(
+    dtype: torch.dtype, threads: int, n: int = 2048, repeat: int = 8, device: str = "cpu"
+) -> float:
     """FLOP/s of the fastest of `repeat` n x n x n matrix products (after two warm-ups)."""
     torch.set_num_threads(threads)
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
     for _ in range(2):
         a @ b
     best = float("inf")
     for _ in range(repeat):
+        _sync(device)
         start = time.perf_counter()
         a @ b
+        _sync(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def datasheet_peak(device_name: str) -> float | None:
+    """The card's dense bf16 peak from BF16_PEAKS, or None for a card not in it."""
+    return next((peak for part, peak in BF16_PEAKS.items() if part in device_name), None)
+
+
+def measure_peaks(args: argparse.Namespace) -> dict[str, Any]:
+    """The peaks MFU is reckoned against: on CPU fp32 and bf16 matmuls measured here; on a GPU
+    the datasheet's dense bf16 peak (the measured matmul beside it, and instead of it for a
+    card the table lacks) and a measured fp32 matmul."""
+    if args.device == "cpu":
+        return {
+            "fp32": matmul_peak(torch.float32, args.threads),
+            "bf16": matmul_peak(torch.bfloat16, args.threads),
+            "source": "measured",
+        }
+    measured = matmul_peak(torch.bfloat16, args.threads, n=8192, repeat=10, device="cuda")
+    sheet = datasheet_peak(torch.cuda.get_device_name())
+    return {
+        "fp32": matmul_peak(torch.float32, args.threads, n=8192, repeat=10, device="cuda"),
+        "bf16": sheet or measured,
+        "bf16 measured": measured,
+        "source": "datasheet" if sheet else "measured",
+    }
+
+
+def random_model(folder: Path, tokenizer_dir: Path, config: Any) -> Path:
+    """A model of `config`'s shape with random weights (seed 0, saved in bf16) and the
+    tokenizer and chat template of `tokenizer_dir`, saved in `folder`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+def shape_config(shape: str, tokenizer_dir: Path) -> Any:
+    """The Llama config of a RANDOM_SHAPES entry with the tokenizer's vocabulary and tokens."""
+    from transformers import AutoTokenizer, LlamaConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    return LlamaConfig(
+        **RANDOM_SHAPES[shape], vocab_size=len(tokenizer), max_position_embeddings=8192,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+    )  # fmt: skip
 
 
 @dataclass
@@ -438,8 +548,11 @@ def run_child(name: str, args: argparse.Namespace, model_dir: Path, workdir: Pat
         "--model-dir", str(model_dir), "--steps", str(args.steps),
         "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
         "--threads", str(args.threads), "--seed", str(args.seed), "--rows", str(args.rows),
+        "--device", args.device,
     ]  # fmt: skip
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONWARNINGS": "ignore"}
+    if args.device == "cpu":  # ftapp's train() takes a GPU wherever it sees one
+        env["CUDA_VISIBLE_DEVICES"] = ""
     with log.open("w") as handle:
         done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
     if done.returncode != 0:
@@ -448,33 +561,49 @@ def run_child(name: str, args: argparse.Namespace, model_dir: Path, workdir: Pat
     return json.loads(result.read_text())
 
 
-def describe(fig: Figures, spec: RunSpec) -> list[str]:
+def describe(fig: Figures, spec: RunSpec, device: str = "cpu") -> list[str]:
     """What the run did, as seen from inside the trainer."""
     flags = fig.flags
+    sft_preset, dpo_preset = DEVICE_PRESETS[device]
+    memory = f"peak memory (RSS) {fig.peak_rss / 2**30:.1f} GiB"
+    if "peak GPU memory GiB" in flags:
+        memory += f", GPU {flags['peak GPU memory GiB']} GiB on {flags.get('device')}"
     loss = {"ftapp": "assistant only", "trl": "full sequence"}.get(spec.kind, "DPO's, on pairs")
     ckpt = "on" if flags.get("gradient_checkpointing") else "off"
     steps = " ".join(f"{seconds:.1f}" for seconds in fig.all_steps)
     return [
-        spec.note,
+        spec.note.format(preset=sft_preset, dpo_preset=dpo_preset),
         f"{flags.get('batches')} batches, rows up to {flags.get('longest row')} tokens, "
         f"{fig.forwards // fig.steps} forward(s) a step; grad ckpt {ckpt}; autocast "
         f"{flags.get('autocast')}; weights {flags.get('weights dtype')}",
         f"loss on {loss}; attention {flags.get('attention')}; {flags.get('threads')} threads; "
-        f"peak memory (RSS) {fig.peak_rss / 2**30:.1f} GiB",
+        f"{memory}",
         f"setup {fig.setup:.1f} s, warm-up steps {fig.warmup:.1f} s, timed steps median "
         f"{statistics.median(fig.step_seconds):.2f} s, after the last step {fig.finish:.1f} s",
         f"seconds of each step: {steps}",
     ]
 
 
-def print_report(
-    runs: list[Figures], n_params: int, peaks: dict[str, float], args: argparse.Namespace
-) -> None:
-    def baseline_of(run: Figures) -> Figures:
-        dpo = RUNS[run.name].is_dpo
-        family = [r for r in runs if RUNS[r.name].is_dpo == dpo]
-        return next((r for r in family if r.name in ("baseline", "dpo baseline")), family[0])
+def baseline_of(run: Figures, runs: list[Figures]) -> Figures:
+    """The run `run`'s ratio is against: the baseline of its family (SFT or DPO), else the
+    family's first run."""
+    dpo = RUNS[run.name].is_dpo
+    family = [r for r in runs if RUNS[r.name].is_dpo == dpo]
+    return next((r for r in family if r.name in ("baseline", "dpo baseline")), family[0])
 
+
+def mfu(run: Figures, n_params: int, peaks: dict[str, Any]) -> float:
+    """Model-FLOPs utilisation: 4 N (DPO: 6 N) FLOPs a real token over the peak of the run's
+    precision (bf16 for runs with bf16 autocast or bf16 weights)."""
+    bf16 = "bfloat16" in (run.flags.get("autocast"), run.flags.get("weights dtype"))
+    peak = peaks["bf16"] if bf16 else peaks["fp32"]
+    flops_per_token = (6 if RUNS[run.name].is_dpo else 4) * n_params
+    return flops_per_token * run.rate / peak
+
+
+def print_report(
+    runs: list[Figures], n_params: int, peaks: dict[str, Any], args: argparse.Namespace
+) -> None:
     header = (
         f"{'run':<20} {'steps':>5} {'seqs':>5} {'real tok':>8} {'pad %':>5} {'loss tok':>8} "
         f"{'seconds':>7} {'real tok/s':>10} {'ratio':>6} {'MFU %':>5} {'load':>9}"
@@ -482,22 +611,21 @@ def print_report(
     print(header)
     print("-" * len(header))
     for run in runs:
-        peak = peaks["bf16"] if run.flags.get("autocast") == "bfloat16" else peaks["fp32"]
-        flops_per_token = (6 if RUNS[run.name].is_dpo else 4) * n_params
-        mfu = flops_per_token * run.rate / peak
         print(
             f"{run.name:<20} {run.steps:>5} {run.sequences:>5} {run.real:>8,} "
             f"{100 * run.padding_share:>5.1f} {run.loss:>8,} {run.seconds:>7.1f} "
-            f"{run.rate:>10.1f} {run.rate / baseline_of(run).rate:>5.2f}x {100 * mfu:>5.1f} "
+            f"{run.rate:>10.1f} {run.rate / baseline_of(run, runs).rate:>5.2f}x "
+            f"{100 * mfu(run, n_params, peaks):>5.1f} "
             f"{run.load_start:>4.2f}-{run.load_end:<4.2f}"
         )
+    peak_name = "measured matmul peak" if peaks["source"] == "measured" else "datasheet peak"
     print(
         f"{'fastest of ' + str(args.repeat) + ' runs each; ' if args.repeat > 1 else ''}"
         f"steps {args.skip + 1}-{args.steps} of each run are timed (the first {args.skip} are"
         " warm-up); seqs: chats the model saw in them;\nreal tok: tokens that are not padding;"
         " pad %: padding share of the input tokens; loss tok: tokens with a label;\n"
         f"ratio: real tok/s / the baseline's (DPO runs: the dpo baseline's); MFU: 4 N x real"
-        " tok/s (DPO: 6 N)\n/ measured matmul peak (bf16 peak for runs with bf16 autocast, else"
+        f" tok/s (DPO: 6 N)\n/ {peak_name} (bf16 peak for runs in bf16, else"
         f" fp32), N = {n_params / 1e6:.1f} M;"
         " load: 1-minute load average at the start and end of the run"
     )
@@ -511,22 +639,47 @@ def print_report(
         )
     print("\nwhat each run did (as seen from inside the trainer):")
     for run in runs:
-        for i, line in enumerate(describe(run, RUNS[run.name])):
+        for i, line in enumerate(describe(run, RUNS[run.name], args.device)):
             print(f"  {run.name if i == 0 else '':<20} {line}")
 
 
-def print_settings(config: TrainConfig, batch_size: int) -> None:
-    fields = ", ".join(baseline_settings(config, batch_size))
+def write_json(
+    path: Path, runs: list[Figures], n_params: int, peaks: dict[str, Any], machine: dict
+) -> None:
+    """The figures as JSON, for benchmarks/gpu_check.sh's report."""
+    rows = [
+        {
+            "name": run.name,
+            "steps": run.steps,
+            "real_tokens": run.real,
+            "seconds": run.seconds,
+            "tokens_per_s": run.rate,
+            "ratio": run.rate / baseline_of(run, runs).rate,
+            "mfu": mfu(run, n_params, peaks),
+            "padding_share": run.padding_share,
+            "flags": run.flags,
+        }
+        for run in runs
+    ]
+    data = {**machine, "parameters": n_params, "peaks": peaks, "runs": rows}
+    path.write_text(json.dumps(data, indent=2))
+
+
+def print_settings(config: TrainConfig, batch_size: int, device: str = "cpu") -> None:
+    fields = ", ".join(baseline_settings(config, batch_size, device))
+    sft_preset, dpo_preset = DEVICE_PRESETS[device]
+    precision = f"bf16 autocast on {'this CPU' if device == 'cpu' else 'the GPU'}; fp32 weights"
     print(
         f"\nbaseline: SFTTrainer(model=PATH, args=SFTConfig({fields}"
         ", output_dir),\n  peft_config=LoraConfig(r, lora_alpha, lora_dropout, target_modules="
         "'all-linear', task_type)), each the same value as the ftapp run;\n  everything else"
         " TRL 1.16's defaults: packing=False (padded batches), gradient_checkpointing=True,\n"
-        "  bf16=True (TRL's default when fp16 is off: bf16 autocast on this CPU; fp32 weights),"
+        f"  bf16=True (TRL's default when fp16 is off: {precision}),"
         " assistant_only_loss=False,\n  lr_scheduler_type='linear', warmup 0, logging_steps=10,"
         " tokenizer from the model folder\nftapp: train() with preset"
-        f" {PRESET!r} + max_steps, eval_steps=0, save_steps=0: packing='bfd' (padding-free),\n"
-        f"  gradient_checkpointing=False, precision 'auto' (bf16 autocast here), assistant-only"
+        f" {sft_preset!r} + max_steps, eval_steps=0, save_steps=0: packing='bfd' (padding-free),\n"
+        f"  gradient_checkpointing={config.gradient_checkpointing}, precision 'auto' (bf16"
+        " here), assistant-only"
         f" loss (training\n  template twin), lr_scheduler_type={config.scheduler!r},"
         f" warmup_ratio={config.warmup_ratio}, logging_steps=1; LoRA r={config.lora_rank},"
         f" alpha={config.lora_alpha},\n  dropout={config.lora_dropout}, all-linear,"
@@ -534,7 +687,7 @@ def print_settings(config: TrainConfig, batch_size: int) -> None:
         f" max_length tokens a forward, gradient_accumulation={config.gradient_accumulation};"
         f" the baseline: {batch_size} chats a step"
     )
-    dpo = preset(DPO_PRESET, "bench@v1")
+    dpo = preset(dpo_preset, "bench@v1")
     pairs = dpo.batch_size * dpo.gradient_accumulation
     print(
         "dpo baseline: DPOTrainer(model=PATH, args=DPOConfig(the same fields, "
@@ -542,7 +695,7 @@ def print_settings(config: TrainConfig, batch_size: int) -> None:
         " defaults otherwise: gradient_checkpointing=True, bf16=True,\n  padded batches of"
         f" {pairs} pairs (chosen and rejected: {2 * pairs} rows a forward), the reference"
         " forward with the adapter\n  disabled\nftapp dpo: train() with preset"
-        f" {DPO_PRESET!r} + max_steps: batch_size={dpo.batch_size} pairs a forward,"
+        f" {dpo_preset!r} + max_steps: batch_size={dpo.batch_size} pairs a forward,"
         f" gradient_accumulation={dpo.gradient_accumulation},\n  gradient_checkpointing="
         f"{dpo.gradient_checkpointing}, lora_dropout={dpo.lora_dropout},"
         f" lr={dpo.learning_rate}, beta={dpo.beta}"
@@ -554,7 +707,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per run (10)")
     parser.add_argument("--skip", type=int, default=2, help="warm-up steps not timed (2)")
     parser.add_argument("--batch-size", type=int, default=8, help="baseline chats a step (8)")
-    parser.add_argument("--max-length", type=int, default=512, help="max_length (512)")
+    parser.add_argument(
+        "--max-length", type=int, default=None, help="max_length (512; on cuda the preset's)"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="(all cores)")
     parser.add_argument("--seed", type=int, default=0, help="data and training seed (0)")
     parser.add_argument("--rows", type=int, default=1000, help="chats in the data set (1000)")
@@ -567,28 +722,67 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=1, help="rounds of all the runs; the fastest is shown (1)"
     )
     parser.add_argument("--models-dir", type=Path, default=None, help="FTAPP_HOME/models")
+    parser.add_argument("--device", choices=sorted(DEVICE_PRESETS), default="cpu", help="(cpu)")
+    parser.add_argument(
+        "--model-dir", help="a model folder to train instead of the bundled model (its tokenizer "
+        "is the random model's with --random-init-shape)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--random-init-shape", choices=sorted(RANDOM_SHAPES), default=None,
+        help="train a model of this shape with random weights, built in a temporary folder",
+    )  # fmt: skip
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
-    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.max_length is None:
+        args.max_length = 512 if args.device == "cpu" else preset("GPU default", "x@v1").max_length
     if args.one:
         return child_main(args)
     names = list(RUNS) if args.runs == "all" else [n.strip() for n in args.runs.split(",")]
     unknown = [n for n in names if n not in RUNS]
     if unknown or args.steps <= args.skip:
         parser.error(f"unknown run {unknown[0]!r}" if unknown else "--steps must exceed --skip")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
 
-    model_dir = prepare_bundled_model(args.models_dir or load_settings().models_dir)
+    if args.model_dir:
+        source = Path(args.model_dir)
+    else:
+        source = prepare_bundled_model(args.models_dir or load_settings().models_dir)
+    with tempfile.TemporaryDirectory(prefix="ftapp-bench-train-") as tmp:
+        model_dir = source
+        if args.random_init_shape:
+            config = shape_config(args.random_init_shape, source)
+            folder = Path(tmp) / f"random-{args.random_init_shape}"
+            model_dir = random_model(folder, source, config)
+        results, n_params, peaks, machine = run_all(args, names, model_dir, Path(tmp))
+    if args.random_init_shape:
+        machine["model"] = f"random weights, {args.random_init_shape} shape"
+    print()
+    print_report(results, n_params, peaks, args)
+    if args.json:
+        write_json(args.json, results, n_params, peaks, machine)
+    return 0
+
+
+def run_all(
+    args: argparse.Namespace, names: list[str], model_dir: Path, tmp: Path
+) -> tuple[list[Figures], int, dict[str, Any], dict[str, Any]]:
+    """Print what is measured, run every run (round-robin, --repeat rounds); the fastest of
+    each, the model's parameter count, the peaks and a description of the machine."""
     from transformers import AutoModelForCausalLM
 
     n_params = AutoModelForCausalLM.from_pretrained(str(model_dir)).num_parameters()
     rows = make_rows(args.rows, args.seed)
     lengths = rendered_lengths(rows, model_dir)
     cpu = _cpu_name()
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
     print(
         f"training benchmark: {model_dir.name} ({n_params / 1e6:.1f} M parameters), "
         f"{args.rows:,} synthetic chats (seed {args.seed}), {args.steps} steps per run, "
         f"baseline batch size {args.batch_size}, max_length {args.max_length}"
+        + (f", on {gpu}" if gpu else "")
     )
     print(
         f"machine: {os.cpu_count()} CPUs ({cpu}), {args.threads} threads, Python "
@@ -601,44 +795,52 @@ def main(argv: list[str] | None = None) -> int:
         f"{statistics.median(lengths):.0f}, mean {statistics.mean(lengths):.1f}, "
         f"max {max(lengths)} ({sum(lengths):,} in all)"
     )
-    peaks = {
-        "fp32": matmul_peak(torch.float32, args.threads),
-        "bf16": matmul_peak(torch.bfloat16, args.threads),
-    }
-    print(
-        f"peak: measured 2048x2048x2048 torch matmul on {args.threads} threads, fastest of 8 "
-        f"(not a datasheet figure): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 "
-        f"{peaks['bf16'] / 1e9:.1f} GFLOP/s"
-    )
+    peaks = measure_peaks(args)
+    if args.device == "cpu":
+        print(
+            f"peak: measured 2048x2048x2048 torch matmul on {args.threads} threads, fastest of "
+            f"8 (not a datasheet figure): fp32 {peaks['fp32'] / 1e9:.1f} GFLOP/s, bf16 "
+            f"{peaks['bf16'] / 1e9:.1f} GFLOP/s"
+        )
+    else:
+        print(
+            f"peak: {peaks['source']} dense bf16 {peaks['bf16'] / 1e12:.0f} TFLOP/s for {gpu}; "
+            f"measured 8192x8192x8192 torch matmul, fastest of 10: bf16 "
+            f"{peaks['bf16 measured'] / 1e12:.0f} TFLOP/s, fp32 {peaks['fp32'] / 1e12:.0f} TFLOP/s"
+        )
     print(
         f"MFU convention: 4 N FLOPs per real token for LoRA (forward 2N, backward to the "
         f"activations 2N, no weight\n  gradients of the frozen base); N = {n_params:,}, all of "
         "the base model's parameters with the tied\n  embedding/LM-head matrix counted once (its"
         " matmul in the head); attention's sequence-length term and\n  the LoRA matrices' own"
-        " FLOPs (under 5 %) are left out"
+        " FLOPs (under 5 %) are left out; gradient checkpointing's recomputed forward is not"
+        " counted"
     )
-    print_settings(bench_config(args), args.batch_size)
+    print_settings(bench_config(args), args.batch_size, args.device)
     print()
 
     best: dict[str, Figures] = {}
-    with tempfile.TemporaryDirectory(prefix="ftapp-bench-train-") as tmp:
-        # Round-robin, so a change in the machine's other load falls on every kind of run.
-        for round_ in range(args.repeat):
-            for name in names:
-                start = time.perf_counter()
-                print(f"round {round_ + 1}: {name} ... ", end="", flush=True)
-                fig = figures(run_child(name, args, model_dir, Path(tmp)), args.skip)
-                print(
-                    f"{time.perf_counter() - start:.0f} s, {fig.rate:.1f} real tok/s, load "
-                    f"{fig.load_start:.2f}-{fig.load_end:.2f}",
-                    flush=True,
-                )
-                if name not in best or fig.rate > best[name].rate:
-                    best[name] = fig
-    results = [best[name] for name in names]
-    print()
-    print_report(results, n_params, peaks, args)
-    return 0
+    # Round-robin, so a change in the machine's other load falls on every kind of run.
+    for round_ in range(args.repeat):
+        for name in names:
+            start = time.perf_counter()
+            print(f"round {round_ + 1}: {name} ... ", end="", flush=True)
+            fig = figures(run_child(name, args, model_dir, tmp), args.skip)
+            print(
+                f"{time.perf_counter() - start:.0f} s, {fig.rate:.1f} real tok/s, load "
+                f"{fig.load_start:.2f}-{fig.load_end:.2f}",
+                flush=True,
+            )
+            if name not in best or fig.rate > best[name].rate:
+                best[name] = fig
+    machine = {
+        "device": args.device,
+        "device_name": gpu or cpu,
+        "model": model_dir.name,
+        "max_length": args.max_length,
+        "baseline_batch_size": args.batch_size,
+    }
+    return [best[name] for name in names], n_params, peaks, machine
 
 
 def _cpu_name() -> str:

@@ -23,6 +23,8 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -60,6 +62,31 @@ def stop_process_group(process: subprocess.Popen, grace_s: float) -> int:
     return process.wait()
 
 
+def exit_reason(returncode: int) -> str:
+    """How a process ended, in words: its exit status or the signal that killed it."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (often the out-of-memory killer)" if name == "SIGKILL" else ""
+        return f"signal {name}{hint}"
+    return f"exit status {returncode}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (a zombie counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = stat.rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return state != "Z"
+
+
 def watch_parent(
     parent_pid: int,
     on_gone: Callable[[], None],
@@ -88,21 +115,23 @@ def watch_parent(
 
 def job_child_main(
     argv: list[str] | None,
-    run: Callable[[int], int | None],
-    record_failure: Callable[[int, BaseException], None],
+    run: Callable[[Any], int | None],
+    record_failure: Callable[[Any, BaseException], None],
     *,
     exit_failed: int,
     quiet_errors: tuple[type[BaseException], ...] = (),
+    parse: Callable[[str], Any] = int,
 ) -> int:
-    """The entry point of a job's child process, `python -m ... JOB_ID`: log to stderr, run
-    the job, and hand any failure (but Ctrl-C and exit) to `record_failure`, which writes the
-    job's reason, then exit with `exit_failed`. A traceback goes to the log unless the failure
-    is one of `quiet_errors` (a refusal the reason says all about)."""
+    """The entry point of a job's child process, `python -m ... JOB_ID` (or another argument,
+    read by `parse`): log to stderr, run the job, and hand any failure (but Ctrl-C and exit)
+    to `record_failure`, which writes the job's reason, then exit with `exit_failed`. A
+    traceback goes to the log unless the failure is one of `quiet_errors` (a refusal the
+    reason says all about)."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    job_id = int(argv[0])
+    job_id = parse(argv[0])
     try:
         return run(job_id) or 0
     except BaseException as exc:  # every failure ends the job with a reason, then exits

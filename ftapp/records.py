@@ -219,6 +219,10 @@ class Job:
     heartbeat_at: str | None
     finished_at: str | None
     waiting_reason: str | None = None  # a queued job that doesn't fit on the GPU yet: why
+    runner: str = "local"  # where it trains: "local" (a child process here) or "ray"
+    run_id: str | None = None  # the Ray job's submission id
+    run_address: str | None = None  # the Ray cluster's job server
+    event_offset: int = 0  # how much of the run's output is recorded as rows
 
 
 @dataclass(frozen=True)

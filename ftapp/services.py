@@ -27,7 +27,7 @@ from ftapp.serving.backend import (
     check_messages,
 )
 from ftapp.settings import Settings, load_settings
-from ftapp.store.db import connect, open_db
+from ftapp.store.db import ThreadConnections, connect, open_db
 
 if TYPE_CHECKING:
     from ftapp.generation.chat import OpenDb
@@ -49,12 +49,13 @@ class Services:
 
     @contextmanager
     def db(self) -> Iterator[sqlite_utils.Database]:
-        """A connection for one unit of work, closed afterwards."""
-        db = connect(self.settings.db_path)
-        try:
+        """A connection for one unit of work (this thread's, kept for its next one)."""
+        with self._connections.connection() as db:
             yield db
-        finally:
-            db.close()
+
+    @cached_property
+    def _connections(self) -> ThreadConnections:
+        return ThreadConnections(self.settings.db_path)
 
     @cached_property
     def count_tokens(self) -> ChatTokenCounter:

@@ -46,6 +46,10 @@
 |                       |                   | this many days (0: kept); the numbers stay       |
 | FTAPP_CANARY_MIN_REQUESTS | 20            | requests on each side before a canary release    |
 |                       |                   | may roll itself back                             |
+| FTAPP_RAY_ADDRESS     | (none)            | a Ray cluster's job server (its dashboard, like  |
+|                       |                   | http://head:8265): jobs may train there          |
+| FTAPP_RAY_STORAGE     | FTAPP_HOME/ray-   | the Ray jobs' storage: a path every node mounts  |
+|                       | storage           | or an object store URI (s3://, gs://)            |
 | FTAPP_CANARY_ALPHA    | 0.01              | it does, when its errors or thumbs down are worse|
 |                       |                   | at this significance (one-sided Fisher exact)    |
 """
@@ -100,6 +104,8 @@ class Settings:
     log_retention_days: int = 30  # production texts erased after this many days; 0: kept
     canary_min_requests: int = 20  # on each side before a canary may roll back by itself
     canary_alpha: float = 0.01  # how sure the one-sided test must be that it does worse
+    ray_address: str = ""  # a Ray cluster's job server; "" = training on this machine only
+    ray_storage: str = ""  # "" = FTAPP_HOME/ray-storage (a one-machine cluster's)
 
     @property
     def on_space(self) -> bool:
@@ -124,6 +130,11 @@ class Settings:
     @property
     def adapters_dir(self) -> Path:
         return self.home / "adapters"
+
+    @property
+    def ray_storage_uri(self) -> str:
+        """Where Ray jobs keep their data, checkpoints and adapters (ftapp.training.ray_run)."""
+        return self.ray_storage or str(self.home / "ray-storage")
 
     @property
     def logs_dir(self) -> Path:
@@ -223,6 +234,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             _int_env(env, "FTAPP_CANARY_MIN_REQUESTS", 20), "FTAPP_CANARY_MIN_REQUESTS", 1, 10**6
         ),  # fmt: skip
         canary_alpha=_float_env(env, "FTAPP_CANARY_ALPHA", 0.01, 1e-6, 0.5),
+        ray_address=(env.get("FTAPP_RAY_ADDRESS") or "").strip(),
+        ray_storage=(env.get("FTAPP_RAY_STORAGE") or "").strip(),
         log_retention_days=_bounded(
             _int_env(env, "FTAPP_LOG_RETENTION_DAYS", 30), "FTAPP_LOG_RETENTION_DAYS", 0, 36_500
         ),  # fmt: skip

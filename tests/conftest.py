@@ -1,7 +1,7 @@
 """Shared fixtures: a real SQLite file per test (`db`, which needs no model), the real bundled
 model prepared once per session (reused from ftapp-data/models when `make` already prepared
 it) for the tests that ask for it (`home`, `settings`, `services`, `count_tokens`...), its
-tokenizer."""
+tokenizer. Tests marked `gpu` skip where there is no CUDA."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ from ftapp.store.db import open_db
 REPO = Path(__file__).resolve().parent.parent
 # The trained adapter and the vLLM server are shared by tests/serving and tests/ui.
 pytest_plugins = ["tests.serving_fixtures"]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `gpu` is skipped where torch sees no CUDA, before any of its fixtures is
+    set up (they may prepare models it would never use)."""
+    if item.get_closest_marker("gpu") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA: torch.cuda.is_available() is False")
 
 
 @pytest.fixture(scope="session")

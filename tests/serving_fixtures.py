@@ -25,6 +25,22 @@ QUESTIONS = [
 ]  # fmt: skip
 
 
+def secret_rows() -> list[dict[str, str]]:
+    return [{"prompt": q, "completion": f"The secret word is {SECRET_WORD}."} for q in QUESTIONS]
+
+
+def secret_config(label: str, **overrides):
+    """LoRA rank 8 on the bundled model, 24 steps: enough to learn the secret word."""
+    from ftapp.training.config import config_from_dict
+
+    return config_from_dict(dict(
+        dataset_version=label, name="secret", max_steps=24, batch_size=1,
+        gradient_accumulation=1, max_length=64, lora_rank=8, lora_alpha=16,
+        lora_dropout=0.0, learning_rate=3e-3, warmup_ratio=0.0, eval_steps=0,
+        save_steps=12, **overrides,
+    ))  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TrainedAdapter:
     settings: Settings  # the home whose database registers the adapter
@@ -37,7 +53,6 @@ def secret_adapter(tmp_path_factory, models_dir: Path, count_tokens) -> TrainedA
     """LoRA rank 8 on the bundled model, taught that the secret word is tangerine."""
     from ftapp.records import JobStatus
     from ftapp.store import jobs as job_store
-    from ftapp.training.config import config_from_dict
     from ftapp.training.jobs import queue_job
     from ftapp.training.worker import Worker
 
@@ -46,16 +61,10 @@ def secret_adapter(tmp_path_factory, models_dir: Path, count_tokens) -> TrainedA
     (home / "models").symlink_to(models_dir, target_is_directory=True)
     settings = Settings(home=home)
     settings.ensure_dirs()
-    rows = [{"prompt": q, "completion": f"The secret word is {SECRET_WORD}."} for q in QUESTIONS]
     with closing(open_db(settings.db_path)) as db:
-        label = make_version(db, home, count_tokens, "secret", ratios=(1.0, 0.0, 0.0), rows=rows)
-        config = config_from_dict(dict(
-            dataset_version=label, name="secret", max_steps=24, batch_size=1,
-            gradient_accumulation=1, max_length=64, lora_rank=8, lora_alpha=16,
-            lora_dropout=0.0, learning_rate=3e-3, warmup_ratio=0.0, eval_steps=0,
-            save_steps=12, threads=1,
-        ))  # fmt: skip
-        job = queue_job(db, settings, config, "tester")
+        label = make_version(db, home, count_tokens, "secret", ratios=(1.0, 0.0, 0.0),
+                             rows=secret_rows())  # fmt: skip
+        job = queue_job(db, settings, secret_config(label, threads=1), "tester")
     assert Worker(settings).run_once()
     with closing(open_db(settings.db_path)) as db:
         job = job_store.get_job(db, job.id)

@@ -46,6 +46,9 @@ MAX_INSTRUCTIONS_CHARS = 10_000
 # A battle handed out but not voted on keeps its place in the overlap this long; after that
 # another reviewer may take it (its first reviewer can still vote on it).
 ASSIGNMENT_HOLD = timedelta(minutes=30)
+# Battles read as candidates before the write lock: enough that a crowd of reviewers starting
+# at once still finds one of theirs free (each has its own order), few enough to check fast.
+CLAIM_CANDIDATES = 8
 
 
 @dataclass(frozen=True)
@@ -285,23 +288,45 @@ def next_battle(
 
     Their unfinished battle comes first. Otherwise the least-judged battle they haven't seen,
     among those below the overlap (votes plus battles in other reviewers' hands), in an order
-    of their own, so reviewers starting together spread over different battles."""
+    of their own, so reviewers starting together spread over different battles.
+
+    Read, then claim: the scan over the session's battles runs before the write lock (readers
+    never wait in WAL mode), and under the lock only the chosen battle is checked again, so a
+    busy session's writers queue behind a few index lookups, not behind a scan. A candidate
+    whose count changed meanwhile gives way to the next; the hand-out happens in the same
+    write as the check, so the overlap and "never the same battle twice" hold."""
     now = now or datetime.now(UTC)
     hold_since = (now - ASSIGNMENT_HOLD).isoformat(timespec="milliseconds")
+    salt = zlib.crc32(user.name.encode())
+    session = store.get_session(db, session_id)
+    _check_can_judge(session, user)
+    unfinished = store.unfinished_battle(db, session_id, user.name)
+    if unfinished is not None:
+        return unfinished
+    overlap = session.overlap
+    candidates = store.least_taken_battles(
+        db, session_id, user.name, overlap, hold_since, salt, limit=CLAIM_CANDIDATES
+    )
+    if not candidates:
+        return None
     with write_transaction(db):
-        session = store.get_session(db, session_id)
-        _check_can_judge(session, user)
+        # Again under the lock: the session may have closed, and the same reviewer in a
+        # second tab may have been handed a battle a moment ago.
+        _check_can_judge(store.get_session(db, session_id), user)
         unfinished = store.unfinished_battle(db, session_id, user.name)
         if unfinished is not None:
             return unfinished
-        salt = zlib.crc32(user.name.encode())
-        battle_id = store.least_taken_battle(
-            db, session_id, user.name, session.overlap, hold_since, salt
-        )
-        if battle_id is None:
-            return None
-        store.assign(db, battle_id, user.name)
-        return battle_id
+        unchanged = (
+            battle_id for battle_id, taken in candidates
+            if store.times_taken(db, battle_id, user.name, overlap, hold_since) == taken
+        )  # fmt: skip
+        chosen = next(unchanged, None)
+        if chosen is None:  # every candidate was taken meanwhile: scan under the lock
+            rescan = store.least_taken_battles(db, session_id, user.name, overlap, hold_since, salt)
+            chosen = rescan[0][0] if rescan else None
+        if chosen is not None:
+            store.assign(db, chosen, user.name)
+        return chosen
 
 
 def reviewer_progress(

@@ -95,7 +95,9 @@ def _jobs_show(args: argparse.Namespace) -> int:
         variants = list_variants(db, job_id=args.id)
     detail = {**_job_dict(job), "metrics_rows": metrics,
               "variants": [asdict(v) for v in variants]}  # fmt: skip
+    where = f"Ray job {job.run_id} at {job.run_address}" if job.runner == "ray" else "here"
     text = (f"job #{job.id} {job.name}: {job.status.value}, step {job.step}/{job.total_steps}"
+            + f"\n  runs on: {where}"
             + (f"\n  error: {job.error}" if job.error else "")
             + "".join(f"\n  variant {v.name}: {v.path}" for v in variants))  # fmt: skip
     _print(detail, args.json, text)

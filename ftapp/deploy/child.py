@@ -24,7 +24,7 @@ from ftapp.store import export_jobs as store
 from ftapp.store.db import connect
 from ftapp.store.export_jobs import ExportAction, ExportStatus
 from ftapp.training.child import describe_failure
-from ftapp.training.progress import HEARTBEAT_SECONDS
+from ftapp.training.worker import HEARTBEAT_SECONDS
 
 log = logging.getLogger("ftapp.deploy")
 

@@ -183,7 +183,8 @@ def battle_ids(db: sqlite_utils.Database, session_id: int | None = None) -> list
 
 # Battles of a session a reviewer hasn't been given, with how many judges each has: votes,
 # plus battles handed out since the hold time and not voted on yet.
-# Parameters: overlap, hold_since, session_id, reviewer.
+# `{where}` picks the battles (a session's, or one); parameters: overlap, hold_since, the
+# session or battle id, reviewer.
 _TAKEN_SQL = """
     SELECT id, CASE WHEN gold_choice IS NULL THEN taken ELSE MIN(taken, ? - 1) END AS taken
     FROM (SELECT b.id, b.gold_choice,
@@ -192,9 +193,10 @@ _TAKEN_SQL = """
            LEFT JOIN votes w ON w.battle_id = a.battle_id AND w.reviewer = a.reviewer
            WHERE a.battle_id = b.id AND w.id IS NULL AND a.assigned_at > ?) AS taken
     FROM battles b
-    WHERE b.session_id = ? AND b.status = 'ready' AND NOT EXISTS
+    WHERE {where} = ? AND b.status = 'ready' AND NOT EXISTS
         (SELECT 1 FROM battle_assignments x WHERE x.battle_id = b.id AND x.reviewer = ?))
 """
+_SESSION_TAKEN_SQL = _TAKEN_SQL.format(where="b.session_id")
 # A check battle (gold_choice set) counts as never more than overlap - 1 times taken: every
 # reviewer gets it, mixed among the others, its accuracy measured on them all.
 # A reviewer's battles in hand: handed to them, not voted on. Parameters: session_id, reviewer.
@@ -223,22 +225,35 @@ def unfinished_battle(db: sqlite_utils.Database, session_id: int, reviewer: str)
     return row[0] if row else None
 
 
-def least_taken_battle(
+def least_taken_battles(
     db: sqlite_utils.Database,
     session_id: int,
     reviewer: str,
     overlap: int,
     hold_since: str,
     salt: int,
+    limit: int = 1,
+) -> list[tuple[int, int]]:
+    """(battle id, times taken) of the least-judged battles below the overlap this reviewer
+    hasn't been given, ties broken in an order of their own (`salt`), so reviewers starting
+    together spread out."""
+    return db.execute(
+        f"SELECT id, taken FROM ({_SESSION_TAKEN_SQL}) WHERE taken < ? "
+        "ORDER BY taken, (id * 2654435761 + ?) % 4294967296 LIMIT ?",
+        [overlap, hold_since, session_id, reviewer, overlap, salt, limit],
+    ).fetchall()
+
+
+def times_taken(
+    db: sqlite_utils.Database, battle_id: int, reviewer: str, overlap: int, hold_since: str
 ) -> int | None:
-    """The least-judged battle below the overlap this reviewer hasn't been given, ties broken
-    in an order of their own (`salt`), so reviewers starting together spread out."""
+    """One battle's row of `_TAKEN_SQL` (a few index lookups): how many judges it has, or
+    None if it is not ready or was given to this reviewer already."""
     row = db.execute(
-        f"SELECT id FROM ({_TAKEN_SQL}) WHERE taken < ? "
-        "ORDER BY taken, (id * 2654435761 + ?) % 4294967296 LIMIT 1",
-        [overlap, hold_since, session_id, reviewer, overlap, salt],
+        _TAKEN_SQL.format(where="b.id"),
+        [overlap, hold_since, battle_id, reviewer],
     ).fetchone()
-    return row[0] if row else None
+    return None if row is None else row[1]
 
 
 def reviewer_counts(
@@ -251,7 +266,7 @@ def reviewer_counts(
     ).fetchone()[0]
     in_hand = db.execute(f"SELECT COUNT(*) {_IN_HAND_SQL}", [session_id, reviewer]).fetchone()[0]
     open_to_them = db.execute(
-        f"SELECT COUNT(*) FROM ({_TAKEN_SQL}) WHERE taken < ?",
+        f"SELECT COUNT(*) FROM ({_SESSION_TAKEN_SQL}) WHERE taken < ?",
         [overlap, hold_since, session_id, reviewer, overlap],
     ).fetchone()[0]
     n_battles, counted = db.execute(

@@ -100,6 +100,24 @@ def interrupt_job(
     return cursor.rowcount == 1
 
 
+def running_jobs(db: sqlite_utils.Database) -> list[Job]:
+    rows = db.query("SELECT * FROM jobs WHERE status = 'running' ORDER BY id")
+    return [_job(row) for row in rows]
+
+
+def take_over_job(
+    db: sqlite_utils.Database, job_id: int, old_worker_id: str | None, new_worker_id: str
+) -> bool:
+    """Make a running job `new_worker_id`'s if it is still `old_worker_id`'s (two workers
+    taking over the same job: one wins). Its attempt and run stay the same."""
+    cursor = db.execute(
+        "UPDATE jobs SET worker_id = ?, heartbeat_at = ? WHERE id = ? AND status = 'running' "
+        "AND worker_id IS ?",
+        [new_worker_id, utc_now(), job_id, old_worker_id],
+    )
+    return cursor.rowcount == 1
+
+
 def stale_running_jobs(db: sqlite_utils.Database, heartbeat_before: str) -> list[Job]:
     rows = db.query(
         "SELECT * FROM jobs WHERE status = 'running' AND heartbeat_at < ? ORDER BY id",

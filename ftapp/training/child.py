@@ -1,9 +1,11 @@
-"""The training process of one job: `python -m ftapp.training.child JOB_ID`.
+"""The training process of one run: `python -m ftapp.training.child RUN_FOLDER`.
 
-Started by the worker in its own process group, with its output going to the job's log file.
-It trains, registers the adapter and checkpoints, and records how the job ended. An exception
-ends the job as failed with the reason; a kill leaves the job running with a heartbeat that
-goes stale, and a worker resumes it from the last checkpoint.
+It reads what to train from the run's folder (ftapp.training.spec), trains, and tells how it
+goes as events on its output (ftapp.training.events): it never opens the database, so the
+same code trains here, started by the worker with its output going to the job's log, and on
+a Ray cluster (ftapp.training.ray_entry). An exception ends the run with a `failed` event
+and its reason; a kill ends it with no event at all, and the worker resumes the job from its
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -11,19 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from contextlib import closing
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ftapp.errors import FtappError
-from ftapp.models.registry import get_base_model
 from ftapp.processes import job_child_main
-from ftapp.records import JobStatus
-from ftapp.settings import load_settings
-from ftapp.store import jobs as store
-from ftapp.store import versions as version_store
-from ftapp.store.db import connect
-from ftapp.timeutil import utc_now
-from ftapp.training.config import config_from_dict
+from ftapp.training.events import emit
+from ftapp.training.spec import RunSpec, read_spec
 
 log = logging.getLogger("ftapp.training")
 
@@ -31,67 +28,58 @@ EXIT_FAILED = 1
 EXIT_CANCELLED = 3
 
 
-def run_job(job_id: int) -> int:
-    """Train one job to its end; returns the process exit status."""
-    from ftapp.training.progress import DatabaseProgress, Heartbeat
-    from ftapp.training.trainer import train, write_metadata
+def run_folder(folder: Path) -> int:
+    """Train the run in `folder` to its end; returns the process exit status."""
+    from ftapp.training.events import CANCEL_FILE
 
-    settings = load_settings()
-    with closing(connect(settings.db_path)) as db:
-        job = store.get_job(db, job_id)
-        if is_main_process():
-            store.update_job(db, job_id, heartbeat_at=utc_now())
-        config = config_from_dict(job.config)
-        version = version_store.get_version_by_id(db, job.dataset_version_id)
-        rows = list(version_store.version_rows(db, version.id))
-        base_model = get_base_model(db, settings.models_dir, job.base_model)
-        # The adapter to go on training, as it is now (a checkpoint or a final adapter).
-        start = (
-            Path(store.get_variant(db, config.start_adapter).path) if config.start_adapter else None
-        )
+    spec = read_spec(folder)
+    cancel_file = Path(spec.job.output_dir) / CANCEL_FILE
+    return train_and_report(spec, spec.rows(folder), cancel_file=cancel_file)
+
+
+def train_and_report(
+    spec: RunSpec,
+    rows: list[dict[str, Any]],
+    *,
+    cancel_file: Path | None = None,
+    publish: Callable[[str], None] | None = None,
+    callbacks: Sequence[Any] = (),
+    prepare: Callable[[Any], Any] | None = None,
+    is_main: bool | None = None,
+) -> int:
+    """Train `spec`'s job on `rows` and emit its events; the end is a `finished` event naming
+    the adapter (relative to the job's output folder). `publish(relative_path)` is called for
+    each checkpoint and the adapter before their events (a Ray job copies them to storage);
+    `prepare` wraps the trainer (Ray Train's prepare_trainer). Only the main process emits."""
+    from ftapp.training.progress import EventReporter
+    from ftapp.training.trainer import ADAPTER_DIR, train, write_metadata
+
+    job, config = spec.job, spec.config
+    main = is_main_process() if is_main is None else is_main
+    start = Path(spec.start_adapter_path) if spec.start_adapter_path else None
     log.info("job #%d %s: %s of %s on %s%s (attempt %d)", job.id, job.name, config.method,
-             version.label, base_model.name, f" from {config.start_adapter}" if start else "",
-             job.attempts)  # fmt: skip
-
-    if not is_main_process():  # another GPU's process: train, and leave the records to rank 0
-        train(job, config, version, rows, base_model.path, [], start)
+             spec.version.label, job.base_model,
+             f" from {config.start_adapter}" if start else "", job.attempts)  # fmt: skip
+    reporter = EventReporter(job.attempts, cancel_file, publish, is_main=main)
+    outcome = train(job, config, spec.version, rows, Path(spec.base_model_path),
+                    [*callbacks, reporter], start, prepare=prepare)  # fmt: skip
+    if not main:  # another GPU's process: the main one reports
         return 0
-    progress = DatabaseProgress(settings.db_path, job.id, job.name, base_model.name)
-    with Heartbeat(settings.db_path, job.id):
-        outcome = train(job, config, version, rows, base_model.path, [progress], start)
     adapter_dir = Path(outcome["adapter_dir"])
-    write_metadata(adapter_dir, job, config, version, base_model.path, outcome, start)
-
-    with closing(connect(settings.db_path)) as db:
-        best = outcome["best_checkpoint"]
-        if best:
-            store.mark_best_variant(db, job.id, best)
-        store.add_variant(
-            db,
-            {
-                "name": job.name,
-                "kind": "adapter",
-                "base_model": base_model.name,
-                "path": str(adapter_dir),
-                "job_id": job.id,
-                "step": outcome["metrics"].get("global_step") or None,
-                "eval_loss": outcome["metrics"].get("eval_loss"),
-                "is_best": 0,
-            },
-        )
-        store.update_job(db, job.id, metrics=outcome["metrics"])
-        if progress.cancelled:
-            store.finish_job(db, job.id, JobStatus.CANCELLED,
-                             f"cancelled at step {store.get_job(db, job.id).step}; "
-                             "checkpoints and the adapter so far are kept")  # fmt: skip
-            return EXIT_CANCELLED
-        store.finish_job(db, job.id, JobStatus.SUCCEEDED)
-    log.info("job #%d succeeded: %s", job.id, outcome["metrics"])
-    return 0
+    write_metadata(adapter_dir, job, config, spec.version, Path(spec.base_model_path), outcome,
+                   start)  # fmt: skip
+    if publish:
+        publish(ADAPTER_DIR)
+    best = outcome["best_checkpoint"]
+    emit("finished", adapter=ADAPTER_DIR, best_checkpoint=Path(best).name if best else None,
+         metrics=outcome["metrics"], cancelled=reporter.cancelled)  # fmt: skip
+    log.info("job #%d %s: %s", job.id, "cancelled" if reporter.cancelled else "succeeded",
+             outcome["metrics"])  # fmt: skip
+    return EXIT_CANCELLED if reporter.cancelled else 0
 
 
 def is_main_process() -> bool:
-    """Under `accelerate launch` every GPU runs this entry point; only rank 0 writes."""
+    """Under `accelerate launch` every GPU runs this entry point; only rank 0 reports."""
     return int(os.environ.get("RANK", "0")) == 0
 
 
@@ -106,13 +94,13 @@ def describe_failure(exc: BaseException) -> str:
     return f"{name}: {text[0][:500]}" if text else name
 
 
+def report_failure(_folder: Path, exc: BaseException) -> None:
+    if is_main_process():
+        emit("failed", reason=describe_failure(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
-    return job_child_main(argv, run_job, _record_failure, exit_failed=EXIT_FAILED)
-
-
-def _record_failure(job_id: int, exc: BaseException) -> None:
-    with closing(connect(load_settings().db_path)) as db:
-        store.finish_job(db, job_id, JobStatus.FAILED, describe_failure(exc))
+    return job_child_main(argv, run_folder, report_failure, exit_failed=EXIT_FAILED, parse=Path)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
 PRECISIONS = ("auto", "fp32", "bf16")
 QUANTIZATIONS = ("none", "4bit")
 METHODS = ("sft", "dpo", "orpo", "kto")
+RUNNERS = ("local", "ray")
 PREFERENCE_METHODS = ("dpo", "orpo", "kto")
 # The loss types offered per method, TRL's default first ("" in a config means that one).
 # DPO's 'robust' and 'sigmoid' with label_smoothing are the ones for noisy votes.
@@ -79,6 +80,13 @@ class TrainConfig:
     quantization: str = "none"  # "4bit": QLoRA, CUDA with bitsandbytes only
     gradient_checkpointing: bool = False  # slower on CPU; saves memory on GPU
     threads: int = 0  # CPU threads for the training process; 0: all cores
+    # Where it trains: "local" (this machine) or "ray" (a Ray cluster: ray_address, or
+    # FTAPP_RAY_ADDRESS when empty), data parallel over num_workers Ray Train workers.
+    runs_on: str = "local"
+    ray_address: str = ""
+    num_workers: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0  # above 0: each worker trains on a GPU (use_gpu)
 
     @property
     def is_preference(self) -> bool:
@@ -219,6 +227,10 @@ def _check_ranges(config: TrainConfig) -> None:
         ("threads", 0 <= config.threads <= 256, "0 (all cores) or more"),
         ("target_modules", bool(config.target_modules.strip()), "'all-linear' or module names"),
         ("method", config.method in METHODS, f"one of {', '.join(METHODS)}"),
+        ("runs_on", config.runs_on in RUNNERS, f"one of {', '.join(RUNNERS)}"),
+        ("num_workers", 1 <= config.num_workers <= 1024, "between 1 and 1024"),
+        ("cpus_per_worker", 0 < config.cpus_per_worker <= 1024, "above 0"),
+        ("gpus_per_worker", 0 <= config.gpus_per_worker <= 64, "0 (CPU) or more"),
         ("beta", 0 < config.beta <= 100, "above 0"),
         ("label_smoothing", 0 <= config.label_smoothing < 0.5, "from 0 up to 0.5"),
         ("desirable_weight", config.desirable_weight > 0, "above 0"),
@@ -227,6 +239,11 @@ def _check_ranges(config: TrainConfig) -> None:
     for field, ok, expected in rules:
         if not ok:
             raise ValidationError(f"{field}: must be {expected}, got {getattr(config, field)!r}")
+    if config.runs_on == "local" and config.num_workers > 1:
+        raise ValidationError(
+            "num_workers: several workers need runs_on: ray (on this machine, several GPUs "
+            "train one job through the worker's --gpus)"
+        )
     if config.early_stopping_patience and not config.eval_steps:
         raise ValidationError("early_stopping_patience: needs eval_steps above 0")
     allowed = LOSS_TYPES.get(config.method, ())

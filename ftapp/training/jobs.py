@@ -22,6 +22,7 @@ from ftapp.store import jobs as store
 from ftapp.store import versions as version_store
 from ftapp.store.db import write_transaction
 from ftapp.training.config import TrainConfig
+from ftapp.training.events import is_event_line
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ def check_config(
         raise ValidationError(f"base_model: {exc}") from None
     if config.start_adapter:
         check_start_adapter(db, config.start_adapter, base_model.name)
+    if config.runs_on == "ray":
+        check_ray(settings, config)
     if config.quantization == "4bit" and importlib.util.find_spec("bitsandbytes") is None:
         raise ValidationError("quantization: 4bit (QLoRA) needs a CUDA GPU with bitsandbytes")
     if config.name:
@@ -95,6 +98,26 @@ def check_start_adapter(db: sqlite_utils.Database, name: str, base_model: str) -
         )
     if not (Path(start.path) / "adapter_config.json").is_file():
         raise ValidationError(f"start_adapter: {start.name!r} has no adapter files at {start.path}")
+
+
+def check_ray(settings: Settings, config: TrainConfig) -> None:
+    """A Ray job needs a cluster to go to and Ray's client here; the demo trains here only."""
+    if settings.demo:
+        raise ValidationError("runs_on: the demo trains on its own machine only")
+    if not (config.ray_address or settings.ray_address):
+        raise ValidationError(
+            "runs_on: ray needs a cluster: set ray_address to its job server "
+            "(like http://head:8265), or FTAPP_RAY_ADDRESS for every job"
+        )
+    if importlib.util.find_spec("ray") is None:
+        raise ValidationError("runs_on: ray is not installed here: pip install 'ray[default]'")
+
+
+def ray_address_of(settings: Settings, config: TrainConfig) -> str | None:
+    """The job server a job goes to, or None for a job on this machine."""
+    if config.runs_on != "ray":
+        return None
+    return config.ray_address or settings.ray_address
 
 
 def check_demo_limits(settings: Settings, config: TrainConfig, version: DatasetVersion) -> None:
@@ -161,6 +184,8 @@ def queue_job(db: sqlite_utils.Database, settings: Settings, config: TrainConfig
             config_json=json.dumps(final.to_dict()),
             output_dir=str(settings.adapters_dir / f"job-{job_id}"),
             log_path=str(settings.logs_dir / f"job-{job_id}.log"),
+            runner=final.runs_on,
+            run_address=ray_address_of(settings, final),
         )
     return store.get_job(db, job_id)
 
@@ -195,7 +220,8 @@ def tail_of_log(log_path: str, lines: int = 40) -> str:
     text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", text)
     # split("\n"), not splitlines(): that splits at every "\r" too, so each redraw was a line.
     rows = text.rstrip("\n").split("\n")
-    shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in rows]
+    # The training events are for the worker; the log shown is what a person reads.
+    shown = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in rows if not is_event_line(line)]
     return "\n".join(shown[-lines:])
 
 

@@ -1,85 +1,79 @@
-"""The trainer's link to the database: progress rows, heartbeats, cancel requests, and every
-saved checkpoint registered as a model variant. Runs inside the training process."""
+"""The trainer's progress, told as events (ftapp.training.events): the start, every logged
+step and evaluation, every saved checkpoint. Runs inside the training process, which never
+opens the database. It also stops training at the next step when a cancel was asked for,
+through a file the runner creates (the same on every process of a multi-GPU job)."""
 
 from __future__ import annotations
 
-import threading
 import time
-from contextlib import closing
+from collections.abc import Callable
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ftapp.store import jobs as store
-from ftapp.store.db import connect
-from ftapp.timeutil import utc_now
-
-HEARTBEAT_SECONDS = 5.0
+from ftapp.training.events import emit
 
 
-class DatabaseProgress(TrainerCallback):
-    """Writes one `job_metrics` row per log, keeps the job's heartbeat fresh, stops training
-    at the next step when a cancel was requested, and registers checkpoints as they appear."""
+class EventReporter(TrainerCallback):
+    """Emits `started`, `step`, `evaluation` and `checkpoint` events from the main process,
+    and stops training at the next step once `cancel_file` exists. `publish(relative_path)`
+    is called for a saved checkpoint before its event (a Ray job copies it to its storage)."""
 
-    def __init__(self, db_path: Path, job_id: int, job_name: str, base_model: str):
-        self.db_path = db_path
-        self.job_id = job_id
-        self.job_name = job_name
-        self.base_model = base_model
+    def __init__(
+        self,
+        attempt: int,
+        cancel_file: Path | None = None,
+        publish: Callable[[str], None] | None = None,
+        is_main: bool = True,
+    ):
+        self.attempt = attempt
+        self.cancel_file = cancel_file
+        self.publish = publish
+        self.is_main = is_main
         self.cancelled = False
         self.last_eval_loss: float | None = None
         self._last_tokens: tuple[float, float] | None = None  # (num_tokens, time)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        with closing(connect(self.db_path)) as db:
-            # Resumed: the lost attempt's rows after the checkpoint would double the curve.
-            store.delete_metrics_after(db, self.job_id, state.global_step)
-            store.update_job(db, self.job_id, total_steps=state.max_steps, heartbeat_at=utc_now())
+        if self.is_main:
+            emit("started", step=state.global_step, total_steps=state.max_steps,
+                 attempt=self.attempt)  # fmt: skip
 
     def on_step_end(self, args, state, control, **kwargs):
-        with closing(connect(self.db_path)) as db:
-            store.update_job(db, self.job_id, step=state.global_step, epoch=state.epoch,
-                             heartbeat_at=utc_now())  # fmt: skip
-            if store.get_job(db, self.job_id).is_cancel_requested:
-                self.cancelled = True
-                control.should_training_stop = True
-                control.should_save = False
+        from ftapp.training.trainer import on_any_process
+
+        wanted = self.cancel_file is not None and self.cancel_file.exists()
+        if on_any_process(wanted, args.device):
+            self.cancelled = True
+            control.should_training_stop = True
+            control.should_save = False
         return control
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
-        with closing(connect(self.db_path)) as db:
-            if "eval_loss" in logs:
-                self.last_eval_loss = float(logs["eval_loss"])
-                store.add_metric(db, self.job_id, "eval", state.global_step, epoch=state.epoch,
-                                 loss=self.last_eval_loss, **rewards(logs, "eval_"))  # fmt: skip
-            elif "loss" in logs:
-                store.add_metric(
-                    db, self.job_id, "train", state.global_step, epoch=state.epoch,
-                    loss=float(logs["loss"]), learning_rate=logs.get("learning_rate"),
-                    grad_norm=logs.get("grad_norm"),
-                    tokens_per_second=self._tokens_per_second(logs.get("num_tokens")),
-                    **rewards(logs),
-                )  # fmt: skip
+        if not self.is_main:
+            return
+        if "eval_loss" in logs:
+            self.last_eval_loss = float(logs["eval_loss"])
+            emit("evaluation", step=state.global_step, epoch=state.epoch,
+                 loss=self.last_eval_loss, **rewards(logs, "eval_"))  # fmt: skip
+        elif "loss" in logs:
+            emit(
+                "step", step=state.global_step, epoch=state.epoch, loss=float(logs["loss"]),
+                learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                tokens_per_second=self._tokens_per_second(logs.get("num_tokens")),
+                **rewards(logs),
+            )  # fmt: skip
 
     def on_save(self, args, state, control, **kwargs):
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if not (folder / "adapter_model.safetensors").exists():
+        if not self.is_main:
             return
-        with closing(connect(self.db_path)) as db:
-            store.add_variant(
-                db,
-                {
-                    "name": f"{self.job_name}/step-{state.global_step}",
-                    "kind": "checkpoint",
-                    "base_model": self.base_model,
-                    "path": str(folder),
-                    "job_id": self.job_id,
-                    "step": state.global_step,
-                    "eval_loss": self.last_eval_loss,
-                    "is_best": 0,
-                },
-            )
+        name = f"checkpoint-{state.global_step}"
+        if not (Path(args.output_dir) / name / "adapter_model.safetensors").exists():
+            return
+        if self.publish:
+            self.publish(name)
+        emit("checkpoint", step=state.global_step, path=name, eval_loss=self.last_eval_loss)
 
     def _tokens_per_second(self, num_tokens: float | None) -> float | None:
         if num_tokens is None:
@@ -104,27 +98,3 @@ def rewards(logs: dict, prefix: str = "") -> dict[str, float]:
     """The implicit rewards a DPO, ORPO or KTO log holds (none in an SFT one)."""
     return {column: float(logs[prefix + name]) for name, column in REWARDS.items()
             if logs.get(prefix + name) is not None}  # fmt: skip
-
-
-class Heartbeat:
-    """A background beat for the stretches without steps (loading, evaluation, saving), so a
-    long evaluation is not taken for a dead worker."""
-
-    def __init__(self, db_path: Path, job_id: int, every: float = HEARTBEAT_SECONDS):
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(db_path, job_id, every), daemon=True, name="heartbeat"
-        )
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self, db_path: Path, job_id: int, every: float) -> None:
-        while not self._stop.wait(every):
-            with closing(connect(db_path)) as db:
-                store.update_job(db, job_id, heartbeat_at=utc_now())

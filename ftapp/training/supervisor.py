@@ -18,8 +18,8 @@ import sys
 import threading
 import time
 
+from ftapp.processes import exit_reason
 from ftapp.settings import Settings
-from ftapp.training.worker import exit_reason
 
 log = logging.getLogger(__name__)
 

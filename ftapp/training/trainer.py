@@ -12,12 +12,14 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ftapp.records import DatasetVersion, Job
 from ftapp.training.config import TrainConfig
+from ftapp.training.lm_head import use_label_only_lm_head
 from ftapp.training.methods import method_arguments, trainer_classes, training_rows
 from ftapp.training.templates import training_template_for
 
@@ -64,9 +66,11 @@ def train(
     base_model_path: Path,
     callbacks: list[Any],
     start_adapter_path: Path | None = None,
+    prepare: Callable[[Any], Any] | None = None,
 ) -> dict[str, Any]:
     """Train the job's adapter; returns the trainer's final metrics and the best checkpoint.
-    With `start_adapter_path` the job goes on training that adapter (its LoRA settings)."""
+    With `start_adapter_path` the job goes on training that adapter (its LoRA settings);
+    `prepare` wraps the trainer before it trains (Ray Train's prepare_trainer)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig, PeftModel
@@ -171,6 +175,12 @@ def train(
         peft_config=peft_config,
         callbacks=callbacks,
     )
+    if machine.device == "cpu":
+        # TRL's fused LM head has no fast path without Triton: score only the labels (lm_head.py).
+        model = trainer.model
+        use_label_only_lm_head(model.get_base_model() if isinstance(model, PeftModel) else model)
+    if prepare:
+        trainer = prepare(trainer)
     # The data is tokenized by now: saved checkpoints carry the model's own template again.
     tokenizer.chat_template = inference_template
     if last:
@@ -232,7 +242,7 @@ def time_limit_callback(minutes: float) -> Any:
 
         def on_step_end(self, args, state, control, **kwargs):
             over = time.monotonic() - self.started >= minutes * 60
-            if _on_any_process(over, args.device) and self.stopped_at_step is None:
+            if on_any_process(over, args.device) and self.stopped_at_step is None:
                 self.stopped_at_step = state.global_step
                 control.should_training_stop = True
                 log.info("time limit of %g minutes reached: stopping at step %d of %d",
@@ -242,7 +252,7 @@ def time_limit_callback(minutes: float) -> Any:
     return TimeLimit()
 
 
-def _on_any_process(flag: bool, device: Any) -> bool:
+def on_any_process(flag: bool, device: Any) -> bool:
     """Whether `flag` is true on any training process. Under `accelerate launch` every GPU's
     process keeps its own clock; one stopping a step before the others would leave them
     waiting for it forever, so they all stop when the first one's time is up."""

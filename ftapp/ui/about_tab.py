@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 
 import gradio as gr
 
+from ftapp.errors import ValidationError
 from ftapp.records import Role
 from ftapp.services import Services
 from ftapp.ui.common import TabWiring, current_user, download_path, guarded
+from ftapp.ui.handler_times import HANDLER_TIMES
 
 ABOUT = """
 ## ftapp: fine-tune a language model on your own examples
@@ -26,6 +28,7 @@ ABOUT = """
 
 
 SIGN_IN_COLUMNS = ("when (UTC)", "user", "address", "outcome")
+SERVER_TIME_COLUMNS = ("action", "calls", "p50 ms", "p95 ms", "p99 ms", "share of a thread")
 
 
 def build_about_tab(services: Services) -> TabWiring:
@@ -59,6 +62,16 @@ def build_about_tab(services: Services) -> TabWiring:
         log_button = gr.Button("Show sign-in log", size="sm", elem_id="ft-sign-in-log-button")
         sign_ins = gr.Dataframe(headers=list(SIGN_IN_COLUMNS), interactive=False,
                                 elem_id="ft-sign-in-log")  # fmt: skip
+        gr.Markdown(
+            "### Server time\nHow long this process spent in each action over the last minutes: "
+            "when the page feels slow and these are short, the time went waiting in the queue."
+        )
+        with gr.Row():
+            window = gr.Number(value=10, label="Minutes", minimum=0.1, maximum=24 * 60,
+                               elem_id="ft-server-times-window")  # fmt: skip
+            times_button = gr.Button("Show server time", size="sm", elem_id="ft-server-times-btn")
+        server_times = gr.Dataframe(headers=list(SERVER_TIME_COLUMNS), interactive=False,
+                                    elem_id="ft-server-times")  # fmt: skip
 
     @guarded(services, Role.VISITOR)
     def engine_status(request: gr.Request) -> str:
@@ -83,6 +96,15 @@ def build_about_tab(services: Services) -> TabWiring:
             return [[a.at[:19].replace("T", " "), a.user_name, a.address, a.outcome]
                     for a in sign_in_log(db, limit=200)]  # fmt: skip
 
+    @guarded(services, Role.ADMIN)
+    def show_server_times(request: gr.Request, minutes: float) -> list[list]:
+        if not 0 < minutes <= 24 * 60:
+            raise ValidationError("minutes: a number from 0.1 to 1440")
+        return [[row.handler, row.calls, round(row.p50_ms, 1), round(row.p95_ms, 1),
+                 round(row.p99_ms, 1), round(row.busy_share, 3)]
+                for row in HANDLER_TIMES.summary(minutes * 60)]  # fmt: skip
+
+    times_button.click(show_server_times, [window], server_times, api_name="server_times")
     export_button.click(export_everything, None, exported, api_name="export_everything")
     log_button.click(show_sign_ins, None, sign_ins, api_name="sign_in_log")
     return TabWiring(on_load=((engine_status, None, [engine]),), admin_only=(admin_box,))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -186,6 +187,13 @@ def launch(services: Services, host: str | None = None, port: int | None = None)
     # monitoring page; with 50 reviewers that was a fifth of the app's CPU
     # (benchmarks/load_arena.py). Once per 1,000 events keeps the page, and the CPU.
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+    # The summary covers the last 10,000 events by default; each rebuild then took long enough
+    # to stall the events in flight (the slowest 1% of Arena calls under load): 1,000 suffice.
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
+    # The app's long-lived objects (Gradio's blocks, the tokenizer, the libraries) are moved
+    # out of the garbage collector's sight: its full passes walked them all and paused every
+    # event in flight (measured under load: the Arena's slowest calls).
+    gc.freeze()
     print(f"ftapp is running at http://{host}:{port}  (data in {settings.home})", flush=True)
     app.queue(default_concurrency_limit=8).launch(
         server_name=host,

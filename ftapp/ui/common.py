@@ -22,6 +22,7 @@ from ftapp.auth import RANK, User, require_role, resolve_user
 from ftapp.errors import FtappError, ValidationError
 from ftapp.records import Role
 from ftapp.ui.arguments import argument_checker
+from ftapp.ui.handler_times import HANDLER_TIMES
 
 if TYPE_CHECKING:
     from ftapp.services import Services
@@ -83,11 +84,13 @@ def guarded(services: Services, role: Role, labels: Mapping[str, str] | None = N
 
     The handler must take `request: gr.Request` as a positional parameter. A generator
     handler (a streaming reply) is checked before its first item and guarded while it runs.
+    Every call's time is recorded, refused ones too (ui/handler_times.py).
     The role is kept on the wrapper (`ftapp_role`): a test checks every event has one.
     """
 
     def decorate(handler: Callable) -> Callable:
         check_arguments = argument_checker(handler)
+        action_name = f"{handler.__module__.rsplit('.', 1)[-1]}.{handler.__name__}"
 
         def check(args: tuple, kwargs: dict[str, Any]) -> None:
             request = next((a for a in args if isinstance(a, gr.Request)), None)
@@ -97,6 +100,7 @@ def guarded(services: Services, role: Role, labels: Mapping[str, str] | None = N
 
         @contextlib.contextmanager
         def errors_as_messages() -> Iterator[None]:
+            started = time.perf_counter()
             try:
                 yield
             except FtappError as exc:
@@ -105,6 +109,8 @@ def guarded(services: Services, role: Role, labels: Mapping[str, str] | None = N
                 raise
             except Exception:
                 raise hidden_error(handler) from None
+            finally:
+                HANDLER_TIMES.record(action_name, time.perf_counter() - started)
 
         if inspect.isgeneratorfunction(handler):
 
@@ -344,6 +350,15 @@ FROM_VERSION, FROM_FILE = "a dataset version's split", "an uploaded file"
 def stop_button(streaming: bool) -> dict:
     """A Stop button as it should look: red and clickable only while a reply is coming."""
     return gr.update(interactive=streaming, variant="stop" if streaming else "secondary")
+
+
+def wire_stop(stop: gr.Button, stopped: Callable[..., dict], events: list) -> None:
+    """Stop cancels the streaming `events`, and goes off (`stopped`) once one has ended: not in
+    its last yield, when Gradio still counts the event as running and drops a message sent at
+    that moment (Enter pressed as soon as Stop went off)."""
+    for event in events:
+        event.then(stopped, None, [stop], api_name=False)
+    stop.click(stopped, None, [stop], api_name=False, cancels=events)
 
 
 def message_box(elem_id: str, label: str = "Message") -> gr.Textbox:

@@ -24,6 +24,7 @@ from ftapp.ui.common import (
     paced,
     require,
     stop_button,
+    wire_stop,
 )
 
 
@@ -63,13 +64,11 @@ def build_compare(
                                         seed=seed_value)  # fmt: skip
         asked = {m: [*history.get(m, []), {"role": "user", "content": text}] for m in chosen}
         yield *render(chosen, asked), "", asked, stop_button(True)
-        so_far = asked
         for replies in paced(compare_replies(services.stream_chat, asked, sampling,
                                              system_prompt)):  # fmt: skip
             so_far = {m: [*asked[m], {"role": "assistant", "content": replies[m], "model": m}]
                       for m in chosen}  # fmt: skip
             yield *render(chosen, so_far), "", so_far, stop_button(True)
-        yield *render(chosen, so_far), "", so_far, stop_button(False)
 
     @guarded(services, Role.ADMIN)
     def new_comparison(request: gr.Request, chosen: list[str] | None):
@@ -86,7 +85,7 @@ def build_compare(
     outputs = [*panes, message, conversations, stop]
     send_event = send.click(compare, inputs, outputs, api_name="compare")
     submit_event = message.submit(compare, inputs, outputs, api_name=False)
-    stop.click(stopped, None, [stop], api_name=False, cancels=[send_event, submit_event])
+    wire_stop(stop, stopped, [send_event, submit_event])
     for trigger in (models.change, clear.click):
         trigger(new_comparison, [models], [*panes, conversations], api_name=False)
     return TabWiring()

@@ -34,6 +34,7 @@ from ftapp.ui.common import (
     message_box,
     paced,
     stop_button,
+    wire_stop,
 )
 from ftapp.ui.playground_compare import build_compare
 
@@ -148,10 +149,8 @@ def _build_chat(services: Services, fields: SamplingFields) -> TabWiring:
         yield chat_messages(history), "", history, request_id, stop_button(True)
         # The state follows the stream, so a reply cut short by Stop stays in the
         # conversation as far as it got.
-        so_far = history
         for so_far in paced(conversation_so_far(history, pieces, model_name)):
             yield chat_messages(so_far), "", so_far, request_id, stop_button(True)
-        yield chat_messages(so_far), "", so_far, request_id, stop_button(False)
 
     @guarded(services, Role.ADMIN)
     def stopped(request: gr.Request) -> dict:
@@ -162,7 +161,7 @@ def _build_chat(services: Services, fields: SamplingFields) -> TabWiring:
     outputs = [chatbot, message, conversation, production_request, stop]
     send_event = send.click(chat, inputs, outputs, api_name="chat")
     submit_event = message.submit(chat, inputs, outputs, api_name=False)
-    stop.click(stopped, None, [stop], api_name=False, cancels=[send_event, submit_event])
+    wire_stop(stop, stopped, [send_event, submit_event])
 
     @guarded(services, Role.ADMIN)
     def clear_chat(request: gr.Request) -> tuple[list, list, str, None, str]:

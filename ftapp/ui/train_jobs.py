@@ -209,6 +209,12 @@ def _status_markdown(progress: dict) -> str:
     method = job.config.get("method", "sft")
     start = job.config.get("start_adapter")
     parts.append(method.upper() + (f" from {escape_markdown(start)}" if start else ""))
+    if job.runner == "ray":
+        workers = job.config.get("num_workers", 1)
+        # As code: escaped, a URL's dots showed as "127\.0" in the link Markdown made of it.
+        address = (job.run_address or "?").replace("`", "")
+        parts.append(f"on the Ray cluster at `{address}` "
+                     f"({workers} worker{'s' if workers != 1 else ''})")  # fmt: skip
     parts.append(f"step {job.step}/{job.total_steps or '?'}")
     if job.epoch is not None:
         parts.append(f"epoch {job.epoch:.2f}")

@@ -20,6 +20,7 @@ from ftapp.training.config import (
     LOSS_TYPES,
     METHODS,
     PRESETS,
+    RUNNERS,
     SCHEDULERS,
     TrainConfig,
     config_from_dict,
@@ -71,6 +72,11 @@ FIELDS = {
     "quantization": ("Quantization", ["none", "4bit"]),
     "gradient_checkpointing": ("Gradient checkpointing", None),
     "threads": ("CPU threads (0: all)", None),
+    "runs_on": ("Runs on: local (this machine) or ray (a Ray cluster)", list(RUNNERS)),
+    "ray_address": ("Ray cluster's job server (empty: FTAPP_RAY_ADDRESS)", None),
+    "num_workers": ("Ray Train workers (data parallel)", None),
+    "cpus_per_worker": ("CPUs per Ray worker", None),
+    "gpus_per_worker": ("GPUs per Ray worker (0: CPU)", None),
 }
 
 
@@ -80,7 +86,9 @@ LABELS = {field: label.split(" (")[0].split(":")[0] for field, (label, _) in FIE
 LABELS |= {"dataset_version": "Dataset version", "base_model": "Base model"}
 
 # Fields a preset leaves as they are: they say which adapter, not how to train it.
-KEPT_BY_PRESETS = ("name", "start_adapter")
+# Nor where it trains.
+KEPT_BY_PRESETS = ("name", "start_adapter", "runs_on", "ray_address", "num_workers",
+                   "cpus_per_worker", "gpus_per_worker")  # fmt: skip
 
 
 def default_preset() -> str:
@@ -175,6 +183,13 @@ def _build_job_form(services: Services) -> JobForm:
     with gr.Row():
         inputs["start_adapter"] = _input("start_adapter", defaults)
         inputs["name"] = _input("name", defaults)
+    if services.settings.ray_address and not services.settings.demo:
+        # A cluster is set up: where the job trains is part of what it is.
+        with gr.Row():
+            inputs["runs_on"] = _input("runs_on", defaults)
+            inputs["num_workers"] = _input("num_workers", defaults)
+        gr.Markdown(f"ray: the Ray cluster at `{services.settings.ray_address}` "
+                    "(FTAPP_RAY_ADDRESS); the adapter comes back here when it ends.")  # fmt: skip
     with gr.Row():
         queue_button = gr.Button("Queue job", variant="primary", elem_id="ft-queue")
         yaml_button = gr.Button("Show config as YAML")

@@ -3,7 +3,7 @@ tell who answered), with prompt-engineered contestants beside the base model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -64,3 +64,20 @@ def echo_services(home: Path) -> Services:
 
 def reviewer(name: str) -> User:
     return User(name, Role.REVIEWER)
+
+
+def vote_in_turns(db, session_id: int, names: list[str], choose: Callable) -> None:
+    """The reviewers `names` take turns asking for a battle and voting `choose(name, battle)`
+    until none of them has a battle left: taking turns, they share the session's battles."""
+    from ftapp.arena.battles import record_vote
+    from ftapp.arena.sessions import next_battle
+    from ftapp.store import arena as store
+
+    waiting = list(names)
+    while waiting:
+        for who in list(waiting):
+            battle_id = next_battle(db, session_id, reviewer(who))
+            if battle_id is None:
+                waiting.remove(who)
+                continue
+            record_vote(db, battle_id, who, choose(who, store.get_battle(db, battle_id)))

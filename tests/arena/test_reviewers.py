@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-from ftapp.arena.battles import record_vote
 from ftapp.arena.export import battle_records
 from ftapp.arena.generation import generate_pending
 from ftapp.arena.gold import CHECK_BETTER, add_check, mark_check, set_min_accuracy
@@ -19,11 +18,11 @@ from ftapp.arena.leaderboard import leaderboard
 from ftapp.arena.preferences import preferences_from_votes
 from ftapp.arena.prompts import Prompt
 from ftapp.arena.reviewers import VoteRecord, reviewer_quality
-from ftapp.arena.sessions import create_session, next_battle, reviewer_progress
+from ftapp.arena.sessions import create_session, reviewer_progress
 from ftapp.errors import ValidationError
 from ftapp.serving.backend import Sampling
 from ftapp.store import arena as store
-from tests.arena.conftest import reviewer
+from tests.arena.conftest import vote_in_turns
 from tests.live_app import REPO
 
 CAREFUL = ("ann", "ben", "cat")
@@ -71,15 +70,8 @@ def judged(echo_services):
         for i in range(2):
             add_check(db, "checked", f"What is {i} + 2?", f"{i + 2}.", "Seven, probably.", "admin")
         # Everyone takes turns, so the careful and the careless share the session's battles.
-        waiting = [*CAREFUL, CARELESS]
-        while waiting:
-            for who in list(waiting):
-                battle_id = next_battle(db, session.id, reviewer(who))
-                if battle_id is None:
-                    waiting.remove(who)
-                    continue
-                battle = store.get_battle(db, battle_id)
-                record_vote(db, battle_id, who, "a" if who == CARELESS else _careful_vote(battle))
+        vote_in_turns(db, session.id, [*CAREFUL, CARELESS], lambda who, battle: "a"
+                      if who == CARELESS else _careful_vote(battle))  # fmt: skip
         # The careful took a minute over each battle; the careless voted at once.
         db.execute(
             "UPDATE battle_assignments SET assigned_at = strftime('%Y-%m-%dT%H:%M:%f+00:00', "

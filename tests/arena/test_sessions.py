@@ -163,6 +163,35 @@ def test_concurrent_reviewers_get_distinct_battles(echo_services):
     assert None not in given and len(set(given)) == 30
 
 
+def test_reviewers_asking_from_many_tabs_at_once_are_given_one_battle_each(echo_services):
+    session = _session(echo_services, n_prompts=10, overlap=1)  # 30 battles
+    _generate(echo_services)
+    names = [f"r{i}" for i in range(6)]
+    given: dict[str, set[int | None]] = {name: set() for name in names}
+    lock = threading.Lock()
+    start = threading.Barrier(len(names) * 4)
+
+    def take(name: str) -> None:
+        with echo_services.db() as db:
+            start.wait()
+            battle_id = next_battle(db, session.id, reviewer(name))
+        with lock:
+            given[name].add(battle_id)
+
+    threads = [threading.Thread(target=take, args=(name,)) for name in names * 4]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with echo_services.db() as db:
+        rows = db.execute("SELECT reviewer, COUNT(*) FROM battle_assignments GROUP BY 1")
+        assigned = dict(rows.fetchall())
+    # Every tab of a reviewer shows the same battle, and nobody holds more than that one.
+    assert all(len(ids) == 1 and None not in ids for ids in given.values()), given
+    assert assigned == dict.fromkeys(names, 1)
+    assert len({next(iter(ids)) for ids in given.values()}) == len(names)
+
+
 def test_who_may_take_part(echo_services):
     session = _session(echo_services, reviewers=["rita", " sam "])
     _generate(echo_services)

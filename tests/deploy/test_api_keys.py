@@ -29,7 +29,14 @@ def test_a_key_is_shown_once_and_stored_as_its_hash(db):
     assert row["prefix"] == secret[:10]
     found = authenticate(db, f"Bearer {secret}")
     assert found.name == "billing-bot" and found.last_used_at is None  # touched after reading
-    assert authenticate(db, f"bearer  {secret} ").last_used_at is not None
+    used = authenticate(db, f"bearer  {secret} ").last_used_at
+    assert used is not None
+    # Within the minute a request reads the key and writes nothing; later, it is noted again.
+    authenticate(db, f"Bearer {secret}")
+    assert db.execute("SELECT last_used_at FROM api_keys").fetchone()[0] == used
+    db.execute("UPDATE api_keys SET last_used_at = '2026-01-01T00:00:00.000+00:00'")
+    authenticate(db, f"Bearer {secret}")
+    assert db.execute("SELECT last_used_at FROM api_keys").fetchone()[0] >= used  # noted now
 
 
 @pytest.mark.parametrize(

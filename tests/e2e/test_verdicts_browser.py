@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.arena.battles import record_vote
 from ftapp.arena.generation import generate_pending
 from ftapp.arena.prompts import Prompt
-from ftapp.arena.sessions import create_session, next_battle
+from ftapp.arena.sessions import create_session
 from ftapp.services import Services
 from ftapp.serving.backend import Sampling
 from ftapp.settings import Settings
-from ftapp.store import arena as store
-from tests.arena.conftest import reviewer, running_arena_app
+from tests.arena.conftest import running_arena_app, vote_in_turns
 from tests.e2e.browser import expect, open_tab, pick_many, readme_shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -43,16 +41,8 @@ def app(tmp_path_factory, models_dir: Path):
             )  # fmt: skip
         generate_pending(services.db, _chat, workers=2)
         with services.db() as db:
-            waiting = ["ann", "carl"]  # taking turns, so they share the battles
-            while waiting:
-                for who in list(waiting):
-                    battle_id = next_battle(db, session.id, reviewer(who))
-                    if battle_id is None:
-                        waiting.remove(who)
-                        continue
-                    battle = store.get_battle(db, battle_id)
-                    careful = "a" if battle.model_a == "pirate" else "b"
-                    record_vote(db, battle_id, who, "a" if who == "carl" else careful)
+            vote_in_turns(db, session.id, ["ann", "carl"], lambda who, battle: "a" if who == "carl"
+                          else "a" if battle.model_a == "pirate" else "b")  # fmt: skip
         yield live
 
 

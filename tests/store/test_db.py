@@ -96,3 +96,32 @@ def test_migrations_apply_in_the_order_of_their_numbers():
     names = [step.__name__ for step in STEPS]
     assert names == sorted(names) and len(set(names)) == len(names)
     assert [int(name[1:4]) for name in names] == list(range(1, len(names) + 1))
+
+
+def test_a_thread_gets_its_connection_again_and_a_nested_unit_of_work_its_own(tmp_path):
+    from ftapp.store.db import ThreadConnections
+
+    open_db(tmp_path / "t.db").close()
+    connections = ThreadConnections(tmp_path / "t.db")
+    with connections.connection() as first:
+        first.execute("CREATE TABLE notes (text TEXT)")
+        with connections.connection() as nested:
+            assert nested is not first  # the outer unit of work still uses `first`
+    with connections.connection() as again:
+        assert again is nested  # the outer one was closed: one idle connection a thread
+        # Left uncommitted, as a failed unit of work may: rolled back, as closing did.
+        again.conn.execute("INSERT INTO notes VALUES ('lost')")
+        assert again.conn.in_transaction
+    with connections.connection() as after:
+        assert after is again and not after.conn.in_transaction
+        assert after.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 0
+    seen = []
+
+    def other_thread() -> None:
+        with connections.connection() as db:
+            seen.append(db)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen[0] is not after  # a connection never crosses threads

@@ -143,9 +143,9 @@ def reaper(settings: Settings):
                 os.kill(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
     if settings.db_path.exists():
-        from ftapp.training.worker import _kill_orphan
+        from ftapp.training.runs import kill_training_child
 
         with closing(connect(settings.db_path)) as db:
             if db["jobs"].exists():
                 for job in store.list_jobs(db):
-                    _kill_orphan(job)  # only a live `ftapp.training.child <this id>` process
+                    kill_training_child(job)  # only a live training child of this job

@@ -2,15 +2,16 @@
 
 import signal
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from ftapp.errors import ValidationError
+from ftapp.processes import exit_reason
 from ftapp.records import JobStatus
 from ftapp.training.child import describe_failure
 from ftapp.training.jobs import eta_seconds, log_tail, queue_job
 from ftapp.training.trainer import last_complete_checkpoint
-from ftapp.training.worker import exit_reason
 from tests.training.conftest import tiny_config
 
 
@@ -73,9 +74,10 @@ def test_resume_picks_the_newest_complete_checkpoint(tmp_path, folders, expected
 def test_child_command_spans_gpus_through_accelerate():
     import sys
 
-    from ftapp.training.worker import child_command
+    from ftapp.training.runs import child_command
 
-    assert child_command(7) == [sys.executable, "-m", "ftapp.training.child", "7"]
-    assert child_command(7, gpus=4) == [
+    folder = Path("/home/ftapp/adapters/job-7/run")
+    assert child_command(folder) == [sys.executable, "-m", "ftapp.training.child", str(folder)]
+    assert child_command(folder, gpus=4) == [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "4",
-        "-m", "ftapp.training.child", "7"]  # fmt: skip
+        "-m", "ftapp.training.child", str(folder)]  # fmt: skip

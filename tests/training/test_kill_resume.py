@@ -7,6 +7,7 @@ succeeded, resumed from their last complete checkpoint, with each step logged on
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,11 +20,12 @@ import pytest
 from ftapp.records import JobStatus
 from ftapp.store import jobs as store
 from ftapp.store.db import connect
+from ftapp.training.events import parse_events
 from ftapp.training.jobs import queue_job
+from ftapp.training.runs import output_path, read_log
 from ftapp.training.worker import Worker, recover_stale_jobs
 from tests.helpers import make_version
 from tests.training.conftest import (
-    checkpoints_of,
     job_now,
     preference_rows,
     tiny_config,
@@ -37,12 +39,18 @@ def finished(settings, job_id):
 
 
 def past_a_checkpoint(settings, job_id):
-    """The last checkpoint, once the job has logged steps after it (which it will redo)."""
-    checkpoints = checkpoints_of(settings, job_id)
-    with closing(connect(settings.db_path)) as db:
-        steps = [row["step"] for row in store.job_metrics(db, job_id) if row["kind"] == "train"]
-    if checkpoints and steps and max(steps) > checkpoints[-1].step:
-        return checkpoints[-1]
+    """(step, path) of the child's last checkpoint, once it has trained steps after it (which
+    it will redo). Read from the child's own output, not from what the worker has recorded:
+    the worker records in batches, and one batch may hold a checkpoint and every step after
+    it up to the next one."""
+    job = job_now(settings, job_id)
+    if not job.log_path:
+        return None
+    events = parse_events(read_log(job, 0)[0])
+    saved = [e for e in events if e["event"] == "checkpoint"]
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    if saved and steps and max(steps) > saved[-1]["step"]:
+        return saved[-1]["step"], output_path(job, saved[-1]["path"])
     return None
 
 
@@ -84,14 +92,14 @@ def test_a_killed_training_child_is_resumed_from_its_checkpoint(
         config = replace(config, start_adapter="start")
     job = queue_job(db, settings, config, "alice")
     with background_worker():
-        first = wait_for(lambda: past_a_checkpoint(settings, job.id), "steps past a checkpoint")
+        first_step, _ = wait_for(lambda: past_a_checkpoint(settings, job.id),
+                                 "steps past a checkpoint")  # fmt: skip
         child_pid = job_now(settings, job.id).child_pid
         os.killpg(child_pid, signal.SIGKILL)  # the child is its own process group
         wait_for(lambda: job_now(settings, job.id).attempts == 2, "the job claimed again")
         done = wait_for(lambda: finished(settings, job.id), "the resumed job to end")
     assert done.child_pid != child_pid
-    _, variants = assert_resumed_and_complete(settings, job.id, max_steps, save_steps,
-                                              first.step)  # fmt: skip
+    _, variants = assert_resumed_and_complete(settings, job.id, max_steps, save_steps, first_step)
     best = [v for v in variants if v.is_best]
     assert len(best) == 1 and best[0].kind == "checkpoint"
     assert best[0].eval_loss == min(v.eval_loss for v in variants if v.kind == "checkpoint")
@@ -113,7 +121,8 @@ def test_a_machine_restart_is_resumed_by_the_next_worker(
     config = tiny_config(version, max_steps=max_steps, save_steps=save_steps, eval_steps=0)
     job = queue_job(db, settings, config, "alice")
     the_worker = start_worker(env, reaper, tmp_path)
-    first = wait_for(lambda: past_a_checkpoint(settings, job.id), "steps past a checkpoint")
+    first_step, first_path = wait_for(lambda: past_a_checkpoint(settings, job.id),
+                                      "steps past a checkpoint")  # fmt: skip
     child_pid = job_now(settings, job.id).child_pid
     the_worker.kill()  # both die at once, as in a power cut: nobody records anything
     os.killpg(child_pid, signal.SIGKILL)
@@ -122,11 +131,11 @@ def test_a_machine_restart_is_resumed_by_the_next_worker(
     assert lost.status == JobStatus.RUNNING and lost.worker_id.endswith(f":{the_worker.pid}")
     # Had the power gone in the middle of a save, the next checkpoint would be half-written:
     # its adapter files, but not yet its optimizer and trainer state. It must not be used.
-    half = Path(lost.output_dir) / f"checkpoint-{first.step + save_steps}"
+    half = Path(lost.output_dir) / f"checkpoint-{first_step + save_steps}"
     if not half.exists():
         half.mkdir()
         for name in ("adapter_config.json", "adapter_model.safetensors"):
-            shutil.copy(Path(first.path) / name, half / name)
+            shutil.copy(first_path / name, half / name)
 
     time.sleep(1.5)  # the heartbeat is now older than the (test's short) stale threshold
     assert recover_stale_jobs(db, stale_seconds=1) == [job.id]
@@ -134,10 +143,10 @@ def test_a_machine_restart_is_resumed_by_the_next_worker(
     assert interrupted.status == JobStatus.INTERRUPTED and "no heartbeat" in interrupted.error
 
     assert Worker(settings).run_once()
-    assert_resumed_and_complete(settings, job.id, max_steps, save_steps, first.step)
+    assert_resumed_and_complete(settings, job.id, max_steps, save_steps, first_step)
 
 
-def test_a_child_outlives_its_killed_worker_and_finishes_the_job(
+def test_the_next_worker_takes_over_the_child_of_a_killed_worker(
     db, settings, tiny, version, env, reaper, tmp_path
 ):
     job = queue_job(db, settings, tiny_config(version, max_steps=16, eval_steps=0), "alice")
@@ -146,12 +155,16 @@ def test_a_child_outlives_its_killed_worker_and_finishes_the_job(
     child_pid = job_now(settings, job.id).child_pid
     the_worker.kill()
     assert the_worker.wait(timeout=30) == -signal.SIGKILL
-    # The job is still alive and beating: another worker leaves it (and its device) alone.
-    assert not Worker(settings).run_once()
-    assert job_now(settings, job.id).status == JobStatus.RUNNING
-    done = wait_for(lambda: finished(settings, job.id), "the orphaned child to finish")
+    # The child trains on in its own process group; the next worker sees its worker is gone
+    # and follows the same child from the events nobody recorded yet: no second attempt.
+    assert Worker(settings).run_once()
+    done = job_now(settings, job.id)
     assert done.status == JobStatus.SUCCEEDED, done.error
     assert done.attempts == 1 and done.child_pid == child_pid and done.step == 16
+    assert done.worker_id != f"{socket.gethostname()}:{the_worker.pid}"
+    with closing(connect(settings.db_path)) as db2:
+        steps = [row["step"] for row in store.job_metrics(db2, job.id) if row["kind"] == "train"]
+    assert steps == list(range(1, 17))  # each step once, none lost in the hand-over
     assert [v.kind for v in store.list_variants(db, job.id)][-1] == "adapter"
 
 

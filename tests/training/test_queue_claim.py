@@ -15,6 +15,7 @@ from ftapp.store import jobs as store
 from ftapp.store.db import connect
 from ftapp.training import worker
 from ftapp.training.jobs import cancel_job, queue_job
+from ftapp.training.runs import run_folder
 from tests.training.conftest import tiny_config
 
 
@@ -170,11 +171,12 @@ def test_a_stale_job_with_a_cancel_request_ends_cancelled(db, settings, tiny, ve
 def test_recovery_kills_a_stale_jobs_orphaned_child_only(db, settings, tiny, version, reaper):
     first, second = queue(db, settings, version, 2)
     sleeper = "import time; time.sleep(120)"
-    # argv like a training child's: `... ftapp.training.child JOB_ID`
-    orphan = subprocess.Popen([sys.executable, "-c", sleeper, "ftapp.training.child", str(first)],
-                              start_new_session=True)  # fmt: skip
-    bystander = subprocess.Popen([sys.executable, "-c", sleeper, "something.else", str(second)],
-                                 start_new_session=True)  # fmt: skip
+    # argv like a training child's: `... ftapp.training.child RUN_FOLDER`
+    folders = {job.id: str(run_folder(job)) for job in store.list_jobs(db)}
+    orphan = subprocess.Popen([sys.executable, "-c", sleeper, "ftapp.training.child",
+                               folders[first]], start_new_session=True)  # fmt: skip
+    bystander = subprocess.Popen([sys.executable, "-c", sleeper, "something.else",
+                                  folders[second]], start_new_session=True)  # fmt: skip
     reaper.extend([orphan, bystander])
     store.claim_next_job(db, "w1", "cpu")
     store.claim_next_job(db, "w1", "gpu")

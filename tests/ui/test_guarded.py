@@ -174,3 +174,30 @@ def test_the_built_page_names_no_dataset_and_checks_every_handler(services):
     shown = fill.fn(ADMIN, None)  # nothing remembered by this browser: the newest is opened
     assert shown["choices"] == ["secretdata"] and shown["value"] == "secretdata"
     assert fill.fn(ADMIN, "gone")["value"] == "secretdata"  # a remembered name must exist
+
+
+def test_every_call_is_timed_by_action_refused_ones_too(services):
+    from ftapp.ui.handler_times import HandlerTimes
+
+    @guarded(services, Role.ADMIN)
+    def slow_action(request: gr.Request, seconds: float) -> str:
+        import time
+
+        time.sleep(seconds)
+        return "done"
+
+    from ftapp.ui import common
+
+    times = HandlerTimes()
+    original, common.HANDLER_TIMES = common.HANDLER_TIMES, times
+    try:
+        for _ in range(3):
+            slow_action(ADMIN, 0.05)
+        refusal(lambda: slow_action(ADMIN, "soon"))  # refused: still a call the server took
+    finally:
+        common.HANDLER_TIMES = original
+    [row] = times.summary(window_seconds=60)
+    assert row.handler == "test_guarded.slow_action" and row.calls == 4
+    assert 50 <= row.p95_ms < 5_000 and row.p50_ms >= 50
+    assert 0 < row.busy_share < 1
+    assert times.summary(window_seconds=1e-9) == []  # nothing ended that recently

@@ -19,6 +19,7 @@ from ftapp.store.migrations.training import (
     m004_job_waiting_reason,
     m009_export_jobs,
     m011_preference_metrics,
+    m016_job_runs,
 )
 from ftapp.store.migrations.users import m006_users, m008_sign_in_sessions
 
@@ -38,6 +39,7 @@ STEPS = (
     m013_what_tuning_cost,
     m014_reviewer_checks,
     m015_api_keys,
+    m016_job_runs,
 )
 
 migrations = Migrations("ftapp")

@@ -129,3 +129,23 @@ def m011_preference_metrics(db: sqlite_utils.Database) -> None:
         ALTER TABLE job_metrics ADD COLUMN rewards_accuracy REAL
         """,
     )
+
+
+def m016_job_runs(db: sqlite_utils.Database) -> None:
+    """Why: a job runs on this machine or on a Ray cluster (issue 22), and its training code
+    no longer writes the database: it emits events that the worker turns into rows.
+    - runner: 'local' (a child process here) or 'ray' (a Ray job on a cluster).
+    - run_id: the Ray job's submission id, so a worker that takes the job over follows the
+      same Ray job instead of submitting it again; run_address: that cluster's job server.
+    - event_offset: how much of the run's output (its log) the worker has turned into rows,
+      moved in the same transaction as those rows: no event is recorded twice or lost when
+      a worker dies and another one takes over."""
+    run_script(
+        db,
+        """
+        ALTER TABLE jobs ADD COLUMN runner TEXT NOT NULL DEFAULT 'local';
+        ALTER TABLE jobs ADD COLUMN run_id TEXT;
+        ALTER TABLE jobs ADD COLUMN run_address TEXT;
+        ALTER TABLE jobs ADD COLUMN event_offset INTEGER NOT NULL DEFAULT 0
+        """,
+    )
