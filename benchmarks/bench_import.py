@@ -1,5 +1,7 @@
 """Import throughput: rows per second for a JSONL import (read, validate, count tokens, dedupe,
-insert), beside a bare sqlite-utils `insert_all` of the same pre-parsed rows in the same run.
+insert), beside what a user would otherwise run on the same file in the same run: a bare
+sqlite-utils `insert_all`, and `datasets.load_dataset("json")` + a batched `.map` that counts
+tokens with the same tokenizer and chat template.
 
     .venv/bin/python benchmarks/bench_import.py [--rows 100000] [--seed 0] [--repeat 1]
 
@@ -8,14 +10,21 @@ rows of varied length (prompt 5-120 words, completion 20-400), a fifth with a sy
 a little non-ASCII text, and a few percent of rows the import must reject or drop (invalid JSON,
 empty completion, missing field, over the token limit, exact duplicates).
 
-Runs, each into a fresh SQLite file with the house pragmas (WAL, synchronous=NORMAL):
+Runs, each into a fresh SQLite file with the house pragmas (WAL, synchronous=NORMAL) or a fresh
+datasets cache in the temporary directory:
 - baseline: `insert_all(rows, batch_size=1000)` of the rows json.loads could parse (parsing is
   not timed): the floor cost of just storing them;
+- datasets, num_proc=None / 1 / 2: `load_dataset("json", data_files=..., cache_dir=...)` then
+  `.map(count, batched=True, num_proc=...)`, where `count` renders the bundled model's chat
+  template per row and calls its tokenizer on the batch; load + map are timed. It reads a copy
+  of the file without the lines json.loads can't parse (load_dataset refuses the whole file
+  for one bad line), made untimed. num_proc=None runs in this process; 1 and 2 are worker
+  processes, where datasets turns the tokenizer's own threads off;
 - ftapp import, tokens off: `import_file` with a token counter that returns zeros;
 - ftapp import, tokens on: `import_file` with the bundled model's ChatTokenCounter, as the app
   runs it; the phase split comes from time-stamping its progress messages.
-The ratio is ftapp rows/s over baseline rows/s; with --repeat N each kind of run is done N
-times and the fastest shown. Nothing is asserted; see benchmarks/README.md.
+Each ratio is rows/s over a baseline's rows/s; with --repeat N each kind of run is done N times
+and the fastest shown. Nothing is asserted; see benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -35,8 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
+from transformers import AutoTokenizer
 
 from ftapp.data.importer import import_file
 from ftapp.models.bundled import prepare_bundled_model
@@ -106,6 +117,7 @@ class Run:
     workdir: Path
     report: ImportReport | None = None
     phases: dict[str, float] = field(default_factory=dict)
+    tokens: dict[int, int] = field(default_factory=dict)  # line of the file -> tokens counted
 
     @property
     def rate(self) -> float:
@@ -198,13 +210,14 @@ def db_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-def parse_rows(jsonl: Path) -> list[dict]:
-    """The rows json.loads can parse, for the baseline (not timed)."""
+def parse_rows(jsonl: Path) -> list[tuple[int, str, dict]]:
+    """(line number, text, row) of the lines json.loads can parse, for the baselines (not
+    timed)."""
     rows = []
     with jsonl.open(encoding="utf-8") as handle:
-        for line in handle:
+        for number, line in enumerate(handle, start=1):
             try:
-                rows.append(json.loads(line))
+                rows.append((number, line, json.loads(line)))
             except json.JSONDecodeError:
                 continue
     return rows
@@ -229,6 +242,55 @@ def run_baseline(rows: list[dict], workdir: Path) -> Run:
     db.close()
     assert inserted == len(rows), (inserted, len(rows))
     return Run("baseline: bare insert_all", inserted, seconds, db_size(path), workdir)
+
+
+def run_datasets(
+    label: str, clean: Path, lines: list[int], workdir: Path, tokenizer: Any, num_proc: int | None
+) -> Run:
+    """load_dataset("json") + a batched map counting each row's tokens under the chat template,
+    as a user would write it; `lines` are the source lines of `clean`'s rows."""
+    import datasets  # main imported it, once HF_DATASETS_CACHE was set
+
+    def count_tokens(batch: dict[str, list]) -> dict[str, list[int]]:
+        systems = batch.get("system") or [None] * len(batch["prompt"])
+        conversations = []
+        for system, prompt, completion in zip(
+            systems, batch["prompt"], batch["completion"], strict=True
+        ):
+            messages = [{"role": "system", "content": system}] if system else []
+            messages.append({"role": "user", "content": prompt})
+            messages.append({"role": "assistant", "content": completion or ""})
+            conversations.append(messages)
+        texts = tokenizer.apply_chat_template(conversations, tokenize=False)
+        encoded = tokenizer(texts, add_special_tokens=False)
+        return {"n_tokens": [len(ids) for ids in encoded["input_ids"]]}
+
+    workdir.mkdir(parents=True)
+    parallelism = os.environ.get("TOKENIZERS_PARALLELISM")
+    gc.collect()
+    start = time.perf_counter()
+    try:
+        dataset = datasets.load_dataset(
+            "json", data_files=str(clean), split="train", cache_dir=str(workdir)
+        )
+        dataset = dataset.map(count_tokens, batched=True, num_proc=num_proc)
+    finally:
+        # map(num_proc=...) sets TOKENIZERS_PARALLELISM=false for its workers and leaves it set
+        # in this process's C environment (os.environ only looks restored): every later
+        # tokenizer call here would run on one core.
+        if parallelism is None:
+            os.unsetenv("TOKENIZERS_PARALLELISM")
+        else:
+            os.putenv("TOKENIZERS_PARALLELISM", parallelism)
+    seconds = time.perf_counter() - start
+    tokens = dict(zip(lines, dataset["n_tokens"], strict=True))
+    run = Run(label, len(dataset), seconds, dir_size(workdir), workdir, tokens=tokens)
+    del dataset
+    return run
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
 class PhaseClock:
@@ -285,6 +347,7 @@ def run_ftapp(
         progress=clock,
     )
     end = time.perf_counter()
+    tokens = dict(db.execute("SELECT source_line, n_tokens FROM examples").fetchall())
     db.close()
     return Run(
         label,
@@ -294,19 +357,22 @@ def run_ftapp(
         home,
         report=report,
         phases=clock.split(start, end),
+        tokens=tokens,
     )
 
 
-def best_of(repeat: int, once: Callable[[int], Run]) -> Run:
-    """The fastest of `repeat` runs, each into its own fresh database (removed afterwards)."""
-    best = None
+def best_in_rounds(repeat: int, kinds: dict[str, Callable[[int], Run]]) -> dict[str, Run]:
+    """Each kind of run `repeat` times, taking turns (so a change in the machine's load falls on
+    every kind), each into its own fresh directory (removed afterwards); the fastest of each."""
+    best: dict[str, Run] = {}
     for i in range(repeat):
-        run = once(i)
-        shutil.rmtree(run.workdir)
-        gc.collect()
-        if best is None or run.seconds < best.seconds:
-            best = run
-    assert best is not None
+        for label, once in kinds.items():
+            run = once(i)
+            print(f"  round {i + 1}: {label:<30} {run.seconds:>7.2f} s", flush=True)
+            shutil.rmtree(run.workdir)
+            gc.collect()
+            if label not in best or run.seconds < best[label].seconds:
+                best[label] = run
     return best
 
 
@@ -317,25 +383,41 @@ def no_tokens(conversations: list[list[dict[str, str]]]) -> list[int]:
 def print_results(runs: list[Run], baseline: Run) -> None:
     print()
     header = (
-        f"{'run':<28} {'rows':>8} {'seconds':>8} {'rows/s':>8} {'ratio':>7} {'1/ratio':>7}"
-        f" {'db MB':>6}"
+        f"{'run':<30} {'rows':>8} {'seconds':>8} {'rows/s':>8} {'ratio':>7} {'1/ratio':>7}"
+        f" {'MB out':>6}"
     )
     print(header)
     print("-" * len(header))
     for run in runs:
         ratio = run.rate / baseline.rate
         print(
-            f"{run.label:<28} {run.rows:>8,} {run.seconds:>8.2f} {run.rate:>8,.0f} "
+            f"{run.label:<30} {run.rows:>8,} {run.seconds:>8.2f} {run.rate:>8,.0f} "
             f"{ratio:>6.3f}x {1 / ratio:>6.1f}x {run.db_bytes / 1e6:>6.1f}"
         )
     print("ratio = run rows/s / baseline rows/s (rows: lines in the file for ftapp, rows")
-    print("inserted for the baseline, which skips the unparseable lines); db MB: file + WAL")
+    print("read for the others, which skip the unparseable lines); MB out: database file + WAL,")
+    print("or the datasets cache (Arrow files)")
     for run in runs:
         if not run.phases:
             continue
         print(f"\nphases of '{run.label}':")
         for name, seconds in run.phases.items():
-            print(f"  {name:<36} {seconds:>7.2f} s  {100 * seconds / run.seconds:>5.1f} %")
+            print(f"  {name:<38} {seconds:>7.2f} s  {100 * seconds / run.seconds:>5.1f} %")
+
+
+def print_against(full: Run, baselines: list[Run]) -> None:
+    """ftapp's rows/s over each baseline's, and whether the token counts agree."""
+    print(f"\n'{full.label}' rows/s over each baseline's rows/s:")
+    for run in baselines:
+        print(f"  {run.label:<30} {full.rate / run.rate:>7.3f}x")
+    for run in baselines:
+        if not run.tokens:
+            continue
+        differ = [line for line, n in full.tokens.items() if run.tokens.get(line) != n]
+        print(
+            f"token counts of the {len(full.tokens):,} imported rows, '{run.label}': "
+            + (f"{len(differ):,} differ (first lines: {differ[:5]})" if differ else "all equal")
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,32 +467,46 @@ def main(argv: list[str] | None = None) -> int:
             f"completion, {mix.too_long:,} over {args.max_tokens} tokens"
         )
 
-        rows = parse_rows(jsonl)
-        baseline = best_of(args.repeat, lambda i: run_baseline(rows, workdir / f"baseline-{i}"))
-        rows.clear()  # free them before the ftapp runs
-        runs = [baseline]
-        if not args.skip_tokens_off:
-            runs.append(
-                best_of(
-                    args.repeat,
-                    lambda i: run_ftapp(
-                        "ftapp import, tokens off",
-                        jsonl,
-                        workdir / f"home-no-tokens-{i}",
-                        no_tokens,
-                        args.max_tokens,
-                    ),
-                )
-            )
+        parsed = parse_rows(jsonl)
+        rows = [row for _, _, row in parsed]
+        clean = workdir / "clean.jsonl"
+        clean.write_text("".join(text for _, text, _ in parsed), encoding="utf-8")
+        lines = [number for number, _, _ in parsed]
+        del parsed
+        # Its cache in the temporary directory, so nothing is reused from or left in ~/.cache.
+        os.environ["HF_DATASETS_CACHE"] = str(workdir / "hf-datasets")
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))  # loaded before the timers
         counter = ChatTokenCounter(model_dir)
         counter([[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hi"}]])
-        full = best_of(
-            args.repeat,
-            lambda i: run_ftapp(
-                "ftapp import, tokens on", jsonl, workdir / f"home-{i}", counter, args.max_tokens
-            ),
+
+        kinds: dict[str, Callable[[int], Run]] = {
+            "baseline: bare insert_all": lambda i: run_baseline(rows, workdir / f"baseline-{i}")
+        }
+        for num_proc in (None, 1, 2):
+            kinds[f"datasets, num_proc={num_proc}"] = (
+                lambda i, n=num_proc: run_datasets(
+                    f"datasets, num_proc={n}", clean, lines, workdir / f"datasets-{n}-{i}",
+                    tokenizer, n,
+                )
+            )  # fmt: skip
+        if not args.skip_tokens_off:
+            kinds["ftapp import, tokens off"] = lambda i: run_ftapp(
+                "ftapp import, tokens off", jsonl, workdir / f"home-no-tokens-{i}", no_tokens,
+                args.max_tokens,
+            )  # fmt: skip
+        kinds["ftapp import, tokens on"] = lambda i: run_ftapp(
+            "ftapp import, tokens on", jsonl, workdir / f"home-{i}", counter, args.max_tokens
         )
-        runs.append(full)
+        # As the app does (ui/app.py): the objects made so far (libraries, parsed rows) out of
+        # the garbage collector's sight, for every run alike.
+        gc.freeze()
+        best = best_in_rounds(args.repeat, kinds)
+        runs = list(best.values())
+        baseline, full = best["baseline: bare insert_all"], best["ftapp import, tokens on"]
 
         report = full.report
         assert report is not None
@@ -419,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(report.duplicates):,} duplicates dropped, of {report.n_rows:,} rows"
         )
         print_results(runs, baseline)
+        print_against(full, [run for run in runs if not run.label.startswith("ftapp")])
     return 0
 
 

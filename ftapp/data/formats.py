@@ -158,8 +158,13 @@ def unpaired_surrogate(value: Any) -> str | None:
     """The first unpaired UTF-16 surrogate in a parsed value's strings, as an escape ("\\ud83d"),
     or None. JSON can spell one (half an emoji, `"\\ud83d"`), but it is not text: SQLite, the
     tokenizer and every export fail on it, so a row holding one is refused."""
+    return surrogate_in_json(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def surrogate_in_json(text: str) -> str | None:
+    """unpaired_surrogate of a value from its `json.dumps(value, ensure_ascii=False)` text."""
     try:
-        json.dumps(value, ensure_ascii=False, default=str).encode("utf-8")
+        text.encode("utf-8")
     except UnicodeEncodeError as exc:
         return ascii(exc.object[exc.start])[1:-1]
     return None

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import bisect
 import csv
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftapp.data.formats import unpaired_surrogate
+from ftapp.data.formats import surrogate_in_json, unpaired_surrogate
 from ftapp.errors import ValidationError
 
 # A long cell is a long example, to be rejected on its own row by the token limit, not a file
@@ -45,6 +46,9 @@ class SourceRow:
     error: str | None = None
     raw: str = ""
     original: Any = None  # the row before a column mapping renamed it; None when unmapped
+    # `as_read` as JSON text (the importer's raw_json), made once by the check that the row
+    # can be stored rather than again for every imported row; None for a row with an error.
+    as_read_json: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def as_read(self) -> Any:
@@ -112,15 +116,19 @@ def _refuse_constant(name: str) -> Any:
 
 def _refuse_unstorable(row: SourceRow) -> SourceRow:
     """A row that can't be stored as JSON text becomes a row error: one holding an unpaired
-    surrogate (see formats), or one nested too deeply to be written back."""
+    surrogate (see formats), or one nested too deeply to be written back. Any other row comes
+    back with its JSON text."""
     if row.error:
         return row
     try:
-        surrogate = unpaired_surrogate(row.value) or unpaired_surrogate(row.original)
+        text = json.dumps(row.as_read, ensure_ascii=False, default=str)
+        # A mapped row's fields may hold JSON parsed from its cells: checked on their own, first.
+        mapped = unpaired_surrogate(row.value) if row.original is not None else None
     except RecursionError:
         return SourceRow(row.line, error="invalid JSON: nested too deeply", raw=row.raw)
+    surrogate = mapped or surrogate_in_json(text)
     if surrogate is None:
-        return row
+        return dataclasses.replace(row, as_read_json=text)
     error = f"an unpaired surrogate ({surrogate}): half a character, not valid Unicode text"
     return SourceRow(row.line, error=error, raw=row.raw)
 

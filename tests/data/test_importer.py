@@ -4,12 +4,14 @@ bad rows are listed by line, duplicates are skipped, and any failure writes noth
 from __future__ import annotations
 
 import csv
+import gc
 import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from ftapp.data import importer
 from ftapp.data.importer import ImportRejected, import_file, import_problems, write_problems_jsonl
 from ftapp.errors import NotFound, ValidationError
 from ftapp.store import datasets as store
@@ -440,6 +442,14 @@ def test_original_row_is_kept_in_raw_json(tmp_path, db, run):
     assert store.get_example(db, stored["id"]).raw == row
 
 
+def test_raw_json_is_the_row_as_read_in_compact_json(tmp_path, db, run):
+    rows = [{"system": "Sé breve.", **pc("東京?", "🙂 " * 3), "meta": {"n": 1.5}}, pc("Q", "A")]
+    run(write_jsonl(tmp_path / "a.jsonl", rows))
+    assert [row["raw_json"] for row in examples(db)] == [
+        json.dumps(row, ensure_ascii=False) for row in rows
+    ]
+
+
 def test_tools_are_stored_parsed(tmp_path, db, run):
     tools = [{"name": "get_weather", "parameters": {"type": "object"}}]
     row = {"conversations": [{"from": "human", "value": "Weather?"},
@@ -468,6 +478,31 @@ def test_n_tokens_is_the_real_token_count_of_the_messages(tmp_path, db, run, cou
     assert [row["n_tokens"] for row in stored] == expected
     assert expected[0] < expected[2] < expected[1]  # distinct, plausibly sized counts
     assert 5 < expected[0] < 60
+
+
+def test_n_tokens_are_what_the_tokenizer_gives_each_row_on_its_own(
+    tmp_path, db, run, count_tokens, monkeypatch
+):
+    monkeypatch.setattr(importer, "TOKEN_BATCH", 2)  # several batches, counted in file order
+    rows = [
+        pc("Hi", "Hello"),
+        {"system": "Tu es un assistant très poli.", **pc("Où est Zürich ?", "En Suisse — 🙂")},
+        pc("東京の人口は？", "約1400万人です。"),
+        {"system": "Отвечай кратко.", **pc("Что такое модель?", "Функция. " * 30)},
+        pc("naïve café résumé", "数据 " * 40),
+    ]
+    run(write_jsonl(tmp_path / "a.jsonl", rows))
+    tokenizer = count_tokens.tokenizer  # transformers' ordinary path, one row at a time
+    expected = []
+    for row in examples(db):
+        text = tokenizer.apply_chat_template(json.loads(row["messages_json"]), tokenize=False)
+        expected.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    assert [row["n_tokens"] for row in examples(db)] == expected
+    assert len(set(expected)) == len(rows)  # distinct rows, distinct counts: none swapped
+    texts = ["naïve café 🙂", "", "Отвечай кратко."]
+    assert count_tokens.count_text(texts) == [
+        len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts
+    ]
 
 
 def test_token_limit_is_inclusive(tmp_path, db, run, count_tokens):
@@ -521,6 +556,23 @@ def test_a_failure_is_invisible_to_another_connection(tmp_path, db, run, setting
         assert table_counts(other) == {table: 0 for table in table_counts(other)}
     finally:
         other.close()
+
+
+def test_garbage_collection_waits_for_the_import_and_comes_back_on(tmp_path, run):
+    during = []
+    run(write_jsonl(tmp_path / "a.jsonl", [pc("Q", "A")]),
+        progress=lambda fraction, message: during.append(gc.isenabled()))  # fmt: skip
+    assert during and not any(during)
+    assert gc.isenabled()
+    with pytest.raises(ValidationError):
+        run(write_jsonl(tmp_path / "b.jsonl", [{"x": 1}]))
+    assert gc.isenabled()
+    gc.disable()  # off before: left off
+    try:
+        run(write_jsonl(tmp_path / "c.jsonl", [pc("Q2", "A2")]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 # --- size -------------------------------------------------------------------------------------

@@ -42,3 +42,25 @@ def test_status_change_is_recorded(db, dataset):
         "created_at": "2024-01-01T00:00:00Z",
     }
     assert store.get_example(db, ids[0]).reviewed_by == "bob"
+
+
+def test_inserted_examples_keep_their_order_and_roll_back_with_the_caller(db, dataset):
+    rows = [
+        {"dataset_id": dataset.id, "source_format": "messages", "messages_json": f"[{i}]",
+         "raw_json": "{}", "content_hash": f"hash-{i}", "n_tokens": i,
+         "created_at": "2024-01-01T00:00:00Z"}
+        for i in range(3)
+    ]  # fmt: skip
+    before = table_counts(db)
+    with pytest.raises(RuntimeError), write_transaction(db):
+        store.insert_examples(db, rows)
+        raise RuntimeError("later step of the same unit of work fails")
+    assert table_counts(db) == before
+    with write_transaction(db):
+        store.insert_examples(db, rows)
+        store.insert_examples(db, [])
+    stored = db.execute(
+        "SELECT messages_json, content_hash, n_tokens, status FROM examples "
+        "WHERE content_hash LIKE 'hash-%' ORDER BY id"
+    ).fetchall()
+    assert stored == [(f"[{i}]", f"hash-{i}", i, "pending") for i in range(3)]
