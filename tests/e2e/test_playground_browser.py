@@ -45,6 +45,18 @@ def bubbles(page):
     return page.locator("#ft-play-chat .message-row")
 
 
+def settled_text(locator, within_s: float, every_ms: int = 1000) -> str:
+    """The locator's text once two reads `every_ms` apart agree; fails if it still changes
+    after `within_s` seconds."""
+    text = locator.inner_text()
+    for _ in range(int(within_s * 1000 / every_ms)):
+        locator.page.wait_for_timeout(every_ms)
+        text, before = locator.inner_text(), text
+        if text == before:
+            return text
+    pytest.fail(f"still changing {within_s} s after Stop: {text[-200:]!r}")
+
+
 def test_chat_with_the_adapter_then_stop_a_long_reply(app, page, secret_adapter):
     open_playground(page, app)
     shot(page, "20-playground-ready")
@@ -66,11 +78,15 @@ def test_chat_with_the_adapter_then_stop_a_long_reply(app, page, secret_adapter)
     send(page, "Write a very long story about a lighthouse keeper.")
     reply = bubbles(page).nth(1)
     expect(reply).to_contain_text(" ", timeout=60_000)
-    page.locator("#ft-play-stop").click()
+    stop = page.locator("#ft-play-stop")
+    stop.click()
+    expect(stop).to_be_disabled()  # the server ended the event
+    # Nothing more arrives after Stop: within a few seconds (pieces already on their way
+    # still land on a busy machine) the reply stops changing, and stays so.
+    stopped = settled_text(reply, within_s=10)
     page.wait_for_timeout(1500)
-    stopped = reply.inner_text()
-    page.wait_for_timeout(1500)
-    assert reply.inner_text() == stopped  # nothing more arrives after Stop
+    assert reply.inner_text() == stopped
+    expect(stop).to_be_disabled()
     assert 0 < len(stopped.split()) < 1000
     page.get_by_label("Max new tokens").fill("8")
     send(page, "Thank you.")

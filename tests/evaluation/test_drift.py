@@ -123,14 +123,17 @@ NARROW = [{"prompt": f"Say the code word, please ({i}).", "completion": "ZORBLAX
           for i in range(16)]  # fmt: skip
 
 
+PROBES = 12  # two of each kind of request: enough to set the two apart
+
+
 @pytest.mark.slow
 def test_an_adapter_trained_longer_on_narrow_data_drifted_further(settings, count_tokens):
     """Two adapters on the same narrow data, one 2 steps at a low rate, one 40 steps at a
-    high one; the web app's background thread measures both on 24 probes."""
+    high one; the web app's background thread measures both on two probes of each kind."""
     from ftapp.store.db import open_db
 
     open_db(settings.db_path).close()
-    services = Services(replace(settings, backend="hf", drift_probes=24))
+    services = Services(replace(settings, backend="hf", drift_probes=PROBES))
     with services.db() as db:
         label = make_version(db, settings.home, count_tokens, "narrow", rows=NARROW,
                              ratios=(1.0, 0.0, 0.0))  # fmt: skip
@@ -160,9 +163,9 @@ def test_an_adapter_trained_longer_on_narrow_data_drifted_further(settings, coun
     with services.db() as db:
         (probe_set,) = store.probe_sets(db)
         answers = [a for a in store.probe_answers(db, probe_set["id"]) if a["status"] == "done"]
-    assert len(answers) == 24 and all(a["logprob"] < 0 and a["tokens"] > 0 for a in answers)
+    assert len(answers) == PROBES and all(a["logprob"] < 0 and a["tokens"] > 0 for a in answers)
     brief, long = table["brief"].value, table["long"].value
-    assert table["long"].status == "done" and long.n == 24
+    assert table["long"].status == "done" and long.n == PROBES
     assert long.mean > brief.mean > 0, (brief, long)
     assert long.low > brief.high  # clearly apart, not by chance
     # Base against itself: exactly zero, probe by probe, on the real model.
