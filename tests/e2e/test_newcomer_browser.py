@@ -255,9 +255,15 @@ def test_a_reload_reopens_the_dataset_that_was_open(app, page):
     page.goto(app.url)
     picker = page.locator("#ft-dataset input")
     expect(picker).to_have_value("secrets")  # the newest, on a first visit
+    # The choice is kept by a round trip to the server: wait for it to be written (the value
+    # is encrypted, so each write reads differently) before reloading.
+    stored = "() => localStorage.getItem('ftapp-dataset')"
+    page.wait_for_function(f"() => ({stored})() !== null")  # the first visit's choice
+    before = page.evaluate(stored)
     picker.fill("other")
     picker.press("Enter")
     expect(page.locator("#ft-position")).to_contain_text("of 6 matching")
+    page.wait_for_function(f"before => ({stored})() !== before", arg=before)
     page.reload()
     expect(picker).to_have_value("other")
     expect(page.locator("#ft-position")).to_contain_text("of 6 matching")

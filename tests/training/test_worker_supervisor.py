@@ -89,7 +89,9 @@ def test_the_app_stopped_with_ctrl_c_stops_its_worker_and_starts_no_other(tmp_pa
         time.sleep(3)
         assert alive(worker.pid)
         app.process.send_signal(signal.SIGCONT)
-        assert app.process.wait(60) is not None
+        # A guard against hanging, not a speed check: the worker gets 20 s to stop its job,
+        # the answer thread 10 s, Gradio 5 s, and a busy machine is slower still.
+        assert app.process.wait(180) is not None
     log = app.log_tail(100_000)
     assert "starting another" not in log and "started again" not in log
     assert not alive(worker.pid)
