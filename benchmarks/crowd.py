@@ -9,12 +9,13 @@ and the app don't share a Python interpreter; it prints one JSON object.
 SPEC_JSON: {"names": [...], "password": str, "mode": "session" | "free", "session": str,
 "seconds": float, "think": [min_s, max_s], "seed": int, "prompts": [...]}.
 
-Each reviewer repeats a round until the deadline: the next battle (`/session_next`) or a
-prompt (`/free_send`, the call ends when both answers are complete), a random vote (then, in
-a session, the progress line the page asks for after a vote), then a think time drawn from
-`think` ([0, 0]: none, the stress case). Per call it measures the
-latency the client saw, and the part of it spent waiting in the server's queue (from the
-join to the server's "process_starts" message). Sign-ins happen before the clock starts.
+Each reviewer opens the page (in a session, on the session: `/session_open`), then repeats a
+round until the deadline: the next battle (`/session_next`) or a prompt (`/free_send`, the call
+ends when both answers are complete), a random vote (in a session it answers with the progress
+line too), then a think time drawn from `think` ([0, 0]: none, the stress case). Per call it
+measures the latency the client saw, and the part of it spent waiting in the server's queue
+(from the join to the server's "process_starts" message). Sign-ins and page loads happen
+before the clock starts.
 """
 
 from __future__ import annotations
@@ -77,14 +78,20 @@ class Page:
         raise RuntimeError(f"{api_name}: the stream closed before the event completed")
 
 
-async def open_page(url: str, name: str, password: str) -> Page:
+async def open_page(url: str, name: str, password: str, session: str | None) -> Page:
+    """Sign in and load the page; in session mode the page opens on the session, as the
+    browser's does (the dropdown's change: the instructions, the progress line and the first
+    battle). Gradio builds a page's state on its first event, so that cost falls here too."""
     client = httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=True)
     signed = await client.post(f"{url}/login", data={"username": name, "password": password})
     signed.raise_for_status()
     config = (await client.get(f"{url}/config")).json()
     api = url + config.get("api_prefix", "")
     endpoints = {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name")}
-    return Page(client, api, endpoints)
+    page = Page(client, api, endpoints)
+    if session is not None:
+        await page.call("session_open", [session])
+    return page
 
 
 async def rounds(page: Page, name: str, spec: dict, deadline: float, out: dict) -> None:
@@ -110,9 +117,6 @@ async def rounds(page: Page, name: str, spec: dict, deadline: float, out: dict) 
             _, total, queued = await page.call(vote, [None, None, None, ""])
             out["latency"]["vote"].append((total, queued))
             out["acked"][f"{name}|{mode}"] += 1
-            if mode == "session":  # the page asks for its progress line after a vote
-                _, total, queued = await page.call("session_progress", [spec["session"]])
-                out["latency"]["progress"].append((total, queued))
         except Exception as exc:  # counted by kind; the reviewer goes on after a pause
             out["errors"][f"{type(exc).__name__}: {' '.join(str(exc).split())[:80]}"] += 1
             await asyncio.sleep(0.5)
@@ -125,7 +129,8 @@ async def main(url: str, spec: dict) -> dict:
 
     async def signed_in(name: str) -> Page:
         async with gate:
-            return await open_page(url, name, spec["password"])
+            session = spec["session"] if spec["mode"] == "session" else None
+            return await open_page(url, name, spec["password"], session)
 
     pages = await asyncio.gather(*(signed_in(name) for name in spec["names"]))
     out = {"latency": defaultdict(list), "acked": Counter(), "errors": Counter(), "exhausted": 0}

@@ -75,7 +75,7 @@ FREE_PROMPTS = [
 ]
 # The app's handler behind each action the crowd takes (ui/handler_times.py names).
 HANDLERS = {"next": "arena_tab.show_next", "vote": "arena_battle.vote",
-            "progress": "arena_tab.show_progress", "send": "arena_tab.send_message"}  # fmt: skip
+            "send": "arena_tab.send_message"}  # fmt: skip
 
 
 @dataclass

@@ -3,7 +3,9 @@ optional 1-5 scores and a comment, and the reveal after the vote.
 
 Which battle is shown lives in a gr.State (kept on the server, never sent to the browser);
 the core checks on every call that the battle was given to the signed-in reviewer. Model
-names appear only in the reveal, produced by the vote itself.
+names appear only in the reveal, produced by the vote itself. In an evaluation session the
+vote also answers with the reviewer's progress line, so a round is two events (the next
+battle, the vote), not three.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from ftapp.arena.battles import BattleView, battle_view, record_vote
+from ftapp.arena.sessions import ReviewerProgress, reviewer_progress
 from ftapp.errors import ValidationError
 from ftapp.records import BattleStatus, Role, VoteChoice
 from ftapp.services import Services
@@ -47,9 +50,17 @@ class BattlePanel:
         return [self.chat_a, self.chat_b, self.reveal, *self.buttons.values(),
                 self.score_a, self.score_b, self.comment]  # fmt: skip
 
+    @property
+    def verdict_outputs(self) -> list[Any]:
+        """What a vote fills: the outputs but the two answers, which a vote leaves as they are
+        (sending them again would cost each vote two conversations' worth of work)."""
+        return self.outputs[2:]
 
-def build_battle_panel(services: Services, prefix: str) -> BattlePanel:
-    """The panel; `prefix` keeps element ids unique (the shortcuts click them by id)."""
+
+def build_battle_panel(services: Services, prefix: str, progress: gr.HTML | None = None
+                       ) -> BattlePanel:  # fmt: skip
+    """The panel; `prefix` keeps element ids unique (the shortcuts click them by id). With
+    `progress`, each vote also fills it with the reviewer's progress in the battle's session."""
     battle_id = gr.State(None)
     # Each pane opens at the question (no scrolling to the end of a long answer), with a copy
     # button per message and none of Gradio's share or clear icons: nothing to do but read.
@@ -71,19 +82,20 @@ def build_battle_panel(services: Services, prefix: str) -> BattlePanel:
             score_b = gr.Radio(SCORES, label="Score for B (1-5)", elem_id=f"ft-{prefix}-score-b")
         comment = gr.Textbox(label="Comment", lines=2, elem_id=f"ft-{prefix}-comment")
     panel = BattlePanel(battle_id, chat_a, chat_b, buttons, score_a, score_b, comment, reveal, [])
+    vote_outputs = panel.verdict_outputs + ([] if progress is None else [progress])
     for choice, button in buttons.items():
         panel.votes.append(
             button.click(
-                _vote_handler(services, choice),
+                _vote_handler(services, choice, with_progress=progress is not None),
                 [battle_id, score_a, score_b, comment],
-                panel.outputs,
+                vote_outputs,
                 api_name=f"{prefix}_vote_{choice}",
             )
         )
     return panel
 
 
-def _vote_handler(services: Services, choice: VoteChoice):
+def _vote_handler(services: Services, choice: VoteChoice, with_progress: bool):
     @guarded(services, Role.REVIEWER)
     def vote(request: gr.Request, battle_id: int | None, score_a: str | None,
              score_b: str | None, comment: str) -> tuple:  # fmt: skip
@@ -95,7 +107,14 @@ def _vote_handler(services: Services, choice: VoteChoice):
                 db, int(battle_id), user.name, choice.value,
                 score_a=_score(score_a), score_b=_score(score_b), comment=comment or "",
             )  # fmt: skip
-        return render(view)
+            verdict = render(view)[2:]  # as BattlePanel.verdict_outputs
+            if not with_progress:
+                return verdict
+            # The battle was given to this reviewer (record_vote checked), so its session's
+            # progress is theirs to see.
+            line = "" if view.session_id is None else progress_html(
+                reviewer_progress(db, view.session_id, user.name))  # fmt: skip
+        return (*verdict, line)
 
     vote.__name__ = f"vote_{choice}"
     return vote
@@ -135,6 +154,18 @@ def render(view: BattleView | None, note: str = "") -> tuple:
     comment = gr.update(value=view.vote.comment if view.vote else "", interactive=can_vote)
     chats = (chat_messages(view.conversation_a), chat_messages(view.conversation_b))
     return (*chats, note, *buttons, *scores, comment)
+
+
+def progress_html(progress: ReviewerProgress) -> str:
+    """The progress line of an evaluation session: this reviewer's share, then everyone's."""
+    total = progress.judged + progress.remaining
+    target = progress.session_target
+    session_share = f"{progress.session_votes / target:.0%}" if target else "-"
+    return (
+        f'<div class="ft-progress"><progress value="{progress.judged}" max="{max(total, 1)}" '
+        f'style="width:100%"></progress><div>You judged {progress.judged} of {total} '
+        f"battles · the session is {session_share} complete</div></div>"
+    )
 
 
 def streaming(text_a: str, text_b: str, view: BattleView) -> tuple:

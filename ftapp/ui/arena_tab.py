@@ -23,6 +23,7 @@ from ftapp.ui.arena_battle import (
     SCROLL_TO_TOP_JS,
     build_battle_panel,
     current_view,
+    progress_html,
     render,
     streaming,
 )
@@ -54,7 +55,7 @@ def _build_sessions_mode(services: Services) -> TabWiring:
         refresh = gr.Button("↻ Refresh", size="sm", scale=1)
     instructions = gr.Markdown("", elem_id="ft-s-instructions")
     progress = gr.HTML("", elem_id="ft-s-progress")
-    panel = build_battle_panel(services, "s")
+    panel = build_battle_panel(services, "s", progress=progress)
     next_button = gr.Button("Next battle (n)", variant="primary", elem_id="ft-s-next")
 
     @guarded(services, Role.REVIEWER)
@@ -64,9 +65,9 @@ def _build_sessions_mode(services: Services) -> TabWiring:
         return gr.update(choices=names, value=current if current in names else
                          (names[0] if names else None))  # fmt: skip
 
-    @guarded(services, Role.REVIEWER)
-    def show_next(request: gr.Request, name: str | None):
-        """The battle to judge: the unfinished one, or the next in this reviewer's queue."""
+    def show(request: gr.Request, name: str | None, whole: bool) -> tuple:
+        """The battle to judge (the unfinished one, or the next in this reviewer's queue);
+        with `whole`, the session's instructions and the progress line too."""
         if not name:
             return (None, "No session selected: an admin opens sessions in Manage.", "",
                     *render(None), gr.update(interactive=False))  # fmt: skip
@@ -74,37 +75,35 @@ def _build_sessions_mode(services: Services) -> TabWiring:
         with services.db() as db:
             target = session_for(db, name, user)
             battle_id = next_battle(db, target.id, user)
-            progress_html = _progress_html(reviewer_progress(db, target.id, user.name))
+            line = (progress_html(reviewer_progress(db, target.id, user.name))
+                    if whole else gr.skip())  # fmt: skip
         # An admin wrote the instructions as Markdown (gr.Markdown sanitizes any HTML).
-        text = target.instructions
+        text = target.instructions if whole else gr.skip()
         if battle_id is None:
-            return None, text, progress_html, *render(None, DONE), gr.update(interactive=False)
-        return (battle_id, text, progress_html,
+            return None, text, line, *render(None, DONE), gr.update(interactive=False)
+        return (battle_id, text, line,
                 *render(current_view(services, battle_id, user.name)),
                 gr.update(interactive=True))  # fmt: skip
 
     @guarded(services, Role.REVIEWER)
-    def show_progress(request: gr.Request, name: str | None) -> str:
-        if not name:
-            return ""
-        user = current_user(services, request)
-        with services.db() as db:
-            # Membership first: the progress of a session says it exists and how far it is.
-            target = session_for(db, name, user)
-            return _progress_html(reviewer_progress(db, target.id, user.name))
+    def open_session(request: gr.Request, name: str | None):
+        """A session chosen, or the page opened on one: all of it."""
+        return show(request, name, whole=True)
+
+    @guarded(services, Role.REVIEWER)
+    def show_next(request: gr.Request, name: str | None):
+        """The next battle. The instructions are on the page already and each vote brought
+        the progress line up to date (a new battle in hand leaves it as it is), so neither is
+        sent again: the progress line's count is the costliest part of a round."""
+        return show(request, name, whole=False)
 
     outputs = [panel.battle_id, instructions, progress, *panel.outputs, next_button]
     refresh.click(list_sessions, [session], [session], api_name="arena_sessions")
     for shown in (
-        session.change(show_next, [session], outputs, api_name=False),
+        session.change(open_session, [session], outputs, api_name="session_open"),
         next_button.click(show_next, [session], outputs, api_name="session_next"),
     ):
         shown.then(None, None, None, js=SCROLL_TO_TOP_JS, api_name=False)  # fmt: skip
-    # After each vote the page asks for the progress line; one of the four is named for API
-    # callers (benchmarks/crowd.py does what the page does).
-    for i, vote in enumerate(panel.votes):
-        vote.then(show_progress, [session], [progress],
-                  api_name="session_progress" if i == 0 else False)  # fmt: skip
     return TabWiring(on_load=((list_sessions, [session], [session]),))
 
 
@@ -161,14 +160,3 @@ def _build_free_mode(services: Services) -> None:
 
     stop.click(stopped, None, [status, stop], api_name=False, cancels=events)
     new.click(new_battle, None, outputs, api_name="free_new", cancels=events)
-
-
-def _progress_html(progress) -> str:
-    total = progress.judged + progress.remaining
-    target = progress.session_target
-    session_share = f"{progress.session_votes / target:.0%}" if target else "-"
-    return (
-        f'<div class="ft-progress"><progress value="{progress.judged}" max="{max(total, 1)}" '
-        f'style="width:100%"></progress><div>You judged {progress.judged} of {total} '
-        f"battles · the session is {session_share} complete</div></div>"
-    )

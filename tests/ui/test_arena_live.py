@@ -25,7 +25,7 @@ SECRET_NAMES = ("concise", "pirate")  # "base" is in every echo answer: all thre
 # What the session endpoints return (gr.State and buttons are not part of the API).
 SESSION_VIEW = ("instructions", "progress", "chat_a", "chat_b", "reveal", "score_a", "score_b",
                 "comment")  # fmt: skip
-VOTE_VIEW = ("chat_a", "chat_b", "reveal", "score_a", "score_b", "comment")
+VOTE_VIEW = ("reveal", "score_a", "score_b", "comment")  # a vote leaves the answers as they are
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,8 @@ def test_a_session_through_the_api(app: LiveApp, tmp_path: Path):
 
     tab = client_for(app)
     tab.predict(None, api_name="/arena_sessions")  # the page lists sessions on load
-    first = dict(zip(SESSION_VIEW, tab.predict("api review", api_name="/session_next"),
+    # The page opens the session (the dropdown's change): instructions, progress, a battle.
+    first = dict(zip(SESSION_VIEW, tab.predict("api review", api_name="/session_open"),
                      strict=True))  # fmt: skip
     assert first["instructions"] == "Pick the **better** answer."
     assert "You judged 0 of 3" in first["progress"]
@@ -113,9 +114,11 @@ def test_a_session_through_the_api(app: LiveApp, tmp_path: Path):
     again = dict(zip(SESSION_VIEW, client_for(app).predict("api review",
                  api_name="/session_next"), strict=True))  # fmt: skip
     assert again["chat_a"] == first["chat_a"] and again["chat_b"] == first["chat_b"]
-    for _ in range(3):
+    for judged in range(1, 4):
         tab.predict("api review", api_name="/session_next")
-        tab.predict(None, None, "", api_name="/s_vote_tie")
+        voted = dict(zip((*VOTE_VIEW, "progress"), tab.predict(None, None, "",
+                     api_name="/s_vote_tie"), strict=True))  # fmt: skip
+        assert f"You judged {judged} of 3" in voted["progress"]  # the vote brings it up to date
     done = dict(zip(SESSION_VIEW, tab.predict("api review", api_name="/session_next"),
                     strict=True))  # fmt: skip
     assert "judged every battle" in done["reveal"]

@@ -36,7 +36,7 @@ ROLE_REFUSALS = ("needs an admin", "sign in first")
 # The named endpoints a reviewer may call; every other named endpoint is for admins. Changing a
 # role means changing this list too, on purpose.
 VOTES = ("a", "b", "tie", "both_bad")
-REVIEWER_ENDPOINTS = {"arena_sessions", "session_next", "session_progress", "free_send", "free_new",
+REVIEWER_ENDPOINTS = {"arena_sessions", "session_open", "session_next", "free_send", "free_new",
                       *(f"{mode}_vote_{choice}" for mode in "sf" for choice in VOTES)}  # fmt: skip
 
 
