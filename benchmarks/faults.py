@@ -367,8 +367,9 @@ def session_round(page: Page, rng: Random) -> bool:
     if "judged every battle" in str(shown[4]):
         return False
     choice = rng.choice(VOTES)
-    reply = page.call("session vote", None, None, "", api_name=f"/s_vote_{choice}")
-    page.ledger.vote(page.name, "session", prompt_of(reply[0]), choice)
+    # The prompt from the battle shown (chat A): a vote leaves the answers out of its reply.
+    page.call("session vote", None, None, "", api_name=f"/s_vote_{choice}")
+    page.ledger.vote(page.name, "session", prompt_of(shown[2]), choice)
     return True
 
 
@@ -380,8 +381,8 @@ def free_round(page: Page, rng: Random, number: int) -> str:
     if shown[1]:  # the status line: "Generation failed." (the engine is down or restarting)
         return str(shown[1])
     choice = rng.choice(VOTES)
-    reply = page.call("free vote", None, None, "", api_name=f"/f_vote_{choice}")
-    page.ledger.vote(page.name, "free", prompt_of(reply[0]), choice)
+    page.call("free vote", None, None, "", api_name=f"/f_vote_{choice}")
+    page.ledger.vote(page.name, "free", prompt_of(shown[2]), choice)
     return ""
 
 
