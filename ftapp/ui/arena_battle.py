@@ -46,15 +46,15 @@ class BattlePanel:
 
     @property
     def outputs(self) -> list[Any]:
-        """What `render` fills, in its order."""
-        return [self.chat_a, self.chat_b, self.reveal, *self.buttons.values(),
-                self.score_a, self.score_b, self.comment]  # fmt: skip
+        """What `render` fills, in its order: the two answers, then the verdict outputs."""
+        return [self.chat_a, self.chat_b, *self.verdict_outputs]
 
     @property
     def verdict_outputs(self) -> list[Any]:
-        """What a vote fills: the outputs but the two answers, which a vote leaves as they are
-        (sending them again would cost each vote two conversations' worth of work)."""
-        return self.outputs[2:]
+        """What a vote fills (`render_verdict`): all but the two answers, which a vote leaves
+        as they are (sending them again would cost each vote two conversations' worth of
+        work)."""
+        return [self.reveal, *self.buttons.values(), self.score_a, self.score_b, self.comment]
 
 
 def build_battle_panel(services: Services, prefix: str, progress: gr.HTML | None = None
@@ -107,7 +107,7 @@ def _vote_handler(services: Services, choice: VoteChoice, with_progress: bool):
                 db, int(battle_id), user.name, choice.value,
                 score_a=_score(score_a), score_b=_score(score_b), comment=comment or "",
             )  # fmt: skip
-            verdict = render(view)[2:]  # as BattlePanel.verdict_outputs
+            verdict = render_verdict(view)
             if not with_progress:
                 return verdict
             # The battle was given to this reviewer (record_vote checked), so its session's
@@ -140,9 +140,17 @@ def current_view(services: Services, battle_id: int, reviewer: str) -> BattleVie
 
 def render(view: BattleView | None, note: str = "") -> tuple:
     """The panel's outputs for a battle (or an empty panel with a note)."""
+    chats = ([], []) if view is None else (
+        chat_messages(view.conversation_a), chat_messages(view.conversation_b))  # fmt: skip
+    return (*chats, *render_verdict(view, note))
+
+
+def render_verdict(view: BattleView | None, note: str = "") -> tuple:
+    """`BattlePanel.verdict_outputs` for a battle: the reveal (or the note), votes, scores and
+    comment, open or locked."""
     if view is None:
         disabled = [gr.update(interactive=False)] * len(VOTES)
-        return ([], [], note, *disabled, None, None, "")
+        return (note, *disabled, None, None, "")
     can_vote = not view.is_locked and view.status != BattleStatus.FAILED
     if view.is_locked:
         note = _reveal(view)
@@ -152,8 +160,7 @@ def render(view: BattleView | None, note: str = "") -> tuple:
     buttons = [gr.update(interactive=can_vote)] * len(VOTES)
     scores = [gr.update(value=_score_text(s), interactive=can_vote) for s in _scores(view)]
     comment = gr.update(value=view.vote.comment if view.vote else "", interactive=can_vote)
-    chats = (chat_messages(view.conversation_a), chat_messages(view.conversation_b))
-    return (*chats, note, *buttons, *scores, comment)
+    return (note, *buttons, *scores, comment)
 
 
 def progress_html(progress: ReviewerProgress) -> str:
